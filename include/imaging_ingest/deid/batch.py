@@ -1,0 +1,163 @@
+"""De-identify many files, optionally in a process pool, one outcome per file.
+
+Used by the DAG's de-identify task (one call per batch) and by ``imaging-ingest
+deidentify``, so both run exactly the same code. A file that fails becomes an outcome
+with a PHI-free reason; it never stops the batch.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import DeidOption
+from .engine import Deidentifier, DeidError, DeidOutput, PatientContext
+from .profile import ResolvedProfile
+from .uids import remap_uid
+
+__all__ = ["FileJob", "FileOutcome", "deidentify_files", "deidentify_frame", "merge_results", "output_key"]
+
+
+@dataclass(frozen=True)
+class FileJob:
+    file_id: int
+    src: str
+    dst: str
+    patient: PatientContext
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    file_id: int
+    output: DeidOutput | None
+    reason: str | None = None
+
+
+_worker: Deidentifier | None = None
+
+
+def _init_worker(profile: ResolvedProfile, secret: bytes) -> None:
+    global _worker
+    _worker = Deidentifier(profile, secret)
+
+
+def _run(deidentifier: Deidentifier, job: FileJob) -> FileOutcome:
+    try:
+        return FileOutcome(job.file_id, deidentifier.deidentify_file(job.src, job.dst, job.patient))
+    except DeidError as exc:
+        return FileOutcome(job.file_id, None, str(exc))
+    except RecursionError:
+        return FileOutcome(job.file_id, None, "sequences nested too deeply to parse")
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch; the type names the cause
+        return FileOutcome(job.file_id, None, f"de-identification failed ({type(exc).__name__})")
+
+
+def _run_in_worker(job: FileJob) -> FileOutcome:
+    assert _worker is not None
+    return _run(_worker, job)
+
+
+def deidentify_files(
+    jobs: Sequence[FileJob],
+    profile: ResolvedProfile,
+    secret: bytes,
+    *,
+    workers: int = 1,
+    on_done: Callable[[FileOutcome], None] | None = None,
+) -> list[FileOutcome]:
+    """Run every job; outcomes come back in the order of ``jobs``."""
+    outcomes: list[FileOutcome] = []
+    results: Iterator[FileOutcome]
+    if workers <= 1 or len(jobs) < 2 * workers:
+        deidentifier = Deidentifier(profile, secret)
+        results = (_run(deidentifier, job) for job in jobs)
+        for outcome in results:
+            outcomes.append(outcome)
+            if on_done:
+                on_done(outcome)
+        return outcomes
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(profile, secret)) as pool:
+        for outcome in pool.map(_run_in_worker, jobs, chunksize=max(1, min(32, len(jobs) // (workers * 4)))):
+            outcomes.append(outcome)
+            if on_done:
+                on_done(outcome)
+    return outcomes
+
+
+def output_key(record: dict[str, object], secret: bytes, retain_uids: bool) -> str:
+    """``<study>/<series>/<sop>.dcm`` from the new UIDs: known before the file is written, same on every rerun."""
+    uids = [str(record[c]) for c in ("study_uid", "series_uid", "sop_uid")]
+    if not retain_uids:
+        uids = [remap_uid(secret, u) for u in uids]
+    return "/".join(uids) + ".dcm"
+
+
+def deidentify_frame(
+    frame: pd.DataFrame,
+    profile: ResolvedProfile,
+    secret: bytes,
+    *,
+    source_of: Callable[[dict[str, Any]], Path],
+    destination_of: Callable[[str], Path],
+    workers: int = 1,
+    on_output: Callable[[dict[str, Any]], None] | None = None,
+    progress: Callable[[], None] | None = None,
+) -> pd.DataFrame:
+    """De-identify a manifest's rows; return one result row per input row (``file_id`` first).
+
+    ``destination_of`` maps an output key to the local path to write; ``on_output`` sees
+    each successful result row (the pipeline uploads the file there).
+    """
+    retain_uids = DeidOption.RETAIN_UIDS in profile.options
+    jobs, keys = [], {}
+    for record in frame.to_dict("records"):
+        key = output_key(record, secret, retain_uids)
+        keys[int(record["file_id"])] = key
+        patient = PatientContext(
+            pseudonym=str(record["pseudo_patient_id"]),
+            date_offset_days=int(record["date_offset_days"]),
+            identifiers=(str(record["patient_id"]),),
+        )
+        jobs.append(FileJob(int(record["file_id"]), str(source_of(record)), str(destination_of(key)), patient))
+    rows = []
+    done = (lambda _outcome: progress()) if progress else None
+    for outcome in deidentify_files(jobs, profile, secret, workers=workers, on_done=done):
+        row: dict[str, Any] = {"file_id": outcome.file_id, "deid_key": keys[outcome.file_id]}
+        if outcome.output is None:
+            row.update(status="quarantined", reason=outcome.reason)
+        else:
+            out = outcome.output
+            row.update(
+                status="ok",
+                reason=None,
+                deid_study_uid=out.study_uid,
+                deid_series_uid=out.series_uid,
+                deid_sop_uid=out.sop_uid,
+                deid_sop_class_uid=out.sop_class_uid,
+                sha256=out.sha256,
+                md5=out.md5,
+                size_out=out.size,
+                **{f"out_{k}": v for k, v in out.attributes.items()},
+                **{f"n_{k}": v for k, v in out.stats.as_dict().items()},
+            )
+            if on_output is not None:
+                on_output(row)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["file_id", "deid_key", "status", "reason"])
+
+
+def merge_results(manifest: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """Fold de-identification results into a manifest; rows that went in ok and failed are quarantined."""
+    frame = manifest.merge(results, on="file_id", how="left", suffixes=("", "_deid"))
+    went_on = frame["status"] == "ok"
+    failed = went_on & (frame["status_deid"] != "ok")
+    frame.loc[failed, "reason"] = frame.loc[failed, "reason_deid"].fillna("not de-identified (missing from every batch)")
+    frame.loc[failed, "status"] = "quarantined"
+    return frame.drop(columns=["status_deid", "reason_deid"])
