@@ -1,0 +1,6 @@
+"""The archive's catalog: collections, versions, submissions, patients, studies, series, instances."""
+
+from .models import SubmissionState
+from .store import Catalog, ClaimOutcome, InstanceRecord
+
+__all__ = ["Catalog", "ClaimOutcome", "InstanceRecord", "SubmissionState"]

@@ -1,0 +1,561 @@
+"""One collection's ingest, stage by stage, as plain methods.
+
+``Ingest`` is what the Airflow tasks call, one method per task, and what the benchmark
+and tests call directly. Every stage reads the previous stage's manifest from the
+staging tier, writes its own, and returns a ``StageResult`` (a manifest key and counts:
+small and PHI-free, fit for an XCom). Every stage is idempotent: rerunning it after a
+crash or on a curator's request converges to the same manifest, objects and rows.
+
+Conservation holds at every stage: each file of the submission is in every manifest,
+either still ``ok`` or ``quarantined`` with a reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from .catalog import Catalog, InstanceRecord, SubmissionState
+from .checksum import Digests
+from .config import CollectionConfig, DeidOption, License
+from .deid import Profile, ResolvedProfile
+from .deid.batch import deidentify_frame, merge_results
+from .gates import run_gate
+from .inventory import inventory_frame
+from .manifest import STATUS_OK, STATUS_QUARANTINED, ManifestStore, public_projection
+from .patients import assign_patients
+from .pixels import screen_frame
+from .secret import load_secret
+from .settings import Settings
+from .sources import Drop, DropSubmission, open_drop
+from .storage import LocalCache, ObjectStore, PublicTierViolation
+from .verify import verify_frame
+
+__all__ = ["Ingest", "NothingToDo", "StageResult", "submission_id_for"]
+
+log = logging.getLogger(__name__)
+
+
+class NothingToDo(Exception):
+    """No complete, unpublished submission is waiting (not an error: the run has nothing to do)."""
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage hands to the next: a manifest key and PHI-free counts."""
+
+    stage: str
+    submission_id: str
+    manifest: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def submission_id_for(collection_id: str, source_url: str, fingerprint: str) -> str:
+    """Collection + where it came from + what it contained: the same drop content is the same submission."""
+    digest = hashlib.sha256(f"{collection_id}\x00{source_url}\x00{fingerprint}".encode()).hexdigest()
+    return f"sub-{digest[:16]}"
+
+
+def _counts(frame: pd.DataFrame) -> dict[str, int]:
+    status = frame["status"].value_counts()
+    return {
+        "files": len(frame),
+        "ok": int(status.get(STATUS_OK, 0)),
+        "quarantined": int(status.get(STATUS_QUARANTINED, 0)),
+    }
+
+
+class Ingest:
+    """The stages of one collection's ingest.
+
+    Args:
+        config: the collection.
+        settings: where the catalog, object store and work area are.
+        secret: the pseudonymisation key; read from the environment when not given, and
+            only by the stages that need it.
+        store, catalog, drop: injected in tests or by Airflow hooks; built from settings otherwise.
+    """
+
+    def __init__(
+        self,
+        config: CollectionConfig,
+        settings: Settings,
+        *,
+        secret: bytes | None = None,
+        store: ObjectStore | None = None,
+        catalog: Catalog | None = None,
+        drop: Drop | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self._secret = secret
+        self._store = store
+        self._catalog = catalog
+        self._drop = drop
+
+    # -- resources ------------------------------------------------------------------------
+
+    @property
+    def secret(self) -> bytes:
+        if self._secret is None:
+            self._secret = load_secret()
+        return self._secret
+
+    @cached_property
+    def store(self) -> ObjectStore:
+        return self._store or ObjectStore(self.settings)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        catalog = self._catalog or Catalog.from_url(self.settings.catalog_url)
+        catalog.ensure_collection(self.config)
+        return catalog
+
+    @cached_property
+    def drop(self) -> Drop:
+        return self._drop or open_drop(self.config.drop, self.settings)
+
+    @cached_property
+    def cache(self) -> LocalCache:
+        return LocalCache(self.settings.cache_dir, self.store)
+
+    @cached_property
+    def profile(self) -> ResolvedProfile:
+        return Profile.load().resolve(self.config.deid)
+
+    def manifests(self, submission_id: str) -> ManifestStore:
+        return ManifestStore(self.store, self.config.id, submission_id)
+
+    def _reports(self, submission_id: str) -> Path:
+        return self.settings.reports_dir / self.config.id / submission_id
+
+    # -- discover and claim ---------------------------------------------------------------
+
+    def _is_complete(self, sub: DropSubmission) -> bool:
+        if self.config.drop.completion == "marker":
+            return sub.marker_present
+        return self.catalog.observe(self.config.id, sub.name, sub.fingerprint) and bool(sub.entries)
+
+    def discover(self) -> list[dict[str, Any]]:
+        """Record complete submissions in the drop; return those not published yet (by name order).
+
+        The result names submissions by id only: a drop folder's name is the site's
+        choice and may identify a patient, so it stays in the catalog.
+        """
+        found = []
+        for sub in self.drop.submissions():
+            if not self._is_complete(sub):
+                continue
+            submission_id = submission_id_for(self.config.id, sub.url, sub.fingerprint)
+            state = self.catalog.discover(self.config.id, submission_id, sub.name, sub.url, sub.fingerprint)
+            if state != SubmissionState.PUBLISHED:
+                found.append({"submission_id": submission_id, "files": len(sub.entries), "state": state})
+        log.info("discover: %d submission(s) ready", len(found))
+        return found
+
+    def claim(self, submission_id: str | None = None, *, force: bool = False) -> StageResult:
+        """Claim a submission (by id, or the first one discovered); a second claim is a no-op.
+
+        ``extra.proceed`` is False when the submission is already published and ``force``
+        is not set: the run then has nothing to do.
+        """
+        if submission_id is None:
+            ready = self.discover()
+            if not ready:
+                raise NothingToDo("no complete, unpublished submission in the drop")
+            submission_id = ready[0]["submission_id"]
+        outcome = self.catalog.claim(submission_id)
+        proceed = force or not outcome.already_published
+        log.info("claim: %s (state %s, proceed %s)", submission_id, outcome.state, proceed)
+        return StageResult("claim", submission_id, extra={"proceed": proceed, "state": outcome.state})
+
+    # -- stage raw ------------------------------------------------------------------------
+
+    def stage_raw(self, submission_id: str) -> StageResult:
+        """Copy the originals into the restricted raw tier (content-addressed), hashing on the way."""
+        row = self._submission(submission_id)
+        sub = self.drop.submission(row.name)
+        if submission_id_for(self.config.id, sub.url, sub.fingerprint) != submission_id and self.manifests(
+            submission_id
+        ).exists("staged"):
+            log.info("stage_raw: drop changed since the claim; re-using the staged originals")
+            staged = self.manifests(submission_id).read("staged")
+            return StageResult("stage_raw", submission_id, self.manifests(submission_id).key("staged"), _counts(staged))
+        rows = []
+        for file_id, entry in enumerate(sorted(sub.entries, key=lambda e: e.path)):
+            record: dict[str, Any] = {
+                "file_id": file_id,
+                "source_path": entry.path,
+                "size": entry.size,
+                "kind": None,
+                "raw_key": None,
+                "sha256_source": None,
+                "status": STATUS_OK,
+                "reason": None,
+            }
+            if entry.kind == "symlink":
+                record.update(status=STATUS_QUARANTINED, reason="symbolic link (never followed)")
+            elif entry.kind != "file":
+                record.update(status=STATUS_QUARANTINED, reason="not a regular file (device, pipe or socket)")
+            else:
+                record.update(self._stage_one(submission_id, entry))
+            rows.append(record)
+        staged = pd.DataFrame(rows)
+        key = self.manifests(submission_id).write("staged", staged)
+        self._quarantine(submission_id, staged, "stage_raw")
+        self.catalog.set_state(submission_id, SubmissionState.STAGED, files_in=len(staged))
+        counts = _counts(staged) | {"bytes": int(staged["size"].sum())}
+        log.info("stage_raw: %s", counts)
+        return StageResult("stage_raw", submission_id, key, counts)
+
+    def _stage_one(self, submission_id: str, entry: Any) -> dict[str, Any]:
+        tmp = self.cache.root / "incoming" / submission_id / f"{abs(hash(entry.locator))}.partial"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        digests = Digests()
+        with self.drop.open(entry) as src, open(tmp, "wb") as out:
+            while chunk := src.read(1 << 20):
+                digests.update(chunk)
+                out.write(chunk)
+        raw_key = f"{self.config.id}/{submission_id}/{digests.sha256}"
+        cached = self.cache.path("raw", raw_key)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp.replace(cached)
+        existing = self.store.head("raw", raw_key)
+        if existing is None or existing.sha256 != digests.sha256:
+            self.store.put_file("raw", raw_key, cached, sha256=digests.sha256)
+        return {"raw_key": raw_key, "sha256_source": digests.sha256, "size": digests.size}
+
+    # -- inventory ------------------------------------------------------------------------
+
+    def inventory(self, submission_id: str) -> StageResult:
+        """Header-only reads into the inventory manifest; submission-wide checks; pseudonyms."""
+        manifests = self.manifests(submission_id)
+        staged = manifests.read("staged")
+        frame = inventory_frame(
+            staged.to_dict("records"),
+            lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
+            self.config.modalities,
+        )
+        frame = assign_patients(frame, self.secret, self.catalog, self.config)
+        key = manifests.write("inventory", frame)
+        self._quarantine(submission_id, frame, "inventory")
+        self._gate("inventory", submission_id, frame)
+        self.catalog.set_state(submission_id, SubmissionState.INVENTORIED)
+        counts = _counts(frame)
+        log.info("inventory: %s", counts)
+        return StageResult("inventory", submission_id, key, counts)
+
+    # -- plan -----------------------------------------------------------------------------
+
+    def plan(self, submission_id: str) -> list[str]:
+        """Split the files that go on into batches of whole series (a large series is split)."""
+        manifests = self.manifests(submission_id)
+        frame = manifests.read("inventory")
+        ok = frame[frame["status"] == STATUS_OK].sort_values(["series_uid", "file_id"])
+        batches: list[list[int]] = [[]]
+        for _, series in ok.groupby("series_uid", sort=True):
+            ids = series["file_id"].tolist()
+            if batches[-1] and len(batches[-1]) + len(ids) > self.config.batch_size:
+                batches.append([])
+            for start in range(0, len(ids), self.config.batch_size):
+                if batches[-1] and len(batches[-1]) >= self.config.batch_size:
+                    batches.append([])
+                batches[-1].extend(ids[start : start + self.config.batch_size])
+        keys = []
+        for number, ids in enumerate(b for b in batches if b):
+            keys.append(manifests.write(f"batches/{number:04d}", frame[frame["file_id"].isin(ids)]))
+        log.info("plan: %d files in %d batch(es)", len(ok), len(keys))
+        return keys
+
+    # -- de-identify ----------------------------------------------------------------------
+
+    def deidentify(self, submission_id: str, batch_key: str) -> StageResult:
+        """De-identify one batch into the staging tier; checksums are computed while writing."""
+        manifests = self.manifests(submission_id)
+        batch = manifests.read_key(batch_key)
+
+        def destination(key: str) -> Path:
+            return self.cache.path("staging", self._deid_object(submission_id, key))
+
+        def upload(row: dict[str, Any]) -> None:
+            staging_key = self._deid_object(submission_id, row["deid_key"])
+            self.store.put_file("staging", staging_key, self.cache.path("staging", staging_key), sha256=row["sha256"])
+
+        frame = deidentify_frame(
+            batch,
+            self.profile,
+            self.secret,
+            source_of=lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
+            destination_of=destination,
+            workers=self.config.workers,
+            on_output=upload,
+        )
+        name = "deid/" + batch_key.rsplit("/", 1)[-1].removesuffix(".parquet")
+        key = manifests.write(name, frame)
+        self._quarantine(submission_id, frame.merge(batch[["file_id", "raw_key", "source_path"]], on="file_id"), "deidentify")
+        counts = _counts(frame)
+        log.info("deidentify %s: %s", name, counts)
+        return StageResult("deidentify", submission_id, key, counts)
+
+    def _deid_object(self, submission_id: str, deid_key: str) -> str:
+        return f"{self.config.id}/{submission_id}/deid/{deid_key}"
+
+    # -- screen ---------------------------------------------------------------------------
+
+    def screen(self, submission_id: str, batch_results: Iterable[str]) -> StageResult:
+        """Merge the batches' results and screen for burned-in PHI by attributes and SOP class."""
+        manifests = self.manifests(submission_id)
+        inventory = manifests.read("inventory")
+        parts = [manifests.read_key(k) for k in batch_results]
+        deid = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"file_id": pd.Series(dtype="int64")})
+        frame = screen_frame(merge_results(inventory, deid))
+        key = manifests.write("screened", frame)
+        self._quarantine(submission_id, frame, "screen")
+        self._gate("deidentified", submission_id, frame)
+        self.catalog.set_state(submission_id, SubmissionState.SCREENED)
+        counts = _counts(frame)
+        log.info("screen: %s", counts)
+        return StageResult("screen", submission_id, key, counts)
+
+    # -- verify ---------------------------------------------------------------------------
+
+    def verify(self, submission_id: str) -> StageResult:
+        """Search every output for its source's identifying values; a hit quarantines the file."""
+        manifests = self.manifests(submission_id)
+        frame = verify_frame(
+            manifests.read("screened"),
+            lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
+            lambda r: self.cache.fetch("staging", self._deid_object(submission_id, r["deid_key"]), int(r["size_out"])),
+        )
+        key = manifests.write("verified", frame)
+        self._quarantine(submission_id, frame, "verify")
+        self._gate("verified", submission_id, frame)
+        self.catalog.set_state(submission_id, SubmissionState.VERIFIED)
+        counts = _counts(frame) | {"leaks_caught": int((frame["leaks"] > 0).sum())}
+        log.info("verify: %s", counts)
+        return StageResult("verify", submission_id, key, counts)
+
+    # -- register -------------------------------------------------------------------------
+
+    def register(self, submission_id: str) -> StageResult:
+        """Upsert the de-identified patients, studies, series and instances into the catalog."""
+        manifests = self.manifests(submission_id)
+        frame = manifests.read("verified")
+        ok = frame[frame["status"] == STATUS_OK]
+        records = [
+            InstanceRecord(
+                pseudonym=r["pseudo_patient_id"],
+                id_hash=r["patient_key"],
+                study_uid=r["deid_study_uid"],
+                study_date=_opt(r.get("out_StudyDate")),
+                study_description=_opt(r.get("out_StudyDescription")),
+                series_uid=r["deid_series_uid"],
+                modality=_opt(r.get("out_Modality")),
+                body_part=_opt(r.get("out_BodyPartExamined")),
+                manufacturer=_opt(r.get("out_Manufacturer")),
+                series_description=_opt(r.get("out_SeriesDescription")),
+                sop_uid=r["deid_sop_uid"],
+                sop_class_uid=r["deid_sop_class_uid"],
+                object_key=self.public_key(r["deid_key"]),
+                tier=self.config.tier,
+                size=int(r["size_out"]),
+                sha256=r["sha256"],
+                md5=r["md5"],
+            )
+            for r in ok.to_dict("records")
+        ]
+        new = self.catalog.register(self.config.id, submission_id, records)
+        self.catalog.set_state(submission_id, SubmissionState.REGISTERED)
+        counts = {"instances": len(records), "new_instances": new}
+        log.info("register: %s", counts)
+        return StageResult("register", submission_id, manifests.key("verified"), counts)
+
+    def public_key(self, deid_key: str) -> str:
+        return f"{self.config.id}/{deid_key}"
+
+    # -- publish --------------------------------------------------------------------------
+
+    @property
+    def publish_tier(self) -> str:
+        """Where this collection's objects go; a restricted collection can never name the public tier."""
+        if self.config.license is License.RESTRICTED and self.config.tier != "restricted":
+            raise PublicTierViolation(f"collection {self.config.id} is restricted but configured for {self.config.tier}")
+        return self.config.tier
+
+    def publish(self, submission_id: str) -> StageResult:
+        """Copy verified objects to the collection's tier, then write the version's release LAST.
+
+        A version is exactly its ``release.json``: readers trust only listed objects, so a
+        publish killed half-way leaves no visible partial version, and its rerun finds the
+        objects already there (same key, same SHA-256) and completes without duplicates.
+        """
+        tier = self.publish_tier
+        manifests = self.manifests(submission_id)
+        frame = manifests.read("verified")
+        objects: dict[str, dict[str, Any]] = {}
+        for index in frame.index[frame["status"] == STATUS_OK]:
+            row = frame.loc[index]
+            key = self.public_key(row["deid_key"])
+            existing = self.store.head(tier, key)
+            if existing is None:
+                self.store.copy("staging", self._deid_object(submission_id, row["deid_key"]), tier, key)
+                existing = self.store.head(tier, key)
+            if existing is None or existing.sha256 != row["sha256"]:
+                frame.loc[index, ["status", "reason"]] = [
+                    STATUS_QUARANTINED,
+                    "a published object with the same SOP Instance UID has different content",
+                ]
+                continue
+            objects[key] = {"key": key, "size": int(row["size_out"]), "sha256": row["sha256"], "md5": row["md5"]}
+        manifests.write("published", frame)
+        self._quarantine(submission_id, frame, "publish")
+        version, release_key, added = self._release(submission_id, tier, objects)
+        counts = _counts(frame) | {"added_objects": added, "version": version}
+        self.catalog.set_state(
+            submission_id,
+            SubmissionState.PUBLISHED,
+            published=counts["ok"],
+            quarantined=counts["quarantined"],
+            version=version,
+        )
+        log.info("publish: %s", counts)
+        return StageResult("publish", submission_id, manifests.key("published"), counts, {"release_key": release_key})
+
+    def _release(self, submission_id: str, tier: str, objects: dict[str, dict[str, Any]]) -> tuple[int, str | None, int]:
+        latest = self.catalog.latest_version(self.config.id)
+        previous: dict[str, dict[str, Any]] = {}
+        if latest is not None:
+            previous = {o["key"]: o for o in self.store.get_json(tier, latest.release_key)["objects"]}
+        merged = previous | objects
+        added = len(set(merged) - set(previous))
+        if latest is not None and merged == previous:
+            return latest.number, latest.release_key, 0
+        number = (latest.number if latest else 0) + 1
+        release_key = f"{self.config.id}/versions/{number}/release.json"
+        listing = [merged[k] for k in sorted(merged)]
+        existing = self.store.head(tier, release_key)
+        if existing is not None:  # written by a publish that died before the catalog heard of it
+            if self.store.get_json(tier, release_key)["objects"] != listing:
+                raise RuntimeError(f"{release_key} exists with a different object list; refusing to overwrite a version")
+        else:
+            self.store.put_json(
+                tier,
+                release_key,
+                {
+                    "collection": self.config.id,
+                    "title": self.config.title,
+                    "license": self.config.license.value,
+                    "version": number,
+                    "previous_version": latest.number if latest else None,
+                    "submission": submission_id,
+                    "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "generator": f"imaging-ingest {__version__}",
+                    "object_count": len(listing),
+                    "total_bytes": sum(o["size"] for o in listing),
+                    "objects": listing,
+                },
+            )
+        sop_uids = [Path(k).stem for k in objects]
+        self.catalog.record_version(
+            self.config.id, number, release_key, len(listing), sum(o["size"] for o in listing), submission_id, sop_uids
+        )
+        return number, release_key, added
+
+    # -- announce -------------------------------------------------------------------------
+
+    def summary(self, submission_id: str) -> dict[str, Any]:
+        """A PHI-free summary of a submission's outcome (counts, reasons, version)."""
+        manifests = self.manifests(submission_id)
+        frame = manifests.read("published")
+        row = self._submission(submission_id)
+        latest = self.catalog.latest_version(self.config.id)
+        reasons = Counter(frame.loc[frame["status"] == STATUS_QUARANTINED, "reason"])
+        return {
+            "collection": self.config.id,
+            "submission_id": submission_id,
+            "files_in": len(frame),
+            "published": int((frame["status"] == STATUS_OK).sum()),
+            "quarantined": int((frame["status"] == STATUS_QUARANTINED).sum()),
+            "quarantine_reasons": dict(sorted(reasons.items())),
+            "version": row.version,
+            "release_key": latest.release_key if latest else None,
+            "tier": self.config.tier,
+        }
+
+    # -- shared helpers -------------------------------------------------------------------
+
+    def _submission(self, submission_id: str) -> Any:
+        row = self.catalog.submission(submission_id)
+        if row is None:
+            raise KeyError(f"unknown submission {submission_id}")
+        return row
+
+    def _gate(self, name: str, submission_id: str, frame: pd.DataFrame) -> None:
+        projection = public_projection(frame, self.secret)
+        uid_regex = r"^[0-9.]{1,64}$" if DeidOption.RETAIN_UIDS in self.config.deid.options else r"^2\.25\.[1-9]\d{0,38}$"
+        parameters = {
+            "files_in": len(frame),
+            "modalities": self.config.modalities,
+            "uid_regex": uid_regex,
+            "pseudonym_regex": rf"^{self.config.pseudonym_prefix}-\d{{4,}}$",
+        }
+        report_dir = self._reports(submission_id)
+        started = time.perf_counter()
+        try:
+            run_gate(name, projection, parameters, report_dir)
+        finally:
+            for suffix in ("json", "html"):
+                path = report_dir / f"{name}.{suffix}"
+                if path.exists():
+                    self.store.put_file(
+                        "staging",
+                        f"{self.config.id}/{submission_id}/reports/{name}.{suffix}",
+                        path,
+                        content_type="text/html" if suffix == "html" else "application/json",
+                    )
+            log.info("gate %s took %.2f s", name, time.perf_counter() - started)
+
+    def _quarantine(self, submission_id: str, frame: pd.DataFrame, stage: str) -> None:
+        """Keep every newly quarantined original, with its reason, in the quarantine tier and catalog."""
+        rows = frame[frame["status"] == STATUS_QUARANTINED]
+        if rows.empty:
+            return
+        known = {item.file_id for item in self.catalog.quarantine_items(self.config.id) if item.submission_id == submission_id}
+        items = []
+        for record in rows.to_dict("records"):
+            file_id = int(record["file_id"])
+            if file_id in known:
+                continue
+            key = None
+            if isinstance(record.get("raw_key"), str):
+                key = f"{self.config.id}/{submission_id}/{file_id:06d}/original"
+                if self.store.head("quarantine", key) is None:
+                    self.store.copy("raw", record["raw_key"], "quarantine", key)
+                self.store.put_json(
+                    "quarantine",
+                    f"{self.config.id}/{submission_id}/{file_id:06d}/reason.json",
+                    {"file_id": file_id, "stage": stage, "reason": record["reason"], "source_path": record["source_path"]},
+                )
+            items.append((file_id, str(record["source_path"]), stage, str(record["reason"]), key))
+        self.catalog.add_quarantine(self.config.id, submission_id, items)
+
+
+def _opt(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    return str(value)

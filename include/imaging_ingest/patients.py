@@ -1,0 +1,36 @@
+"""Patients: keyed hashes of original IDs, catalog pseudonyms and per-patient date offsets.
+
+A patient is known to the archive only by a keyed hash of (collection, original
+PatientID). The catalog maps that hash to a pseudonym such as ``DEMO-0007`` that stays the
+same across submissions and reruns; the same hash, with the secret, gives the patient's
+date offset.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .catalog import Catalog
+from .config import CollectionConfig
+from .deid import date_offset_days, keyed_hash
+
+__all__ = ["assign_patients", "patient_key"]
+
+
+def patient_key(secret: bytes, collection_id: str, patient_id: str) -> str:
+    return keyed_hash(secret, "patient", f"{collection_id}\x00{patient_id}").hex()
+
+
+def assign_patients(frame: pd.DataFrame, secret: bytes, catalog: Catalog, config: CollectionConfig) -> pd.DataFrame:
+    """Add ``patient_key``, ``pseudo_patient_id``, ``date_offset_days`` and ``patients_in_series`` to ok rows."""
+    frame = frame.copy()
+    ok = frame["status"] == "ok"
+    keys = {pid: patient_key(secret, config.id, pid) for pid in frame.loc[ok, "patient_id"].dropna().unique()}
+    pseudonyms = catalog.assign_pseudonyms(config.id, config.pseudonym_prefix, keys.values())
+    low, high = config.deid.date_shift_days
+    frame["patient_key"] = [keys.get(p) if o else None for p, o in zip(frame["patient_id"], ok, strict=True)]
+    frame["pseudo_patient_id"] = [pseudonyms.get(k) if k else None for k in frame["patient_key"]]
+    frame["date_offset_days"] = [date_offset_days(secret, k, low, high) if k else None for k in frame["patient_key"]]
+    series_patients = frame[ok].groupby("series_uid")["patient_id"].nunique()
+    frame["patients_in_series"] = frame["series_uid"].map(series_patients).where(ok)
+    return frame

@@ -1,0 +1,230 @@
+"""Tiered object storage over S3 (AWS, MinIO, or moto's server on loopback).
+
+One bucket per tier (raw, staging, quarantine, public, restricted), so that access
+policies and lifecycle rules apply to a whole bucket and a wrong key can never make a
+restricted object public. Every upload sends a SHA-256 checksum that the server checks,
+and copies between tiers are server-side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from .checksum import file_digests, sha256_b64_from_hex
+from .settings import TIERS, Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+else:
+    S3Client = Any
+
+__all__ = ["LocalCache", "ObjectInfo", "ObjectStore", "PublicTierViolation"]
+
+#: Above this size uploads go multipart, streamed from disk in constant memory.
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+
+
+class PublicTierViolation(RuntimeError):
+    """Something tried to write a restricted collection's data to the public tier."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    sha256: str | None = None
+    storage_class: str | None = None
+
+
+def _hex_from_b64(value: str | None) -> str | None:
+    if not value or "-" in value:  # multipart composite checksums are not whole-object digests
+        return None
+    import base64
+
+    return base64.b64decode(value).hex()
+
+
+class ObjectStore:
+    """Typed access to the archive's tiers."""
+
+    def __init__(self, settings: Settings, client: S3Client | None = None) -> None:
+        self.settings = settings
+        self._client = client
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            self._client = boto3.client(
+                "s3",
+                endpoint_url=self.settings.s3_endpoint,
+                region_name=self.settings.s3_region,
+                config=Config(
+                    retries={"max_attempts": 10, "mode": "adaptive"},
+                    s3={"addressing_style": "path"},
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                ),
+            )
+        return self._client
+
+    def bucket(self, tier: str) -> str:
+        return self.settings.bucket(tier)
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def ensure_buckets(self) -> list[str]:
+        """Create the tier buckets that are missing, with versioning on; idempotent."""
+        created = []
+        existing = {b["Name"] for b in self.client.list_buckets().get("Buckets", [])}
+        for tier in TIERS:
+            name = self.bucket(tier)
+            if name not in existing:
+                kwargs: dict[str, Any] = {"Bucket": name}
+                if self.settings.s3_region != "us-east-1":
+                    kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.settings.s3_region}
+                self.client.create_bucket(**kwargs)
+                created.append(name)
+            self.client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        return created
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def put_file(
+        self,
+        tier: str,
+        key: str,
+        path: str | Path,
+        *,
+        sha256: str | None = None,
+        storage_class: str | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> ObjectInfo:
+        """Upload a file; the server verifies its SHA-256 (computed here when not given)."""
+        path = Path(path)
+        size = path.stat().st_size
+        if sha256 is None:
+            sha256 = file_digests(path).sha256
+        extra: dict[str, Any] = {"ContentType": content_type}
+        if storage_class:
+            extra["StorageClass"] = storage_class
+        if size < MULTIPART_THRESHOLD:
+            with open(path, "rb") as fh:
+                self.client.put_object(
+                    Bucket=self.bucket(tier),
+                    Key=key,
+                    Body=fh,
+                    ChecksumSHA256=sha256_b64_from_hex(sha256),
+                    **extra,
+                )
+        else:
+            from boto3.s3.transfer import TransferConfig
+
+            self.client.upload_file(
+                str(path),
+                self.bucket(tier),
+                key,
+                ExtraArgs={**extra, "ChecksumAlgorithm": "SHA256"},
+                Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=4),
+            )
+            self._tag_sha256(tier, key, sha256)
+        return ObjectInfo(key=key, size=size, sha256=sha256, storage_class=storage_class)
+
+    def _tag_sha256(self, tier: str, key: str, sha256: str) -> None:
+        """Multipart objects carry no whole-object digest; keep ours as a tag for fixity checks."""
+        self.client.put_object_tagging(
+            Bucket=self.bucket(tier), Key=key, Tagging={"TagSet": [{"Key": "sha256", "Value": sha256}]}
+        )
+
+    def put_bytes(self, tier: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        import hashlib
+
+        self.client.put_object(
+            Bucket=self.bucket(tier),
+            Key=key,
+            Body=data,
+            ContentType=content_type,
+            ChecksumSHA256=sha256_b64_from_hex(hashlib.sha256(data).hexdigest()),
+        )
+
+    def put_json(self, tier: str, key: str, document: Any) -> None:
+        data = json.dumps(document, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+        self.put_bytes(tier, key, data, "application/json")
+
+    def copy(self, src_tier: str, src_key: str, dst_tier: str, dst_key: str, storage_class: str | None = None) -> None:
+        """Server-side copy between tiers, checksum carried along."""
+        extra: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"}
+        if storage_class:
+            extra["StorageClass"] = storage_class
+        self.client.copy(
+            {"Bucket": self.bucket(src_tier), "Key": src_key}, self.bucket(dst_tier), dst_key, ExtraArgs=extra
+        )
+
+    def delete(self, tier: str, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket(tier), Key=key)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def head(self, tier: str, key: str) -> ObjectInfo | None:
+        try:
+            meta = self.client.head_object(Bucket=self.bucket(tier), Key=key, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        return ObjectInfo(
+            key=key,
+            size=int(meta["ContentLength"]),
+            sha256=_hex_from_b64(meta.get("ChecksumSHA256")),
+            storage_class=meta.get("StorageClass", "STANDARD"),
+        )
+
+    def get_bytes(self, tier: str, key: str) -> bytes:
+        body: bytes = self.client.get_object(Bucket=self.bucket(tier), Key=key)["Body"].read()
+        return body
+
+    def get_json(self, tier: str, key: str) -> Any:
+        return json.loads(self.get_bytes(tier, key))
+
+    def download(self, tier: str, key: str, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.partial")
+        self.client.download_file(self.bucket(tier), key, str(tmp))
+        os.replace(tmp, path)
+        return path
+
+    def list(self, tier: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket(tier), Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield ObjectInfo(key=item["Key"], size=int(item["Size"]), storage_class=item.get("StorageClass"))
+
+
+class LocalCache:
+    """A worker-local copy of objects, so that consecutive stages on one machine read from disk.
+
+    Correctness never depends on it: a missing or wrong-sized file is fetched again from
+    the object store, which stays the source of truth (tasks may run on other workers).
+    """
+
+    def __init__(self, root: Path, store: ObjectStore) -> None:
+        self.root = root
+        self.store = store
+
+    def path(self, tier: str, key: str) -> Path:
+        return self.root / tier / key
+
+    def fetch(self, tier: str, key: str, size: int | None = None) -> Path:
+        path = self.path(tier, key)
+        if path.exists() and (size is None or path.stat().st_size == size):
+            return path
+        return self.store.download(tier, key, path)
