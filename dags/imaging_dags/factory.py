@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, Param, dag, task
+
 from imaging_ingest.config import CollectionConfig, ConfigError
 
 if TYPE_CHECKING:
@@ -49,9 +50,8 @@ def collection_asset(collection_id: str) -> Asset:
 
 
 def _ingest(config: CollectionConfig) -> Ingest:
-    from imaging_ingest.ingest import Ingest
-
     from imaging_dags.runtime import task_secret, task_settings
+    from imaging_ingest.ingest import Ingest
 
     return Ingest(config, task_settings(), secret=task_secret())
 

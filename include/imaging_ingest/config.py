@@ -181,7 +181,7 @@ class CollectionConfig(BaseModel):
 
     @model_validator(mode="after")
     def _restricted_stays_restricted(self) -> CollectionConfig:
-        if self.license is License.RESTRICTED and self.tier != "restricted":
+        if self.license == License.RESTRICTED and self.tier != "restricted":
             raise ValueError("a collection under the restricted licence must use tier 'restricted'")
         return self
 

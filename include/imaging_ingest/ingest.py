@@ -393,7 +393,7 @@ class Ingest:
     @property
     def publish_tier(self) -> str:
         """Where this collection's objects go; a restricted collection can never name the public tier."""
-        if self.config.license is License.RESTRICTED and self.config.tier != "restricted":
+        if self.config.license == License.RESTRICTED and self.config.tier != "restricted":
             raise PublicTierViolation(f"collection {self.config.id} is restricted but configured for {self.config.tier}")
         return self.config.tier
 
@@ -496,6 +496,27 @@ class Ingest:
             "release_key": latest.release_key if latest else None,
             "tier": self.config.tier,
         }
+
+    def run(self, submission_id: str | None = None, *, force: bool = False) -> dict[str, Any] | None:
+        """Every stage in order, in this process: what the DAG does, without Airflow.
+
+        Returns the summary, or None when there is nothing to do.
+        """
+        try:
+            claimed = self.claim(submission_id, force=force)
+        except NothingToDo:
+            return None
+        if not claimed.extra["proceed"]:
+            return None
+        sub = claimed.submission_id
+        self.stage_raw(sub)
+        self.inventory(sub)
+        results = [self.deidentify(sub, key).manifest for key in self.plan(sub)]
+        self.screen(sub, [r for r in results if r])
+        self.verify(sub)
+        self.register(sub)
+        self.publish(sub)
+        return self.summary(sub)
 
     # -- shared helpers -------------------------------------------------------------------
 

@@ -122,6 +122,7 @@ class ObjectStore:
                     Bucket=self.bucket(tier),
                     Key=key,
                     Body=fh,
+                    ChecksumAlgorithm="SHA256",
                     ChecksumSHA256=sha256_b64_from_hex(sha256),
                     **extra,
                 )
@@ -152,6 +153,7 @@ class ObjectStore:
             Key=key,
             Body=data,
             ContentType=content_type,
+            ChecksumAlgorithm="SHA256",
             ChecksumSHA256=sha256_b64_from_hex(hashlib.sha256(data).hexdigest()),
         )
 

@@ -1,0 +1,132 @@
+"""Shared fixtures: a loopback S3 server, per-test settings and catalog, synthetic submissions.
+
+Airflow reads its configuration on first import, so the test session's Airflow home and
+settings are put into the environment here, before any test module imports Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "dags"))
+
+from imaging_dags.local import airflow_environment, migrate, s3_server  # noqa: E402
+
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="imaging-ingest-airflow-"))
+os.environ.update(airflow_environment(AIRFLOW_HOME))
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+for _name in list(os.environ):
+    if _name.startswith("IMAGING_INGEST_"):
+        del os.environ[_name]
+
+from imaging_ingest.catalog import Catalog  # noqa: E402
+from imaging_ingest.config import CollectionConfig, load_collection_config  # noqa: E402
+from imaging_ingest.settings import Settings  # noqa: E402
+from imaging_ingest.storage import ObjectStore  # noqa: E402
+
+SECRET = b"test-secret-0123456789abcdef-not-for-production"
+DEMO_CONFIG = ROOT / "dags" / "collections" / "demo.yaml"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """One S3 server on loopback for the session; each test gets its own buckets."""
+    with s3_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def secret() -> bytes:
+    return SECRET
+
+
+@pytest.fixture
+def settings(tmp_path: Path, s3_endpoint: str) -> Settings:
+    """Settings of a private archive: own home, SQLite catalog and bucket prefix."""
+    home = tmp_path / "home"
+    settings = Settings(
+        home=home,
+        catalog_url=f"sqlite:///{home / 'catalog.sqlite'}",
+        s3_endpoint=s3_endpoint,
+        bucket_prefix=f"t{uuid.uuid4().hex[:10]}",
+    )
+    ObjectStore(settings).ensure_buckets()
+    return settings
+
+
+@pytest.fixture
+def store(settings: Settings) -> ObjectStore:
+    return ObjectStore(settings)
+
+
+@pytest.fixture
+def catalog(settings: Settings) -> Iterator[Catalog]:
+    catalog = Catalog.from_url(settings.catalog_url)
+    yield catalog
+    catalog.dispose()
+
+
+@pytest.fixture(scope="session")
+def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-patient synthetic submission, generated once; copy it before changing it."""
+    from imaging_ingest.synth import generate_submission
+
+    root = tmp_path_factory.mktemp("synth") / "submission"
+    generate_submission(root, patients=2, seed=11)
+    return root
+
+
+@pytest.fixture
+def drop_root(tmp_path: Path) -> Path:
+    root = tmp_path / "drop"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def submission(drop_root: Path, synth_cache: Path) -> Path:
+    """The synthetic submission placed in the drop, complete (READY marker written)."""
+    target = drop_root / "site-a-batch-1"
+    shutil.copytree(synth_cache, target)
+    (target / "READY").write_text("complete\n")
+    return target
+
+
+@pytest.fixture
+def demo_config(drop_root: Path) -> CollectionConfig:
+    """The shipped demo collection config, pointed at this test's drop."""
+    config = load_collection_config(DEMO_CONFIG, environ={"IMAGING_INGEST_HOME": str(drop_root.parent)})
+    return config.model_copy(update={"drop": config.drop.model_copy(update={"url": drop_root.as_uri()})})
+
+
+@pytest.fixture
+def ingest_env(monkeypatch: pytest.MonkeyPatch, settings: Settings, drop_root: Path) -> Settings:
+    """Environment for code that reads settings itself (Airflow tasks, the CLI)."""
+    monkeypatch.setenv("IMAGING_INGEST_HOME", str(settings.home))
+    monkeypatch.setenv("IMAGING_INGEST_CATALOG_URL", settings.catalog_url)
+    monkeypatch.setenv("IMAGING_INGEST_S3_ENDPOINT", settings.s3_endpoint or "")
+    monkeypatch.setenv("IMAGING_INGEST_BUCKET_PREFIX", settings.bucket_prefix)
+    monkeypatch.setenv("IMAGING_INGEST_SECRET", SECRET.decode())
+    return settings
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata database (SQLite) for the session."""
+    migrate(AIRFLOW_HOME)
+    return AIRFLOW_HOME

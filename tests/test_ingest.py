@@ -1,0 +1,206 @@
+"""The stages called directly, in one process, on a synthetic submission (no Airflow)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pydicom
+import pytest
+
+from imaging_ingest.catalog import Catalog, SubmissionState
+from imaging_ingest.config import CollectionConfig
+from imaging_ingest.gates import GateFailed
+from imaging_ingest.ingest import Ingest, NothingToDo
+from imaging_ingest.settings import Settings
+from imaging_ingest.storage import ObjectStore, PublicTierViolation
+
+
+@pytest.fixture
+def ingest(demo_config: CollectionConfig, settings: Settings, secret: bytes, catalog: Catalog) -> Ingest:
+    return Ingest(demo_config, settings, secret=secret, catalog=catalog)
+
+
+def _dicom_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*.dcm")]
+
+
+def test_discover_sees_only_complete_submissions(ingest: Ingest, submission: Path, drop_root: Path) -> None:
+    (drop_root / "still-uploading").mkdir()
+    (drop_root / "still-uploading" / "a.dcm").write_bytes(b"x")
+    found = ingest.discover()
+    assert len(found) == 1
+    assert found[0]["submission_id"].startswith("sub-")
+    assert "site-a" not in str(found)  # drop folder names stay out of task results
+
+
+def test_nothing_to_do_without_a_complete_submission(ingest: Ingest, drop_root: Path) -> None:
+    with pytest.raises(NothingToDo):
+        ingest.claim()
+
+
+def test_claim_twice_is_a_no_op(ingest: Ingest, submission: Path) -> None:
+    first = ingest.claim()
+    second = ingest.claim(first.submission_id)
+    assert first.submission_id == second.submission_id
+    assert second.extra["state"] == SubmissionState.CLAIMED
+    assert ingest.catalog.submission(first.submission_id).state == SubmissionState.CLAIMED
+
+
+def test_stage_raw_keeps_originals_content_addressed(ingest: Ingest, submission: Path, store: ObjectStore) -> None:
+    sub = ingest.claim().submission_id
+    result = ingest.stage_raw(sub)
+    staged = ingest.manifests(sub).read("staged")
+    assert result.counts["files"] == len([p for p in submission.rglob("*") if p.is_file() and p.name != "READY"])
+    for row in staged.itertuples():
+        info = store.head("raw", row.raw_key)
+        assert info is not None and info.sha256 == row.sha256_source
+        assert row.raw_key.endswith(row.sha256_source)
+
+
+def test_inventory_reads_headers_and_assigns_pseudonyms(ingest: Ingest, submission: Path) -> None:
+    sub = ingest.claim().submission_id
+    ingest.stage_raw(sub)
+    ingest.inventory(sub)
+    frame = ingest.manifests(sub).read("inventory")
+    dicom = frame[frame["kind"] == "dicom"]
+    assert set(dicom["modality"]) == {"CT", "MR", "RTSTRUCT", "OT"}
+    ok = frame[frame["status"] == "ok"]
+    assert ok["pseudo_patient_id"].str.match(r"^DEMO-\d{4}$").all()
+    assert ok.groupby("patient_id")["pseudo_patient_id"].nunique().eq(1).all()
+    assert ok.groupby("patient_id")["date_offset_days"].nunique().eq(1).all()
+    csv_row = frame[frame["source_path"] == "clinical.csv"].iloc[0]
+    assert csv_row["status"] == "quarantined" and "clinical" in csv_row["reason"]
+
+
+def test_plan_batches_whole_series(ingest: Ingest, submission: Path) -> None:
+    ingest = Ingest(ingest.config.model_copy(update={"batch_size": 10}), ingest.settings, secret=ingest.secret,
+                    catalog=ingest.catalog)
+    sub = ingest.claim().submission_id
+    ingest.stage_raw(sub)
+    ingest.inventory(sub)
+    keys = ingest.plan(sub)
+    batches = [ingest.manifests(sub).read_key(k) for k in keys]
+    assert len(keys) > 1
+    assert all(len(b) <= 10 for b in batches)
+    seen = pd.concat(batches)
+    assert seen["file_id"].is_unique
+    inventory = ingest.manifests(sub).read("inventory")
+    assert set(seen["file_id"]) == set(inventory.loc[inventory["status"] == "ok", "file_id"])
+    for series, group in seen.groupby("series_uid"):
+        if len(group) <= 10:  # a series that fits in a batch is never split
+            assert sum(series in set(b["series_uid"]) for b in batches) == 1
+
+
+def test_full_run_publishes_deidentified_objects_and_a_release(
+    ingest: Ingest, submission: Path, store: ObjectStore, catalog: Catalog
+) -> None:
+    summary = ingest.run()
+    assert summary is not None
+    dicom_in = len(_dicom_files(submission))
+    sc_files = len([p for p in _dicom_files(submission) if "SCANNED" in p.parent.name])
+    assert summary["files_in"] == dicom_in + 1  # the clinical CSV
+    assert summary["published"] == dicom_in - sc_files
+    assert summary["published"] + summary["quarantined"] == summary["files_in"]
+    assert any("BurnedInAnnotation" in r for r in summary["quarantine_reasons"])
+    release = store.get_json("public", summary["release_key"])
+    listed = {o["key"]: o for o in release["objects"]}
+    published = {o.key for o in store.list("public", "demo/") if not o.key.startswith("demo/versions/")}
+    assert set(listed) == published
+    instances = {i.object_key: i for i in catalog.instances("demo")}
+    assert set(instances) == published
+    for key, obj in listed.items():
+        assert store.head("public", key).sha256 == obj["sha256"] == instances[key].sha256
+        ds = pydicom.dcmread(io.BytesIO(store.get_bytes("public", key)))
+        assert ds.PatientIdentityRemoved == "YES"
+        assert str(ds.PatientName).startswith("DEMO-")
+        assert key == f"demo/{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+
+
+def test_rerun_publishes_nothing_twice(ingest: Ingest, submission: Path, store: ObjectStore, catalog: Catalog) -> None:
+    first = ingest.run()
+    assert ingest.run() is None  # nothing new in the drop
+    again = ingest.run(first["submission_id"], force=True)
+    assert again["version"] == first["version"] == 1
+    assert len(catalog.versions("demo")) == 1
+    assert again["published"] == first["published"]
+
+
+def test_rerun_into_a_fresh_archive_gives_identical_bytes_and_keys(
+    demo_config: CollectionConfig, submission: Path, secret: bytes, tmp_path: Path, s3_endpoint: str
+) -> None:
+    def run_into(name: str) -> dict[str, str]:
+        settings = Settings(
+            home=tmp_path / name,
+            catalog_url=f"sqlite:///{tmp_path / name / 'c.sqlite'}",
+            s3_endpoint=s3_endpoint,
+            bucket_prefix=f"fresh-{name}-{tmp_path.name[-8:].lower().replace('_', '-')}",
+        )
+        store = ObjectStore(settings)
+        store.ensure_buckets()
+        Ingest(demo_config, settings, secret=secret).run()
+        return {o.key: store.head("public", o.key).sha256 for o in store.list("public", "demo/") if o.key.endswith(".dcm")}
+
+    assert run_into("one") == run_into("two")
+
+
+def test_gate_failure_stops_the_stage_and_names_the_expectation(
+    ingest: Ingest, submission: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest = Ingest(ingest.config.model_copy(update={"modalities": ["CT"]}), ingest.settings, secret=ingest.secret,
+                    catalog=ingest.catalog)
+    sub = ingest.claim().submission_id
+    ingest.stage_raw(sub)
+    from imaging_ingest import ingest as ingest_module
+
+    real = ingest_module.inventory_frame
+    monkeypatch.setattr(ingest_module, "inventory_frame", lambda records, path_of, modalities: real(records, path_of, ["CT", "MR", "RTSTRUCT", "OT"]))
+    with pytest.raises(GateFailed) as failure:
+        ingest.inventory(sub)
+    assert "expect_column_values_to_be_in_set(modality)" in str(failure.value)
+    report = ingest.settings.reports_dir / "demo" / sub / "inventory.html"
+    assert report.exists() and "<html" in report.read_text().lower()
+
+
+def test_restricted_collection_never_publishes_publicly(ingest: Ingest) -> None:
+    config = ingest.config.model_copy(update={"license": "restricted", "tier": "public"})
+    with pytest.raises(PublicTierViolation):
+        _ = Ingest(config, ingest.settings, secret=ingest.secret).publish_tier
+
+
+def test_restricted_collection_publishes_to_restricted_tier(
+    demo_config: CollectionConfig, settings: Settings, secret: bytes, catalog: Catalog, submission: Path, store: ObjectStore
+) -> None:
+    from imaging_ingest.config import License
+
+    config = demo_config.model_copy(update={"license": License.RESTRICTED, "tier": "restricted"})
+    summary = Ingest(config, settings, secret=secret, catalog=catalog).run()
+    assert summary["tier"] == "restricted"
+    assert list(store.list("public")) == []
+    assert store.head("restricted", summary["release_key"]) is not None
+
+
+def test_quarantined_originals_are_kept_with_reasons(ingest: Ingest, submission: Path, store: ObjectStore) -> None:
+    summary = ingest.run()
+    items = ingest.catalog.quarantine_items("demo")
+    assert len(items) == summary["quarantined"]
+    for item in items:
+        assert item.reason and item.state == "pending"
+        reason = store.get_json("quarantine", f"demo/{item.submission_id}/{item.file_id:06d}/reason.json")
+        assert reason["reason"] == item.reason
+        assert store.head("quarantine", item.object_key) is not None
+
+
+def test_run_refuses_to_start_without_a_secret(
+    demo_config: CollectionConfig, settings: Settings, submission: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imaging_ingest.secret import SecretMissing
+
+    monkeypatch.delenv("IMAGING_INGEST_SECRET", raising=False)
+    monkeypatch.delenv("IMAGING_INGEST_SECRET_FILE", raising=False)
+    ingest = Ingest(demo_config, settings)
+    sub = ingest.claim().submission_id
+    ingest.stage_raw(sub)
+    with pytest.raises(SecretMissing):
+        ingest.inventory(sub)
