@@ -1,92 +1,46 @@
-"""``imaging-ingest``: the archive staff's command line.
-
-Every command calls the same library functions as the Airflow tasks. Output is an aligned
-table for people and ``--json`` for scripts; long work shows a progress bar on a terminal.
-Exit codes: 0 done (bad input files are quarantined, not errors), 2 bad arguments,
-1 a system error (unreachable catalog or storage, unreadable secret).
-"""
+"""The ingest commands: synth, deidentify, storage, collections, submissions, status, versions."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from . import __version__
-
-__all__ = ["main"]
-
-
-class UsageError(Exception):
-    """Bad arguments: exit code 2."""
-
-
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool = False) -> None:
-    """Aligned columns for people, a JSON list for scripts."""
-    if as_json:
-        print(json.dumps([{c: r.get(c) for c in columns} for r in rows], indent=2, default=str))
-        return
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
-    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _progress(enabled: bool) -> Callable[[str, int], Callable[[], None]] | None:
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    def start(label: str, total: int) -> Callable[[], None]:
-        bar = tqdm(total=total, desc=label, unit="file", file=sys.stderr)
-        return lambda: bar.update(1)
-
-    return start
-
-
-def _settings() -> Any:
-    from .settings import Settings
-
-    return Settings.from_env()
-
-
-def _catalog(url: str | None = None) -> Any:
-    from .catalog import Catalog
-
-    return Catalog.from_url(url or _settings().catalog_url)
-
-
-# -- commands -----------------------------------------------------------------------------
+from . import CommandFactory, UsageError, catalog_for, print_table, progress_bar, settings_from_env
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import generate_submission, summary_as_dict
+    from ..synth import generate_submission, summary_as_dict
 
     summary = generate_submission(Path(args.out_dir), patients=args.patients, seed=args.seed)
     if args.marker:
         (Path(args.out_dir) / "READY").write_text("complete\n", encoding="utf-8")
     if args.truth:
         Path(args.truth).write_text(json.dumps(summary_as_dict(summary), indent=2), encoding="utf-8")
-    print_table([{"kind": k, "files": v} for k, v in sorted(summary.by_kind.items())], ["kind", "files"], args.json)
+    print_table(
+        [{"kind": k, "files": v} for k, v in sorted(summary.by_kind.items())], ["kind", "files"], args.json
+    )
     return 0
 
 
 def cmd_deidentify(args: argparse.Namespace) -> int:
-    from .config import CollectionConfig, DropConfig, License, load_collection_config
-    from .localrun import deidentify_tree
-    from .secret import read_secret_file
+    from ..config import CollectionConfig, DropConfig, License, load_collection_config
+    from ..localrun import deidentify_tree
+    from ..secret import read_secret_file
 
     src, dst = Path(args.src_dir), Path(args.dst_dir)
     if not src.is_dir():
         raise UsageError(f"SRC_DIR {src} is not a directory")
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
         raise UsageError("DST_DIR must not be SRC_DIR or inside it")
-    if args.quarantine_dir and dst.resolve() in [Path(args.quarantine_dir).resolve(), *Path(args.quarantine_dir).resolve().parents]:
-        raise UsageError("--quarantine-dir must be outside DST_DIR: DST_DIR receives de-identified files only")
+    if args.quarantine_dir and dst.resolve() in [
+        Path(args.quarantine_dir).resolve(),
+        *Path(args.quarantine_dir).resolve().parents,
+    ]:
+        raise UsageError(
+            "--quarantine-dir must be outside DST_DIR: DST_DIR receives de-identified files only"
+        )
     secret = read_secret_file(args.secret_file)
     if args.config:
         config = load_collection_config(args.config)
@@ -102,10 +56,10 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
         dst,
         secret=secret,
         config=config,
-        catalog=_catalog(args.catalog),
+        catalog=catalog_for(args.catalog),
         workers=args.workers or config.workers,
         quarantine_dir=Path(args.quarantine_dir) if args.quarantine_dir else None,
-        progress=_progress(not args.json),
+        progress=progress_bar(not args.json),
     )
     result = {
         "files_in": summary.files_in,
@@ -124,18 +78,18 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
 
 
 def cmd_storage_init(args: argparse.Namespace) -> int:
-    from .storage import ObjectStore
+    from ..storage import ObjectStore
 
-    created = ObjectStore(_settings()).ensure_buckets()
+    created = ObjectStore(settings_from_env()).ensure_buckets()
     print_table([{"bucket": b, "state": "created"} for b in created], ["bucket", "state"], args.json)
     return 0
 
 
 def cmd_collections(args: argparse.Namespace) -> int:
-    from .config import load_collections
+    from ..config import load_collections
 
     loaded = load_collections(Path(args.folder))
-    catalog = _catalog()
+    catalog = catalog_for()
     rows = []
     for config in loaded.configs:
         latest = catalog.latest_version(config.id)
@@ -166,14 +120,16 @@ def cmd_submissions(args: argparse.Namespace) -> int:
             "version": s.version,
             "updated": s.updated_at.isoformat(timespec="seconds"),
         }
-        for s in _catalog().submissions(args.collection)
+        for s in catalog_for().submissions(args.collection)
     ]
-    print_table(rows, ["submission", "state", "files_in", "published", "quarantined", "version", "updated"], args.json)
+    print_table(
+        rows, ["submission", "state", "files_in", "published", "quarantined", "version", "updated"], args.json
+    )
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    catalog = _catalog()
+    catalog = catalog_for()
     row = catalog.submission(args.submission)
     if row is None:
         raise UsageError(f"unknown submission {args.submission}")
@@ -210,26 +166,13 @@ def cmd_versions(args: argparse.Namespace) -> int:
             "release": v.release_key,
             "created": v.created_at.isoformat(timespec="seconds"),
         }
-        for v in _catalog().versions(args.collection)
+        for v in catalog_for().versions(args.collection)
     ]
     print_table(rows, ["version", "objects", "bytes", "release", "created"], args.json)
     return 0
 
 
-# -- parser -------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="imaging-ingest", description=__doc__.split("\n")[0])
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--json", action="store_true", help="machine-readable output")
-        sub.set_defaults(func=func)
-        return sub
-
+def register(command: CommandFactory) -> None:
     synth = command("synth", cmd_synth, "write a realistic synthetic submission with planted PHI")
     synth.add_argument("out_dir", metavar="OUT_DIR")
     synth.add_argument("--patients", type=int, default=2)
@@ -240,11 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
     deid = command("deidentify", cmd_deidentify, "de-identify a folder tree without Airflow")
     deid.add_argument("src_dir", metavar="SRC_DIR")
     deid.add_argument("dst_dir", metavar="DST_DIR")
-    deid.add_argument("--secret-file", required=True, metavar="F", help="file holding the pseudonymisation secret")
-    deid.add_argument("--config", metavar="COLLECTION.yaml", help="collection config (options, overrides, prefix)")
+    deid.add_argument(
+        "--secret-file", required=True, metavar="F", help="file holding the pseudonymisation secret"
+    )
+    deid.add_argument(
+        "--config", metavar="COLLECTION.yaml", help="collection config (options, overrides, prefix)"
+    )
     deid.add_argument("--workers", type=int, default=0, help="processes (default: the config's, else 1)")
-    deid.add_argument("--quarantine-dir", metavar="DIR", help="copy quarantined originals here (outside DST_DIR)")
-    deid.add_argument("--catalog", metavar="URL", help="catalog URL for pseudonyms (default: IMAGING_INGEST_CATALOG_URL)")
+    deid.add_argument(
+        "--quarantine-dir", metavar="DIR", help="copy quarantined originals here (outside DST_DIR)"
+    )
+    deid.add_argument(
+        "--catalog", metavar="URL", help="catalog URL for pseudonyms (default: IMAGING_INGEST_CATALOG_URL)"
+    )
 
     storage = command("storage", cmd_storage_init, "object storage set-up")
     storage.add_argument("action", choices=["init"])
@@ -260,21 +211,3 @@ def build_parser() -> argparse.ArgumentParser:
 
     versions = command("versions", cmd_versions, "list a collection's published versions")
     versions.add_argument("collection", metavar="COLLECTION")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except UsageError as exc:
-        parser.error(str(exc))  # exits with code 2
-    except (OSError, RuntimeError, ValueError) as exc:
-        print(f"imaging-ingest: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
