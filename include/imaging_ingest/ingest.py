@@ -17,6 +17,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -39,12 +40,15 @@ from .pixels import screen_frame
 from .secret import load_secret
 from .settings import Settings
 from .sources import Drop, DropSubmission, open_drop
-from .storage import LocalCache, ObjectStore, PublicTierViolation
+from .storage import LocalCache, ObjectInfo, ObjectStore, PublicTierViolation
 from .verify import verify_frame
 
 __all__ = ["Ingest", "NothingToDo", "StageResult", "submission_id_for"]
 
 log = logging.getLogger(__name__)
+
+#: Concurrent object-store requests per task: S3 latency, not CPU, bounds copies and uploads.
+IO_THREADS = 8
 
 
 class NothingToDo(Exception):
@@ -197,6 +201,7 @@ class Ingest:
             staged = self.manifests(submission_id).read("staged")
             return StageResult("stage_raw", submission_id, self.manifests(submission_id).key("staged"), _counts(staged))
         rows = []
+        present = self.store.sizes("raw", f"{self.config.id}/{submission_id}/")
         for file_id, entry in enumerate(sorted(sub.entries, key=lambda e: e.path)):
             record: dict[str, Any] = {
                 "file_id": file_id,
@@ -213,7 +218,7 @@ class Ingest:
             elif entry.kind != "file":
                 record.update(status=STATUS_QUARANTINED, reason="not a regular file (device, pipe or socket)")
             else:
-                record.update(self._stage_one(submission_id, entry))
+                record.update(self._stage_one(submission_id, entry, present))
             rows.append(record)
         staged = pd.DataFrame(rows)
         key = self.manifests(submission_id).write("staged", staged)
@@ -223,7 +228,7 @@ class Ingest:
         log.info("stage_raw: %s", counts)
         return StageResult("stage_raw", submission_id, key, counts)
 
-    def _stage_one(self, submission_id: str, entry: Any) -> dict[str, Any]:
+    def _stage_one(self, submission_id: str, entry: Any, present: dict[str, int]) -> dict[str, Any]:
         tmp = self.cache.root / "incoming" / submission_id / f"{abs(hash(entry.locator))}.partial"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         digests = Digests()
@@ -235,8 +240,7 @@ class Ingest:
         cached = self.cache.path("raw", raw_key)
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp.replace(cached)
-        existing = self.store.head("raw", raw_key)
-        if existing is None or existing.sha256 != digests.sha256:
+        if present.get(raw_key) != digests.size:  # content-addressed: same key and size is the same bytes
             self.store.put_file("raw", raw_key, cached, sha256=digests.sha256)
         return {"raw_key": raw_key, "sha256_source": digests.sha256, "size": digests.size}
 
@@ -292,10 +296,6 @@ class Ingest:
         def destination(key: str) -> Path:
             return self.cache.path("staging", self._deid_object(submission_id, key))
 
-        def upload(row: dict[str, Any]) -> None:
-            staging_key = self._deid_object(submission_id, row["deid_key"])
-            self.store.put_file("staging", staging_key, self.cache.path("staging", staging_key), sha256=row["sha256"])
-
         frame = deidentify_frame(
             batch,
             self.profile,
@@ -303,8 +303,14 @@ class Ingest:
             source_of=lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
             destination_of=destination,
             workers=self.config.workers,
-            on_output=upload,
         )
+
+        def upload(row: dict[str, Any]) -> None:
+            staging_key = self._deid_object(submission_id, row["deid_key"])
+            self.store.put_file("staging", staging_key, self.cache.path("staging", staging_key), sha256=row["sha256"])
+
+        with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
+            list(pool.map(upload, frame[frame["status"] == STATUS_OK].to_dict("records")))
         name = "deid/" + batch_key.rsplit("/", 1)[-1].removesuffix(".parquet")
         key = manifests.write(name, frame)
         self._quarantine(submission_id, frame.merge(batch[["file_id", "raw_key", "source_path"]], on="file_id"), "deidentify")
@@ -407,21 +413,31 @@ class Ingest:
         tier = self.publish_tier
         manifests = self.manifests(submission_id)
         frame = manifests.read("verified")
-        objects: dict[str, dict[str, Any]] = {}
-        for index in frame.index[frame["status"] == STATUS_OK]:
+        present = self.store.sizes(tier, f"{self.config.id}/")
+
+        def place(index: Any) -> tuple[Any, ObjectInfo | None]:
             row = frame.loc[index]
             key = self.public_key(row["deid_key"])
-            existing = self.store.head(tier, key)
+            existing = self.store.head(tier, key) if key in present else None
             if existing is None:
-                self.store.copy("staging", self._deid_object(submission_id, row["deid_key"]), tier, key)
-                existing = self.store.head(tier, key)
+                staged = self._deid_object(submission_id, row["deid_key"])
+                existing = self.store.copy("staging", staged, tier, key, size=int(row["size_out"]))
+            return index, existing
+
+        objects: dict[str, dict[str, Any]] = {}
+        with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
+            placed = list(pool.map(place, frame.index[frame["status"] == STATUS_OK]))
+        for index, existing in placed:
+            row = frame.loc[index]
             if existing is None or existing.sha256 != row["sha256"]:
                 frame.loc[index, ["status", "reason"]] = [
                     STATUS_QUARANTINED,
                     "a published object with the same SOP Instance UID has different content",
                 ]
                 continue
-            objects[key] = {"key": key, "size": int(row["size_out"]), "sha256": row["sha256"], "md5": row["md5"]}
+            objects[existing.key] = {
+                "key": existing.key, "size": int(row["size_out"]), "sha256": row["sha256"], "md5": row["md5"]
+            }
         manifests.write("published", frame)
         self._quarantine(submission_id, frame, "publish")
         version, release_key, added = self._release(submission_id, tier, objects)

@@ -161,14 +161,33 @@ class ObjectStore:
         data = json.dumps(document, indent=2, sort_keys=True).encode("utf-8") + b"\n"
         self.put_bytes(tier, key, data, "application/json")
 
-    def copy(self, src_tier: str, src_key: str, dst_tier: str, dst_key: str, storage_class: str | None = None) -> None:
-        """Server-side copy between tiers, checksum carried along."""
+    def copy(
+        self, src_tier: str, src_key: str, dst_tier: str, dst_key: str, storage_class: str | None = None, size: int = 0
+    ) -> ObjectInfo:
+        """Server-side copy between tiers; returns the new object's info with its SHA-256 as the server computed it.
+
+        One CopyObject request for objects under 5 GB (the common case); the managed,
+        multipart copy above that.
+        """
         extra: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"}
         if storage_class:
             extra["StorageClass"] = storage_class
-        self.client.copy(
-            {"Bucket": self.bucket(src_tier), "Key": src_key}, self.bucket(dst_tier), dst_key, ExtraArgs=extra
-        )
+        source = {"Bucket": self.bucket(src_tier), "Key": src_key}
+        if size and size < 5 * 1024**3:
+            result = self.client.copy_object(Bucket=self.bucket(dst_tier), Key=dst_key, CopySource=source, **extra)
+            sha256 = _hex_from_b64(result.get("CopyObjectResult", {}).get("ChecksumSHA256"))
+            if sha256:
+                return ObjectInfo(key=dst_key, size=size, sha256=sha256, storage_class=storage_class)
+        else:
+            self.client.copy(source, self.bucket(dst_tier), dst_key, ExtraArgs=extra)
+        info = self.head(dst_tier, dst_key)
+        if info is None:
+            raise RuntimeError(f"copy to {dst_tier}/{dst_key} left no object")
+        return info
+
+    def sizes(self, tier: str, prefix: str = "") -> dict[str, int]:
+        """Every key under a prefix with its size, in one listing (cheaper than a HEAD per key)."""
+        return {o.key: o.size for o in self.list(tier, prefix)}
 
     def delete(self, tier: str, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket(tier), Key=key)
