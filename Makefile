@@ -10,7 +10,7 @@ APT_PACKAGES := dicom3tools dcmtk openssh-server tesseract-ocr libopenslide0 fon
                 chromium chromium-driver docker-compose
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline clean
+.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline clean airflow-ui
 
 venv: $(STAMP)
 
@@ -53,3 +53,7 @@ bench-pipeline: venv
 
 clean:
 	rm -rf .demo .imaging-ingest .pytest_cache .mypy_cache .ruff_cache
+
+# The real Airflow UI on the embedded setup (foreground; Ctrl-C stops): http://127.0.0.1:8080, admin/admin.
+airflow-ui: venv
+	scripts/airflow_ui.sh
