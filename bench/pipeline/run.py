@@ -97,7 +97,6 @@ def main() -> int:
     args = parser.parse_args()
 
     from imaging_dags.local import s3_server
-
     from imaging_ingest.synth import generate_submission
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
