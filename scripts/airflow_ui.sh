@@ -39,7 +39,8 @@ S3_PID=$!
 trap 'kill $S3_PID 2>/dev/null || true; kill 0 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$S3_PORT/" >/dev/null && break; sleep 0.2; done
 "$VENV/bin/imaging-ingest" storage init
-SUB=$HOME_DIR/drop/demo/site-a-3p-seed7
+export IMAGING_INGEST_DROP_ROOT=$HOME_DIR/drop
+SUB=$IMAGING_INGEST_DROP_ROOT/demo/site-a-3p-seed7
 [ -f "$SUB/READY" ] || "$VENV/bin/imaging-ingest" synth "$SUB" --patients 3 --seed 7 --marker
 echo "Airflow UI: http://127.0.0.1:$PORT  (admin / admin); S3 on $IMAGING_INGEST_S3_ENDPOINT"
 exec "$VENV/bin/airflow" standalone

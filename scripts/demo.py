@@ -1,8 +1,11 @@
 """``make demo``: generate a submission, run the demo collection's DAG through Airflow, print a summary.
 
 Everything runs on embedded defaults: SQLite for Airflow and the catalog, an S3 server on
-loopback (moto) for every tier, a local folder as the drop. State lives under ``.demo/``;
-the pseudonymisation secret is generated there on first use (never committed).
+loopback (moto) for every tier, a local folder as the drop. The S3 server lives as long as
+this process, so each run starts from an empty archive (``.demo/state/``: catalog, Airflow
+database, caches) and ingests the same generated submission: the output is the same every
+time. The submission (``.demo/drop/``) and the pseudonymisation secret (``.demo/secret.key``,
+generated on first use, never committed) are kept between runs.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import secrets
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,22 +43,27 @@ def main() -> int:
     parser.add_argument("--home", default=str(REPO / ".demo"), help="where demo state lives")
     parser.add_argument("--patients", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--fresh", action="store_true", help="start from an empty catalog and Airflow database")
+    parser.add_argument("--fresh", action="store_true", help="also regenerate the submission and the secret")
     args = parser.parse_args()
 
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # third-party deprecations are not news here
     home = Path(args.home).resolve()
     if args.fresh and home.exists():
         shutil.rmtree(home)
+    state = home / "state"
+    shutil.rmtree(state, ignore_errors=True)
     from imaging_dags.local import airflow_environment, migrate, run_dag, s3_server
 
-    os.environ.update(airflow_environment(home / "airflow"))
+    os.environ.update(airflow_environment(state / "airflow"))
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "demo")
-    os.environ["IMAGING_INGEST_HOME"] = str(home)
+    os.environ["IMAGING_INGEST_HOME"] = str(state)
     os.environ["IMAGING_INGEST_SECRET_FILE"] = str(home / "secret.key")
+    os.environ["IMAGING_INGEST_COLLECTIONS"] = str(REPO / "dags" / "collections")
+    os.environ["IMAGING_INGEST_DROP_ROOT"] = str(home / "drop")
     started = time.perf_counter()
     prepare(home, args.patients, args.seed)
-    migrate(home / "airflow")
+    migrate(state / "airflow")
     with s3_server() as endpoint:
         os.environ["IMAGING_INGEST_S3_ENDPOINT"] = endpoint
         from imaging_ingest.config import load_collection_config
@@ -64,12 +73,14 @@ def main() -> int:
 
         settings = Settings.from_env()
         ObjectStore(settings).ensure_buckets()
-        config = load_collection_config(REPO / "dags" / "collections" / "demo.yaml")
+        config = load_collection_config(
+            REPO / "dags" / "collections" / "demo.yaml", environ={"IMAGING_INGEST_DROP_ROOT": str(home / "drop")}
+        )
         ingest = Ingest(config, settings)
         ready = ingest.discover()
-        run = run_dag("ingest__demo", {"submission": ready[0]["submission_id"] if ready else "", "force": True})
+        submission_id = ready[0]["submission_id"]
+        run = run_dag("ingest__demo", {"submission": submission_id})
         elapsed = time.perf_counter() - started
-        submission_id = ready[0]["submission_id"] if ready else None
         if run.state != "success" or submission_id is None:
             print(f"demo run ended in state {run.state}", file=sys.stderr)
             return 1

@@ -110,7 +110,7 @@ def submission(drop_root: Path, synth_cache: Path) -> Path:
 @pytest.fixture
 def demo_config(drop_root: Path) -> CollectionConfig:
     """The shipped demo collection config, pointed at this test's drop."""
-    config = load_collection_config(DEMO_CONFIG, environ={"IMAGING_INGEST_HOME": str(drop_root.parent)})
+    config = load_collection_config(DEMO_CONFIG, environ={})
     return config.model_copy(update={"drop": config.drop.model_copy(update={"url": drop_root.as_uri()})})
 
 

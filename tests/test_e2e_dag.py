@@ -27,7 +27,7 @@ def demo_env(
     collections.mkdir()
     (collections / "demo.yaml").write_text(
         (Path(__file__).parents[1] / "dags/collections/demo.yaml").read_text().replace(
-            "${IMAGING_INGEST_HOME:-/tmp/imaging-ingest}/drop/demo", str(submission.parent)
+            "${IMAGING_INGEST_DROP_ROOT:-/tmp/imaging-ingest/drop}/demo", str(submission.parent)
         )
     )
     monkeypatch.setenv("IMAGING_INGEST_COLLECTIONS", str(collections))

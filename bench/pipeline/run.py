@@ -60,7 +60,7 @@ def run_arm(arm: str, workdir: Path, drop: Path, endpoint: str, secret: Path) ->
     collections = workdir / f"collections-{arm}"
     collections.mkdir(parents=True)
     text = (REPO / "dags" / "collections" / "demo.yaml").read_text()
-    (collections / "demo.yaml").write_text(text.replace("${IMAGING_INGEST_HOME:-/tmp/imaging-ingest}/drop/demo", str(drop)))
+    (collections / "demo.yaml").write_text(text.replace("${IMAGING_INGEST_DROP_ROOT:-/tmp/imaging-ingest/drop}/demo", str(drop)))
     env = os.environ | airflow_environment(home / "airflow") | {
         "IMAGING_INGEST_HOME": str(home),
         "IMAGING_INGEST_S3_ENDPOINT": endpoint,

@@ -103,18 +103,21 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
     )
     def ingest() -> None:
         @task(**IO_RETRIES)
-        def discover(params: dict[str, Any] | None = None) -> str | None:
-            """Find the submission to work on: the requested one, or the first complete one in the drop."""
-            requested = (params or {}).get("submission") or None
+        def discover(params: dict[str, Any] | None = None) -> str:
+            """Find the submission to work on: the requested one, or the first complete one in the drop.
+
+            Returns "" when there is none (an empty XCom, not a missing one).
+            """
+            requested = (params or {}).get("submission") or ""
             if requested:
                 return str(requested)
             ready = _ingest(config).discover()
-            return ready[0]["submission_id"] if ready else None
+            return str(ready[0]["submission_id"]) if ready else ""
 
         @task.short_circuit
-        def claim(submission_id: str | None, params: dict[str, Any] | None = None) -> str | bool:
+        def claim(submission_id: str, params: dict[str, Any] | None = None) -> str | bool:
             """Claim it in the catalog; skip the rest of the run when there is nothing to do."""
-            if submission_id is None:
+            if not submission_id:
                 return False
             result = _ingest(config).claim(submission_id, force=bool((params or {}).get("force")))
             return result.submission_id if result.extra["proceed"] else False
@@ -142,7 +145,9 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
         @task
         def screen(submission_id: str, batches: list[dict[str, Any]]) -> dict[str, Any]:
             """Burned-in PHI screening; gate 2."""
-            return _ingest(config).screen(submission_id, [b["manifest"] for b in batches]).as_dict()
+            # Index the mapped results (not iterate): iteration probes one past the end, which logs an error.
+            manifests = [batches[i]["manifest"] for i in range(len(batches))]
+            return _ingest(config).screen(submission_id, manifests).as_dict()
 
         @task
         def verify(submission_id: str, screened: dict[str, Any]) -> dict[str, Any]:

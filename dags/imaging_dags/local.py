@@ -46,7 +46,11 @@ def migrate(airflow_home: Path) -> None:
 
 def load_dag(dag_id: str) -> Any:
     """Parse the DAGs folder as the dag-processor would, and return one DAG."""
+    import warnings
+
     from airflow.dag_processing.dagbag import BundleDagBag
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # third-party deprecations, not ours
 
     bag = BundleDagBag(str(DAGS_FOLDER), bundle_path=str(DAGS_FOLDER))
     if bag.import_errors:
