@@ -14,17 +14,18 @@ in memory, and a corrupted object ends the download rather than reach a user.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .nbia import license_for
 from .releases import CollectionView, InstanceView, SeriesView
-from .zipstream import ZipEntry, ZipStream
+from .zipstream import IntegrityError, ZipEntry, ZipStream
 
 if TYPE_CHECKING:
     from ..storage import ObjectStore
 
-__all__ = ["image_names", "object_chunks", "series_zip"]
+__all__ = ["image_names", "object_chunks", "series_zip", "verified_chunks"]
 
 
 def object_chunks(store: ObjectStore, tier: str, key: str, chunk_size: int) -> Iterator[bytes]:
@@ -34,6 +35,25 @@ def object_chunks(store: ObjectStore, tier: str, key: str, chunk_size: int) -> I
         yield from body.iter_chunks(chunk_size)
     finally:
         body.close()
+
+
+def verified_chunks(chunks: Iterable[bytes], size: int, md5: str, name: str) -> Iterator[bytes]:
+    """Pass chunks on, holding the last one back until size and MD5 are confirmed.
+
+    A damaged object therefore never reaches a client whole: the response ends short of
+    its ``Content-Length`` and the client reports an incomplete download.
+    """
+    digest, count, pending = hashlib.md5(usedforsecurity=False), 0, b""
+    for chunk in chunks:
+        if pending:
+            yield pending
+        digest.update(chunk)
+        count += len(chunk)
+        pending = chunk
+    if count != size or digest.hexdigest() != md5.lower():
+        raise IntegrityError(f"{name} does not match its catalogued size and MD5; not delivered")
+    if pending:
+        yield pending
 
 
 def image_names(instances: tuple[InstanceView, ...], new_file_names: bool) -> list[str]:

@@ -112,6 +112,8 @@ def _parse(data: bytes, complete: bool) -> Dataset | None:
             ds = read_partial(io.BytesIO(data), stop_when=stop_when, force=True)
     except Exception:  # a truncated element or sequence: read the whole object instead
         return None
+    if "SOPInstanceUID" not in ds:  # not a DICOM instance at all
+        return None
     return ds if (reached or complete) else None
 
 

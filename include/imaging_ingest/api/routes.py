@@ -22,7 +22,7 @@ from fastapi.dependencies.utils import get_flat_dependant
 from fastapi.responses import StreamingResponse
 
 from .access import Scope
-from .downloads import object_chunks, series_zip
+from .downloads import object_chunks, series_zip, verified_chunks
 from .nbia import (
     METADATA_COLUMNS,
     PATIENT_COLUMNS,
@@ -346,8 +346,9 @@ def nbia_router(scope: Callable[..., Scope], tag: str) -> APIRouter:
             raise HTTPException(404, f"No published image has SOPInstanceUID {SOPInstanceUID} "
                                      f"in series {SeriesInstanceUID}.")
         state = request.app.state.api
+        chunks = object_chunks(state.store, instance.tier, instance.key, state.settings.chunk_size)
         return StreamingResponse(
-            object_chunks(state.store, instance.tier, instance.key, state.settings.chunk_size),
+            verified_chunks(chunks, instance.size, instance.md5, instance.key),
             media_type="application/dicom",
             headers={"Content-Length": str(instance.size),
                      "Content-Disposition": f"attachment; filename={SOPInstanceUID}.dcm"},

@@ -9,7 +9,7 @@ pixel data rarely shrinks enough to pay for the CPU.
 Because every entry's size is known before the stream starts (the release lists it),
 the archive's exact length is known too (``ZipStream.size``), so the response can carry
 a ``Content-Length`` and clients can show progress. An entry whose bytes differ from
-what was declared (size or MD5) aborts the stream with ``ZipIntegrityError`` rather
+what was declared (size or MD5) aborts the stream with ``IntegrityError`` rather
 than deliver a wrong file: the client then sees a truncated, invalid download.
 
 Readers that use the central directory (Python's ``zipfile``, Info-ZIP ``unzip``, 7-Zip,
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["ZipEntry", "ZipIntegrityError", "ZipStream"]
+__all__ = ["ZipEntry", "IntegrityError", "ZipStream"]
 
 _LOCAL = 0x04034B50
 _DESCRIPTOR = 0x08074B50
@@ -42,7 +42,7 @@ _FLAG_UTF8 = 0x0800
 _STORED = 0
 
 
-class ZipIntegrityError(IOError):
+class IntegrityError(IOError):
     """An entry's bytes differ from its declared size or MD5: the archive is abandoned."""
 
 
@@ -165,17 +165,17 @@ class ZipStream:
                     continue
                 count += len(chunk)
                 if count > item.entry.size:
-                    raise ZipIntegrityError(f"zip entry {item.entry.name} is longer than its declared {item.entry.size} bytes")
+                    raise IntegrityError(f"zip entry {item.entry.name} is longer than its declared {item.entry.size} bytes")
                 crc = zlib.crc32(chunk, crc)
                 if digest is not None:
                     digest.update(chunk)
                 yield chunk
             if count != item.entry.size:
-                raise ZipIntegrityError(
+                raise IntegrityError(
                     f"zip entry {item.entry.name} has {count} bytes, {item.entry.size} were declared"
                 )
             if digest is not None and digest.hexdigest() != (item.entry.md5 or "").lower():
-                raise ZipIntegrityError(f"zip entry {item.entry.name} does not match its catalogued MD5")
+                raise IntegrityError(f"zip entry {item.entry.name} does not match its catalogued MD5")
             crcs.append(crc)
             yield self._descriptor(item, crc)
             written += item.span
