@@ -174,6 +174,7 @@ class Archive:
         self._views_lock = threading.Lock()
         self._build_locks: defaultdict[tuple[str, int], threading.Lock] = defaultdict(threading.Lock)
         self._broken: dict[tuple[str, int], float] = {}
+        self._building: set[tuple[str, int]] = set()
 
     # -- versions --------------------------------------------------------------------------
 
@@ -188,15 +189,53 @@ class Archive:
             return self._versions.by_collection
 
     def latest(self) -> list[CollectionView]:
-        """The newest servable version of every collection (restricted ones included)."""
+        """The newest servable version of every collection (restricted ones included).
+
+        A collection served for the first time is joined right away (the caller waits).
+        When a newer version of a collection already served appears, its view is built in
+        the background and the previous version is served until it is ready, so that no
+        request waits for a new release's header reads.
+        """
         views = []
         for _collection, rows in sorted(self.versions().items()):
+            view = self._newest_ready(rows)
+            if view is not None:
+                views.append(view)
+        return views
+
+    def _newest_ready(self, rows: list[VersionRow]) -> CollectionView | None:
+        newest = self._cached(rows[-1])
+        if newest is not None:
+            return newest
+        older = next((v for r in reversed(rows[:-1]) if (v := self._cached(r)) is not None), None)
+        if older is None:
             for row in reversed(rows):
                 view = self._view(row)
                 if view is not None:
-                    views.append(view)
-                    break
-        return views
+                    return view
+            return None
+        self._build_in_background(rows[-1])
+        return older
+
+    def _cached(self, row: VersionRow) -> CollectionView | None:
+        with self._views_lock:
+            return self._views.get((row.collection_id, row.number))
+
+    def _build_in_background(self, row: VersionRow) -> None:
+        key = (row.collection_id, row.number)
+        with self._views_lock:
+            if key in self._building:
+                return
+            self._building.add(key)
+
+        def build() -> None:
+            try:
+                self._view(row)
+            finally:
+                with self._views_lock:
+                    self._building.discard(key)
+
+        threading.Thread(target=build, name=f"build-{row.collection_id}-{row.number}", daemon=True).start()
 
     def pinned(self, collection_id: str, number: int) -> CollectionView | None:
         """One named version of one collection, or None when it was never published."""
