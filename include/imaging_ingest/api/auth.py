@@ -153,6 +153,7 @@ class TokenService:
         self.users = users
         self.access_ttl_s = access_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
+        self._dummy: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -167,11 +168,17 @@ class TokenService:
         if username == GUEST_USER:
             return self._grant(GUEST_USER, [])
         user = self.users.users.get(username)
-        # Hash even for unknown users, so that timing does not tell which names exist.
-        encoded = user.password_hash if user else f"{_ALGORITHM}$1000$AAAAAAAAAAAAAAAAAAAAAA$AAAA"
+        # Hash as long for unknown users, so that timing does not tell which names exist.
+        encoded = user.password_hash if user else self._dummy_hash()
         if not verify_password(password, encoded) or user is None:
             raise AuthError(401, "invalid user credentials", error="invalid_grant")
         return self._grant(username, sorted(user.collections))
+
+    def _dummy_hash(self) -> str:
+        if self._dummy is None:
+            rounds = [int(u.password_hash.split("$")[1]) for u in self.users.users.values()]
+            self._dummy = hash_password(secrets.token_hex(16), iterations=max(rounds, default=_DEFAULT_ITERATIONS))
+        return self._dummy
 
     def refresh_grant(self, refresh_token: str) -> dict[str, Any]:
         claims = self._verify(refresh_token, "refresh")

@@ -185,7 +185,8 @@ def nbia_router(scope: Callable[..., Scope], tag: str) -> APIRouter:
     @router.get("/getPatient", responses=listing(PatientRecord, "Patients"))
     def get_patient(s: ScopeDep, Collection: Text = None, PatientId: Text = None, format: Text = None) -> Response:
         fmt = _format(format)
-        rows = [patient_row(v, p) for v, p in s.patients(Collection) if _same(p.id, PatientId)]
+        found = s.find_patients(Collection, PatientId) if PatientId else s.patients(Collection)
+        rows = [patient_row(v, p) for v, p in found]
         return _answer(rows, PATIENT_COLUMNS, fmt)
 
     @router.get("/getPatientByCollectionAndModality", responses=listing(PatientByModality, "Patient IDs"))
@@ -207,6 +208,8 @@ def nbia_router(scope: Callable[..., Scope], tag: str) -> APIRouter:
         if StudyInstanceUID:
             found = s.find_study(StudyInstanceUID)
             pairs = [found] if found and _same(found[0].id, Collection) else []
+        elif PatientID:
+            pairs = [(v, st) for v, p in s.find_patients(Collection, PatientID) for st in p.studies]
         else:
             pairs = list(s.studies(Collection))
         rows = [study_row(v, st) for v, st in pairs if _same(st.patient_id, PatientID)]
@@ -225,6 +228,8 @@ def nbia_router(scope: Callable[..., Scope], tag: str) -> APIRouter:
         elif StudyInstanceUID:
             study = s.find_study(StudyInstanceUID)
             candidates = [(study[0], x) for x in study[1].series] if study and _same(study[0].id, Collection) else []
+        elif PatientID:
+            candidates = [(v, x) for v, p in s.find_patients(Collection, PatientID) for x in p.series]
         else:
             candidates = s.series(Collection)
         pairs = [
