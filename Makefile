@@ -7,10 +7,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := dicom3tools dcmtk openssh-server tesseract-ocr libopenslide0 fonts-dejavu-core \
-                chromium chromium-driver docker-compose
+                chromium chromium-driver docker-compose unzip
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline clean airflow-ui
+.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline serve bench-api clean airflow-ui
 
 venv: $(STAMP)
 
@@ -50,6 +50,15 @@ e2e: venv
 
 bench-pipeline: venv
 	$(PY) bench/pipeline/run.py
+
+# The NBIA-compatible API over the demo archive, in the foreground (ingests the demo data first if needed).
+API_HOST ?= 127.0.0.1
+API_PORT ?= 8088
+serve: venv
+	$(PY) scripts/serve_demo.py --host $(API_HOST) --port $(API_PORT)
+
+bench-api: venv
+	$(PY) bench/api/run.py
 
 clean:
 	rm -rf .demo .imaging-ingest .pytest_cache .mypy_cache .ruff_cache

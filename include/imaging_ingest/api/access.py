@@ -1,0 +1,84 @@
+"""What one request may see: the versions in its scope, filtered by the caller's grants.
+
+Two rules, applied here and nowhere else:
+
+* Listing never shows a restricted collection the caller has no grant for: not its
+  patients, series, values, nor its name.
+* Naming it (``Collection=``, a series, study or SOP Instance UID of it) answers 401
+  without a token and 403 with a token that does not grant it, so that a client learns
+  it must log in rather than receive a silent empty answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .auth import Caller
+from .releases import CollectionView, PatientView, SeriesView, StudyView
+
+__all__ = ["Scope"]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The collection versions a request addresses, and who is asking."""
+
+    views: tuple[CollectionView, ...]
+    caller: Caller
+
+    def visible(self) -> list[CollectionView]:
+        return [v for v in self.views if self.caller.can_see(v.id, v.restricted)]
+
+    def collections(self, name: str | None) -> list[CollectionView]:
+        """The visible collections, or the one named (case-insensitively, as NBIA matches)."""
+        if not name:
+            return self.visible()
+        matches = [v for v in self.views if v.id.upper() == name.upper()]
+        for view in matches:
+            self.caller.require(view.id, view.restricted)
+        return matches
+
+    def series(self, collection: str | None = None) -> Iterator[tuple[CollectionView, SeriesView]]:
+        for view in self.collections(collection):
+            for series in view.series.values():
+                yield view, series
+
+    def studies(self, collection: str | None = None) -> Iterator[tuple[CollectionView, StudyView]]:
+        for view in self.collections(collection):
+            for study in view.studies.values():
+                yield view, study
+
+    def patients(self, collection: str | None = None) -> Iterator[tuple[CollectionView, PatientView]]:
+        for view in self.collections(collection):
+            for patient in view.patients.values():
+                yield view, patient
+
+    def find_patients(self, collection: str | None, patient_id: str) -> list[tuple[CollectionView, PatientView]]:
+        """Patients with this ID (ignoring case, as NBIA) in the visible or named collections."""
+        found = []
+        for view in self.collections(collection):
+            index = view.cache.get(("patients-by-upper-id", ""))
+            if index is None:
+                index = view.cache[("patients-by-upper-id", "")] = {p.upper(): v for p, v in view.patients.items()}
+            patient = index.get(patient_id.upper())
+            if patient is not None:
+                found.append((view, patient))
+        return found
+
+    def find_series(self, uid: str) -> tuple[CollectionView, SeriesView] | None:
+        """The series with this UID, if published in scope; 401/403 when the caller may not see it."""
+        for view in self.views:
+            series = view.series.get(uid)
+            if series is not None:
+                self.caller.require(view.id, view.restricted)
+                return view, series
+        return None
+
+    def find_study(self, uid: str) -> tuple[CollectionView, StudyView] | None:
+        for view in self.views:
+            study = view.studies.get(uid)
+            if study is not None:
+                self.caller.require(view.id, view.restricted)
+                return view, study
+        return None

@@ -1,0 +1,259 @@
+"""The data-access service: the NBIA v4 API, an OAuth2 token endpoint, and a version index.
+
+``create_app`` wires the pieces: the catalog (read-only), the object store, the cache of
+header fields, the published-version index (``Archive``) and the token service. Errors
+answer with a status and a sentence: 400 for bad parameters (naming them), 401/403 for
+restricted data, 404 for what is not published, 503 when the catalog or the object
+store cannot be reached.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from fastapi import Depends, FastAPI, Form, HTTPException, Path, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import __version__
+from ..settings import Settings
+from ..storage import ObjectStore
+from .access import Scope
+from .auth import AuthError, Caller, TokenService, load_users
+from .headers import HeaderCache
+from .queries import connect
+from .releases import Archive, is_restricted
+from .routes import nbia_router
+from .schemas import CollectionInfo, TokenAnswer
+from .settings import ApiSettings
+
+__all__ = ["ApiState", "create_app", "create_app_from_env"]
+
+log = logging.getLogger(__name__)
+
+SERVICES = "/nbia-api/services/v4"
+PINNED = "/collections/{collection}/versions/{version}" + SERVICES
+
+
+@dataclass
+class ApiState:
+    settings: ApiSettings
+    archive: Archive
+    tokens: TokenService
+    store: ObjectStore
+    headers: HeaderCache
+
+    def close(self) -> None:
+        self.headers.close()
+        self.archive.engine.dispose()
+
+
+def build_state(settings: Settings, api_settings: ApiSettings) -> ApiState:
+    """Connect to the catalog and the object store and load the users; fail early and clearly."""
+    store = ObjectStore(settings)
+
+    def fetch(tier: str, key: str, length: int | None) -> bytes:
+        kwargs: dict[str, Any] = {"Bucket": store.bucket(tier), "Key": key}
+        if length:
+            kwargs["Range"] = f"bytes=0-{length - 1}"
+        body: bytes = store.client.get_object(**kwargs)["Body"].read()
+        return body
+
+    headers = HeaderCache(
+        api_settings.header_cache or settings.home / "api" / "header-cache.sqlite",
+        fetch,
+        workers=api_settings.header_workers,
+    )
+    archive = Archive(
+        connect(settings.catalog_url),
+        store.get_json,
+        headers,
+        refresh_interval_s=api_settings.refresh_interval_s,
+    )
+    secret = api_settings.token_secret.get_secret_value().strip().encode("utf-8") if api_settings.token_secret else None
+    tokens = TokenService(secret, load_users(api_settings.users_file), api_settings.access_token_ttl_s,
+                          api_settings.refresh_token_ttl_s)
+    return ApiState(api_settings, archive, tokens, store, headers)
+
+
+_bearer = HTTPBearer(auto_error=False, description="A token from /nbia-api/oauth/token; needed for restricted data only.")
+
+
+def _caller(
+    request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None
+) -> Caller:
+    state: ApiState = request.app.state.api
+    return state.tokens.caller(request.headers.get("authorization"))
+
+
+def latest_scope(request: Request, caller: Annotated[Caller, Depends(_caller)]) -> Scope:
+    """The latest published version of every collection."""
+    state: ApiState = request.app.state.api
+    return Scope(tuple(state.archive.latest()), caller)
+
+
+def pinned_scope(
+    request: Request,
+    caller: Annotated[Caller, Depends(_caller)],
+    collection: Annotated[str, Path(description="Collection id", min_length=1)],
+    version: Annotated[int, Path(description="Published version number", ge=1, le=2**31 - 1)],
+) -> Scope:
+    """One named version of one collection: a citable, unchanging snapshot."""
+    state: ApiState = request.app.state.api
+    view = state.archive.pinned(collection, version)
+    if view is None:
+        raise HTTPException(404, f"Collection {collection} has no published version {version}.")
+    caller.require(view.id, view.restricted)
+    return Scope((view,), caller)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = [str(p) for p in error.get("loc", ())]
+        where, name = (location[0], location[-1]) if location else ("request", "")
+        kind = {"query": "query parameter", "path": "path segment", "body": "form field"}.get(where, where)
+        if error.get("type") == "missing":
+            parts.append(f"A {kind}, {name}, is required for this API call.")
+        else:
+            parts.append(f"The {kind} {name} is invalid: {error.get('msg', 'bad value')}.")
+    return " ".join(parts) or "The request is invalid."
+
+
+def create_app(settings: Settings | None = None, api_settings: ApiSettings | None = None) -> FastAPI:
+    """The service over one archive (settings from the environment when not given)."""
+    settings = settings or Settings.from_env()
+    api_settings = api_settings or ApiSettings.from_env()
+    state = build_state(settings, api_settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Build the latest versions' views in the background, so the first query is quick.
+        threading.Thread(target=_warm, args=(state,), name="api-warm-up", daemon=True).start()
+        yield
+        state.close()
+
+    app = FastAPI(
+        title="imaging-ingest data access (NBIA v4 compatible)",
+        version=__version__,
+        description=(
+            "The archive's published collections through NBIA's v4 search API, as the tcia_utils "
+            "client calls it. `/nbia-api/services/v4/...` serves the latest version of every "
+            "collection; `/collections/{collection}/versions/{version}/nbia-api/services/v4/...` one "
+            "named version. Restricted collections need a bearer token from `/nbia-api/oauth/token`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.api = state
+
+    @app.exception_handler(AuthError)
+    async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
+        challenge = 'Bearer realm="imaging-ingest"'
+        if exc.error != "authentication_required":  # RFC 6750: no error code when no token was sent
+            challenge += f', error="{exc.error}"'
+        return JSONResponse({"error": exc.error, "error_description": exc.message}, status_code=exc.status,
+                            headers={"WWW-Authenticate": challenge} if exc.status in (401, 403) else None)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(exc)}, status_code=400)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def catalog_down(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        log.error("catalog error: %s", type(exc).__name__)
+        return JSONResponse({"detail": "The catalog is unavailable; try again later."}, status_code=503)
+
+    @app.exception_handler(ClientError)
+    @app.exception_handler(BotoCoreError)
+    async def storage_down(request: Request, exc: Exception) -> JSONResponse:
+        log.error("object store error: %s", type(exc).__name__)
+        return JSONResponse({"detail": "The object store is unavailable; try again later."}, status_code=503)
+
+    app.include_router(nbia_router(latest_scope, "NBIA v4 (latest versions)"), prefix=SERVICES)
+    app.include_router(nbia_router(pinned_scope, "NBIA v4 (one named version)"), prefix=PINNED)
+
+    @app.post(
+        "/nbia-api/oauth/token",
+        tags=["Authentication"],
+        response_model=TokenAnswer,
+        responses={400: {"description": "Bad grant request."}, 401: {"description": "Invalid credentials."}},
+    )
+    def token(
+        request: Request,
+        grant_type: Annotated[str, Form(description="password or refresh_token")],
+        username: Annotated[str | None, Form()] = None,
+        password: Annotated[str | None, Form()] = None,
+        refresh_token: Annotated[str | None, Form()] = None,
+        client_id: Annotated[str | None, Form(description="accepted and ignored, as NBIA does")] = None,
+        client_secret: Annotated[str | None, Form(description="accepted and ignored")] = None,
+    ) -> Any:
+        """An OAuth2 token in NBIA's style (password grant, refresh grant)."""
+        tokens: TokenService = request.app.state.api.tokens
+        if grant_type == "password":
+            if username is None:
+                raise AuthError(400, "username and password are required for grant_type=password", "invalid_request")
+            return tokens.password_grant(username, password or "")
+        if grant_type == "refresh_token":
+            if not refresh_token:
+                raise AuthError(400, "refresh_token is required for grant_type=refresh_token", "invalid_request")
+            return tokens.refresh_grant(refresh_token)
+        raise AuthError(400, "Wrong grant_type entered. Valid grant_type is password or refresh_token.",
+                        "unsupported_grant_type")
+
+    @app.get("/collections", tags=["Versions"], response_model=list[CollectionInfo])
+    def collections(request: Request, caller: Annotated[Caller, Depends(_caller)]) -> Any:
+        """The collections you may see, each with its published versions and their pinned base URLs."""
+        state: ApiState = request.app.state.api
+        base = str(request.base_url).rstrip("/")
+        listing = []
+        for collection_id, rows in sorted(state.archive.versions().items()):
+            latest = rows[-1]
+            if not caller.can_see(collection_id, is_restricted(latest.license, latest.tier)):
+                continue
+            listing.append({
+                "collection": collection_id,
+                "title": latest.title,
+                "license": latest.license,
+                "restricted": is_restricted(latest.license, latest.tier),
+                "latest_version": latest.number,
+                "versions": [
+                    {
+                        "version": r.number,
+                        "released": r.created_at.isoformat(timespec="seconds"),
+                        "objects": r.objects,
+                        "bytes": r.bytes,
+                        "release_key": r.release_key,
+                        "base_url": f"{base}/collections/{collection_id}/versions/{r.number}{SERVICES}/",
+                    }
+                    for r in rows
+                ],
+            })
+        return listing
+
+    @app.get("/healthz", tags=["Versions"])
+    def healthz(request: Request) -> dict[str, Any]:
+        """Alive, and the catalog answers."""
+        state: ApiState = request.app.state.api
+        return {"status": "ok", "collections": len(state.archive.versions())}
+
+    return app
+
+
+def _warm(state: ApiState) -> None:
+    try:
+        state.archive.latest()
+    except Exception as exc:  # the first request will try again and report
+        log.warning("warming up the published versions failed: %s", type(exc).__name__)
+
+
+def create_app_from_env() -> FastAPI:
+    """The factory uvicorn calls (``imaging-ingest api``): settings from the environment."""
+    return create_app()
