@@ -138,12 +138,17 @@ def snapshot(store: ObjectStore, tier: str, prefix: str) -> dict[str, bytes]:
     return {o.key: store.get_bytes(tier, o.key) for o in store.list(tier, prefix)}
 
 
-def object_versions(store: ObjectStore, tier: str, prefix: str) -> dict[str, str]:
-    """Every S3 object version under a prefix: key -> version id (one write each, or an error)."""
+def object_versions(store: ObjectStore, tier: str, prefix: str, *, exclude: str | None = None) -> dict[str, str]:
+    """Every S3 object version under a prefix: key -> version id; fails if a key was written twice.
+
+    (The tier buckets keep every version, so this proves an object was never copied again.)
+    """
     seen: dict[str, str] = {}
     paginator = store.client.get_paginator("list_object_versions")
     for page in paginator.paginate(Bucket=store.bucket(tier), Prefix=prefix):
         for version in page.get("Versions", []):
+            if exclude and exclude in version["Key"]:
+                continue
             assert version["Key"] not in seen, f"{version['Key']} was written more than once"
             seen[version["Key"]] = version["VersionId"]
     return seen

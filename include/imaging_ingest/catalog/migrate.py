@@ -57,11 +57,8 @@ def current_revision(engine: Engine) -> str | None:
 
 
 @contextmanager
-def _migration_lock(engine: Engine, connection: Connection) -> Iterator[None]:
-    if engine.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        yield
-        return
+def _file_lock(engine: Engine) -> Iterator[None]:
+    """Serialise migrations of a SQLite file (held until the migration has committed)."""
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:":
         yield
@@ -73,6 +70,15 @@ def _migration_lock(engine: Engine, connection: Connection) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _migration(engine: Engine) -> Iterator[Connection]:
+    """A transaction that no other migration runs beside (advisory lock on PostgreSQL, a lock file on SQLite)."""
+    with _file_lock(engine), engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        yield connection
 
 
 def _check_not_legacy(connection: Connection) -> None:
@@ -89,18 +95,18 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the catalog up to ``revision``; a no-op when it is there already."""
     if revision == "head" and current_revision(engine) == head_revision():
         return
-    with engine.begin() as connection, _migration_lock(engine, connection):
+    with _migration(engine) as connection:
         _check_not_legacy(connection)
         command.upgrade(alembic_config(connection), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Migrate the catalog down to ``revision`` (``base`` drops every catalog table)."""
-    with engine.begin() as connection, _migration_lock(engine, connection):
+    with _migration(engine) as connection:
         command.downgrade(alembic_config(connection), revision)
 
 
 def stamp(engine: Engine, revision: str) -> None:
     """Record ``revision`` as the catalog's schema without running migrations (for adopting old catalogs)."""
-    with engine.begin() as connection:
+    with _migration(engine) as connection:
         command.stamp(alembic_config(connection), revision)
