@@ -191,7 +191,7 @@ class Study(Base):
 
 class Series(Base):
     __tablename__ = "series"
-    __table_args__ = (UniqueConstraint("collection_id", "uid"),)
+    __table_args__ = (UniqueConstraint("uid", "collection_id"),)  # UID first: the audit trail finds a series by UID
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"))
@@ -216,7 +216,7 @@ class Instance(Base):
 
     __tablename__ = "instances"
     __table_args__ = (
-        Index("ix_instances_collection_sop", "collection_id", "sop_uid"),
+        Index("ix_instances_sop_collection", "sop_uid", "collection_id"),  # also serves a lookup by UID alone
         Index("ix_instances_collection_key", "collection_id", "object_key"),
         Index("ix_instances_collection_span", "collection_id", "published_version", "retired_version"),
         Index("ix_instances_collection_fixity", "collection_id", "fixity_checked_at"),

@@ -573,9 +573,10 @@ class Catalog:
                 Instance.sop_class_uid,
                 Series.modality,
             )
-            .join(Series, Series.id == Instance.series_id)
-            .join(Study, Study.id == Series.study_id)
-            .join(Patient, Patient.id == Study.patient_id)
+            # The collection predicates on every table let each join use its (collection_id, ...) index.
+            .join(Series, and_(Series.id == Instance.series_id, Series.collection_id == collection_id))
+            .join(Study, and_(Study.id == Series.study_id, Study.collection_id == collection_id))
+            .join(Patient, and_(Patient.id == Study.patient_id, Patient.collection_id == collection_id))
             .where(Instance.collection_id == collection_id, _live_span(version))
             .order_by(Instance.object_key)
         )
@@ -634,20 +635,20 @@ class Catalog:
                 current[key].append(row_id)
             retire = {key: ids for key, ids in current.items() if key not in listed}
             missing = sorted(listed - current.keys())
-            publish: dict[str, int] = {}
-            for chunk in _chunks(missing):
+            pending: dict[str, int] = {}
+            if missing:  # every registered, unpublished row of the collection: one indexed range
                 for row_id, key in s.execute(
                     select(Instance.id, Instance.object_key)
                     .where(
                         Instance.collection_id == collection_id,
                         Instance.published_version.is_(None),
                         Instance.retired_version.is_(None),
-                        Instance.object_key.in_(chunk),
                     )
                     .order_by(Instance.id)
                 ).tuples():
-                    publish.setdefault(key, row_id)
-            unknown = [key for key in missing if key not in publish]
+                    pending.setdefault(key, row_id)
+            publish = {key: pending[key] for key in missing if key in pending}
+            unknown = [key for key in missing if key not in pending]
             if unknown:
                 raise CatalogOutOfSync(
                     f"{collection_id} version {number} lists {len(unknown)} object(s) the catalog has not "

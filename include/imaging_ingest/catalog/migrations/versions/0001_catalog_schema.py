@@ -110,7 +110,7 @@ def upgrade() -> None:
         _fk("series", "study_id", "studies"),
         _fk("series", "submission_id", "submissions"),
         sa.PrimaryKeyConstraint("id", name="pk_series"),
-        sa.UniqueConstraint("collection_id", "uid", name="uq_series_collection_id_uid"),
+        sa.UniqueConstraint("uid", "collection_id", name="uq_series_uid_collection_id"),
     )
     op.create_index("ix_series_study_id", "series", ["study_id"])
     op.create_index("ix_series_submission_id", "series", ["submission_id"])
@@ -136,7 +136,7 @@ def upgrade() -> None:
         _fk("instances", "submission_id", "submissions"),
         sa.PrimaryKeyConstraint("id", name="pk_instances"),
     )
-    op.create_index("ix_instances_collection_sop", "instances", ["collection_id", "sop_uid"])
+    op.create_index("ix_instances_sop_collection", "instances", ["sop_uid", "collection_id"])
     op.create_index("ix_instances_collection_key", "instances", ["collection_id", "object_key"])
     op.create_index("ix_instances_collection_span", "instances", ["collection_id", "published_version", "retired_version"])
     op.create_index("ix_instances_collection_fixity", "instances", ["collection_id", "fixity_checked_at"])
