@@ -21,11 +21,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
+    "CitationConfig",
     "CollectionConfig",
     "ConfigError",
     "DeidOption",
     "DeidConfig",
     "DropConfig",
+    "FixityConfig",
     "License",
     "TagOverride",
     "load_collection_config",
@@ -140,6 +142,70 @@ class DropConfig(BaseModel):
         return value
 
 
+class Creator(BaseModel):
+    """A creator of a collection, as DataCite lists it (a person or an organisation)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200, description="'Family, Given' for a person.")
+    name_type: Literal["Personal", "Organizational"] = "Personal"
+    affiliation: str | None = None
+    orcid: str | None = Field(default=None, pattern=r"^\d{4}-\d{4}-\d{4}-\d{3}[\dX]$")
+
+
+_DOI_RE = re.compile(r"^10\.\d{4,9}/\S+$")
+
+
+class CitationConfig(BaseModel):
+    """How each published version is cited: DataCite metadata and the citation line."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    creators: list[Creator] = Field(default_factory=list, description="Defaults to the publisher.")
+    publisher: str = Field(default="Imaging Archive", min_length=1, max_length=200)
+    doi: str = Field(
+        default="10.5072/{collection}.v{version}",
+        description="DOI of a version; {collection} and {version} are filled in. 10.5072 is DataCite's "
+        "test prefix: a placeholder until the archive's own prefix is configured.",
+    )
+    concept_doi: str | None = Field(default=None, description="A DOI for the collection across versions.")
+    landing_page: str | None = Field(default=None, description="URL template, e.g. https://archive.example/{collection}/v{version}")
+    subjects: list[str] = Field(default_factory=list)
+    restricted_license: str = Field(default="Restricted data use agreement", min_length=1)
+    restricted_license_url: str | None = None
+
+    @field_validator("doi")
+    @classmethod
+    def _doi_template(cls, value: str) -> str:
+        try:
+            sample = value.format(collection="c", version=1)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"DOI template {value!r}: only {{collection}} and {{version}} may be used ({exc})") from None
+        if not _DOI_RE.match(sample):
+            raise ValueError(f"DOI template {value!r} does not give a DOI like 10.1234/suffix")
+        return value
+
+    @field_validator("concept_doi")
+    @classmethod
+    def _concept_doi(cls, value: str | None) -> str | None:
+        if value is not None and not _DOI_RE.match(value):
+            raise ValueError(f"{value!r} is not a DOI like 10.1234/suffix")
+        return value
+
+
+class FixityConfig(BaseModel):
+    """How the fixity audit re-verifies a collection's published objects."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["all", "sample"] = Field(
+        default="sample",
+        description="'all': every object on every audit; 'sample': the least recently checked share, "
+        "so that every object is checked within period_days of daily audits.",
+    )
+    period_days: int = Field(default=30, ge=1, le=3650)
+
+
 _CRON_FIELD = r"[\d*/,\-A-Za-z?LW#]+"
 _CRON_RE = re.compile(rf"^{_CRON_FIELD}(\s+{_CRON_FIELD}){{4,5}}$")
 _PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
@@ -164,6 +230,8 @@ class CollectionConfig(BaseModel):
     batch_size: int = Field(default=200, ge=1, le=5000, description="Files per de-identification batch.")
     workers: int = Field(default=1, ge=1, le=64, description="Processes per de-identification batch.")
     deid: DeidConfig = Field(default_factory=DeidConfig)
+    citation: CitationConfig = Field(default_factory=CitationConfig)
+    fixity: FixityConfig = Field(default_factory=FixityConfig)
     owner: str = "archive"
     tags: list[str] = Field(default_factory=list)
 

@@ -19,14 +19,12 @@ from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from . import __version__
 from .catalog import Catalog, InstanceRecord, SubmissionState
 from .checksum import Digests
 from .config import CollectionConfig, DeidOption, License
@@ -40,8 +38,9 @@ from .pixels import screen_frame
 from .secret import load_secret
 from .settings import Settings
 from .sources import Drop, DropSubmission, open_drop
-from .storage import LocalCache, ObjectInfo, ObjectStore, PublicTierViolation
+from .storage import LocalCache, ObjectStore, PublicTierViolation
 from .verify import verify_frame
+from .versions import Archive, publish_submission
 
 __all__ = ["Ingest", "NothingToDo", "StageResult", "submission_id_for"]
 
@@ -329,6 +328,7 @@ class Ingest:
         inventory = manifests.read("inventory")
         parts = [manifests.read_key(k) for k in batch_results]
         deid = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"file_id": pd.Series(dtype="int64")})
+        self.catalog.set_state(submission_id, SubmissionState.DEIDENTIFIED)
         frame = screen_frame(merge_results(inventory, deid))
         key = manifests.write("screened", frame)
         self._quarantine(submission_id, frame, "screen")
@@ -406,91 +406,30 @@ class Ingest:
     def publish(self, submission_id: str) -> StageResult:
         """Copy verified objects to the collection's tier, then write the version's release LAST.
 
-        A version is exactly its ``release.json``: readers trust only listed objects, so a
-        publish killed half-way leaves no visible partial version, and its rerun finds the
-        objects already there (same key, same SHA-256) and completes without duplicates.
+        A version is exactly its ``release.json`` (see ``versions.py``): a publish killed
+        half-way leaves no visible partial version, and its rerun completes the same
+        version without copying anything twice. A series resubmitted with different bytes
+        replaces the published one in the new version.
         """
-        tier = self.publish_tier
         manifests = self.manifests(submission_id)
         frame = manifests.read("verified")
-        present = self.store.sizes(tier, f"{self.config.id}/")
-
-        def place(index: Any) -> tuple[Any, ObjectInfo | None]:
-            row = frame.loc[index]
-            key = self.public_key(row["deid_key"])
-            existing = self.store.head(tier, key) if key in present else None
-            if existing is None:
-                staged = self._deid_object(submission_id, row["deid_key"])
-                existing = self.store.copy("staging", staged, tier, key, size=int(row["size_out"]))
-            return index, existing
-
-        objects: dict[str, dict[str, Any]] = {}
-        with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-            placed = list(pool.map(place, frame.index[frame["status"] == STATUS_OK]))
-        for index, existing in placed:
-            row = frame.loc[index]
-            if existing is None or existing.sha256 != row["sha256"]:
-                frame.loc[index, ["status", "reason"]] = [
-                    STATUS_QUARANTINED,
-                    "a published object with the same SOP Instance UID has different content",
-                ]
-                continue
-            objects[existing.key] = {
-                "key": existing.key, "size": int(row["size_out"]), "sha256": row["sha256"], "md5": row["md5"]
-            }
+        outcome = publish_submission(
+            Archive(self.config, self.store, self.catalog, self.publish_tier),
+            submission_id,
+            frame,
+            lambda row: self._deid_object(submission_id, row["deid_key"]),
+        )
         manifests.write("published", frame)
-        self._quarantine(submission_id, frame, "publish")
-        version, release_key, added = self._release(submission_id, tier, objects)
-        counts = _counts(frame) | {"added_objects": added, "version": version}
+        counts = _counts(frame) | {"added_objects": outcome.added, "version": outcome.version or 0}
         self.catalog.set_state(
             submission_id,
             SubmissionState.PUBLISHED,
             published=counts["ok"],
             quarantined=counts["quarantined"],
-            version=version,
+            version=outcome.version,
         )
-        log.info("publish: %s", counts)
-        return StageResult("publish", submission_id, manifests.key("published"), counts, {"release_key": release_key})
-
-    def _release(self, submission_id: str, tier: str, objects: dict[str, dict[str, Any]]) -> tuple[int, str | None, int]:
-        latest = self.catalog.latest_version(self.config.id)
-        previous: dict[str, dict[str, Any]] = {}
-        if latest is not None:
-            previous = {o["key"]: o for o in self.store.get_json(tier, latest.release_key)["objects"]}
-        merged = previous | objects
-        added = len(set(merged) - set(previous))
-        if latest is not None and merged == previous:
-            return latest.number, latest.release_key, 0
-        number = (latest.number if latest else 0) + 1
-        release_key = f"{self.config.id}/versions/{number}/release.json"
-        listing = [merged[k] for k in sorted(merged)]
-        existing = self.store.head(tier, release_key)
-        if existing is not None:  # written by a publish that died before the catalog heard of it
-            if self.store.get_json(tier, release_key)["objects"] != listing:
-                raise RuntimeError(f"{release_key} exists with a different object list; refusing to overwrite a version")
-        else:
-            self.store.put_json(
-                tier,
-                release_key,
-                {
-                    "collection": self.config.id,
-                    "title": self.config.title,
-                    "license": self.config.license.value,
-                    "version": number,
-                    "previous_version": latest.number if latest else None,
-                    "submission": submission_id,
-                    "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "generator": f"imaging-ingest {__version__}",
-                    "object_count": len(listing),
-                    "total_bytes": sum(o["size"] for o in listing),
-                    "objects": listing,
-                },
-            )
-        sop_uids = [Path(k).stem for k in objects]
-        self.catalog.record_version(
-            self.config.id, number, release_key, len(listing), sum(o["size"] for o in listing), submission_id, sop_uids
-        )
-        return number, release_key, added
+        log.info("publish: %s (replaced series: %d)", counts, len(outcome.changed_series))
+        return StageResult("publish", submission_id, manifests.key("published"), counts, {"release_key": outcome.release_key})
 
     # -- announce -------------------------------------------------------------------------
 

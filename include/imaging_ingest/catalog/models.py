@@ -3,13 +3,23 @@
 Only de-identified values live here, plus keyed hashes of original patient identifiers
 (so that a returning patient gets the same pseudonym) and the submitted file names of
 quarantined files (the catalog is restricted, never public).
+
+The schema is owned by the Alembic migrations in ``catalog/migrations``; a test checks
+that these models and the migrations agree on SQLite and PostgreSQL.
+
+Versions are spans: an instance row is one object's stay in the collection, from the
+version that first listed it (``published_version``) up to, not including, the version
+that dropped it (``retired_version``, None while it is still listed). A version's
+members are therefore one indexed range query, and an unchanged object costs nothing
+when a new version is made.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
@@ -18,6 +28,8 @@ __all__ = [
     "Collection",
     "CollectionVersion",
     "DropObservation",
+    "EventOutcome",
+    "EventType",
     "Instance",
     "Patient",
     "QuarantineItem",
@@ -25,8 +37,18 @@ __all__ = [
     "Study",
     "Submission",
     "SubmissionState",
+    "VersionKind",
     "utcnow",
 ]
+
+#: Constraint and index names that are the same on every backend, so migrations can name them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 
 
 def utcnow() -> datetime:
@@ -34,11 +56,16 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    pass
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class SubmissionState:
-    """A submission's life, in order; ``failed`` can follow any state and be resumed from."""
+    """A submission's life, in order; ``failed`` can follow any state and be resumed from.
+
+    ``staged`` (originals copied to the raw tier) sits between ``claimed`` and
+    ``inventoried``. Each state has a ``<state>_at`` timestamp on the submission row: the
+    last time the submission entered it.
+    """
 
     DISCOVERED = "discovered"
     CLAIMED = "claimed"
@@ -52,6 +79,33 @@ class SubmissionState:
     FAILED = "failed"
 
     ORDER = (DISCOVERED, CLAIMED, STAGED, INVENTORIED, DEIDENTIFIED, SCREENED, VERIFIED, REGISTERED, PUBLISHED)
+    ALL = (*ORDER, FAILED)
+
+
+class EventType(StrEnum):
+    """PREMIS event types (https://id.loc.gov/vocabulary/preservation/eventType) the archive records."""
+
+    INGESTION = "ingestion"
+    DEIDENTIFICATION = "de-identification"
+    VALIDATION = "validation"
+    FIXITY_CHECK = "fixity check"
+    PUBLICATION = "publication"
+    REPLACEMENT = "replacement"
+    WITHDRAWAL = "withdrawal"
+    QUARANTINE = "quarantine"
+
+
+class EventOutcome(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    WARNING = "warning"
+
+
+class VersionKind(StrEnum):
+    """Why a collection version was made."""
+
+    SUBMISSION = "submission"
+    WITHDRAWAL = "withdrawal"
 
 
 class Collection(Base):
@@ -80,6 +134,20 @@ class Submission(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    discovered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    staged_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    inventoried_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    deidentified_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    screened_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    verified_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    registered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    published_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    failed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    def timestamps(self) -> dict[str, datetime | None]:
+        """When the submission last entered each state, in the order of the states."""
+        return {state: getattr(self, f"{state}_at") for state in SubmissionState.ALL}
 
 
 class DropObservation(Base):
@@ -123,7 +191,7 @@ class Study(Base):
 
 class Series(Base):
     __tablename__ = "series"
-    __table_args__ = (UniqueConstraint("collection_id", "uid"),)
+    __table_args__ = (UniqueConstraint("uid", "collection_id"),)  # UID first: the audit trail finds a series by UID
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"))
@@ -139,8 +207,20 @@ class Series(Base):
 
 
 class Instance(Base):
+    """One object's stay in a collection: listed from ``published_version`` until ``retired_version``.
+
+    A row with ``published_version`` None is registered but not yet published. A replaced
+    instance (same SOP Instance UID, different bytes) is a new row under a new object key;
+    the old row keeps its key and objects are never overwritten.
+    """
+
     __tablename__ = "instances"
-    __table_args__ = (UniqueConstraint("collection_id", "sop_uid"),)
+    __table_args__ = (
+        Index("ix_instances_sop_collection", "sop_uid", "collection_id"),  # also serves a lookup by UID alone
+        Index("ix_instances_collection_key", "collection_id", "object_key"),
+        Index("ix_instances_collection_span", "collection_id", "published_version", "retired_version"),
+        Index("ix_instances_collection_fixity", "collection_id", "fixity_checked_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"))
@@ -154,6 +234,9 @@ class Instance(Base):
     md5: Mapped[str] = mapped_column(String(32))
     submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), index=True)
     published_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    retired_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    fixity_checked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     series: Mapped[Series] = relationship()
 
@@ -169,6 +252,9 @@ class CollectionVersion(Base):
     objects: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(BigInteger)
     submission_id: Mapped[str | None] = mapped_column(ForeignKey("submissions.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16), default=VersionKind.SUBMISSION.value)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True, doc="why (restricted: may be free text)")
+    doi: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -191,7 +277,11 @@ class QuarantineItem(Base):
 
 
 class AuditEvent(Base):
-    """A PREMIS-style event: what happened to which object, by whom, with what outcome."""
+    """A PREMIS-style event: what happened (type) to which object, by whom (agent), with what outcome, when.
+
+    ``object_id`` is an object key, a series UID, a submission id or a release key, as
+    ``object_type`` says; ``detail`` names tags, counts and keys, never PHI values.
+    """
 
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_object", "object_id"),)
@@ -202,5 +292,6 @@ class AuditEvent(Base):
     agent: Mapped[str] = mapped_column(String(128))
     outcome: Mapped[str] = mapped_column(String(16))
     object_id: Mapped[str] = mapped_column(String(512))
+    object_type: Mapped[str] = mapped_column(String(16), default="object")
     collection_id: Mapped[str | None] = mapped_column(String(48), nullable=True, index=True)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)

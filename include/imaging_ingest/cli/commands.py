@@ -1,4 +1,4 @@
-"""The ingest commands: synth, deidentify, storage, collections, submissions, status, versions."""
+"""The ingest commands: synth, deidentify, storage, collections, submissions, status (versions: ``catalog.py``)."""
 
 from __future__ import annotations
 
@@ -147,28 +147,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     for item in catalog.quarantine_items(row.collection_id):
         if item.submission_id == row.id:
             reasons[item.reason] = reasons.get(item.reason, 0) + 1
+    timestamps = {state: at.isoformat(timespec="seconds") for state, at in row.timestamps().items() if at}
     if args.json:
-        print(json.dumps(info | {"quarantine_reasons": reasons}, indent=2))
+        print(json.dumps(info | {"timestamps": timestamps, "quarantine_reasons": reasons}, indent=2))
         return 0
     print_table([info], list(info))
+    if timestamps:
+        print()
+        print_table([{"state": s, "at": at} for s, at in sorted(timestamps.items(), key=lambda i: i[1])], ["state", "at"])
     if reasons:
         print()
         print_table([{"reason": r, "files": n} for r, n in sorted(reasons.items())], ["reason", "files"])
-    return 0
-
-
-def cmd_versions(args: argparse.Namespace) -> int:
-    rows = [
-        {
-            "version": v.number,
-            "objects": v.objects,
-            "bytes": v.bytes,
-            "release": v.release_key,
-            "created": v.created_at.isoformat(timespec="seconds"),
-        }
-        for v in catalog_for().versions(args.collection)
-    ]
-    print_table(rows, ["version", "objects", "bytes", "release", "created"], args.json)
     return 0
 
 
@@ -208,6 +197,3 @@ def register(command: CommandFactory) -> None:
 
     status = command("status", cmd_status, "show one submission's state and quarantine reasons")
     status.add_argument("submission", metavar="SUBMISSION")
-
-    versions = command("versions", cmd_versions, "list a collection's published versions")
-    versions.add_argument("collection", metavar="COLLECTION")

@@ -1,0 +1,1 @@
+"""Catalog, versions, citations and fixity tests."""

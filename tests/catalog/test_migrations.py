@@ -1,0 +1,106 @@
+"""The catalog schema is owned by Alembic: up, down and up again, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+
+from imaging_ingest.catalog import Catalog
+from imaging_ingest.catalog.migrate import ALEMBIC_INI, SchemaPredatesMigrations, head_revision
+from imaging_ingest.catalog.models import Base
+from imaging_ingest.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOG_TABLES = {t.name for t in Base.metadata.sorted_tables}
+
+
+def _tables(catalog: Catalog) -> set[str]:
+    return set(inspect(catalog.engine).get_table_names())
+
+
+def test_upgrade_then_downgrade_base_then_upgrade_again(catalog_url: str) -> None:
+    catalog = Catalog.from_url(catalog_url, create=False)
+    try:
+        assert catalog.schema_revision() is None
+        catalog.upgrade()
+        assert catalog.schema_revision() == head_revision()
+        assert _tables(catalog) >= CATALOG_TABLES
+        catalog.downgrade("base")
+        assert catalog.schema_revision() is None
+        assert not CATALOG_TABLES & _tables(catalog)
+        catalog.upgrade()
+        assert catalog.schema_revision() == head_revision()
+        assert _tables(catalog) >= CATALOG_TABLES
+    finally:
+        catalog.dispose()
+
+
+def test_the_models_and_the_migrations_agree(catalog: Catalog) -> None:
+    with catalog.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_opening_a_catalog_at_head_is_a_no_op(catalog_url: str) -> None:
+    first = Catalog.from_url(catalog_url)
+    first.collections()
+    second = Catalog.from_url(catalog_url)
+    assert second.schema_revision() == head_revision()
+    first.dispose()
+    second.dispose()
+
+
+def test_concurrent_openers_all_get_a_migrated_catalog(catalog_url: str) -> None:
+    def open_one(_: int) -> str | None:
+        catalog = Catalog.from_url(catalog_url)
+        try:
+            catalog.collections()
+            return catalog.schema_revision()
+        finally:
+            catalog.dispose()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert set(pool.map(open_one, range(4))) == {head_revision()}
+
+
+def test_a_catalog_made_before_migrations_is_refused_with_advice(catalog_url: str) -> None:
+    engine = create_engine(catalog_url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    with pytest.raises(SchemaPredatesMigrations, match="stamp"):
+        Catalog.from_url(catalog_url)
+
+
+def test_alembic_command_line_with_the_packaged_config(catalog_url: str) -> None:
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "include"), os.environ.get("PYTHONPATH", "")])}
+    for step in (["upgrade", "head"], ["downgrade", "base"], ["upgrade", "head"], ["current"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "alembic", "-c", str(ALEMBIC_INI), "-x", f"url={catalog_url}", *step],
+            env=env, capture_output=True, text=True,
+        )
+        assert out.returncode == 0, out.stderr
+    assert head_revision() in out.stdout
+
+
+def test_catalog_command(catalog_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["catalog", "upgrade", "--url", catalog_url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["revision"] == head_revision()
+    assert main(["catalog", "downgrade", "base", "--url", catalog_url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["revision"] is None
+    assert main(["catalog", "current", "--url", catalog_url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0] == {
+        "catalog": json.loads(json.dumps(create_engine(catalog_url).url.render_as_string(hide_password=True))),
+        "revision": None,
+        "head": head_revision(),
+    }
+    with pytest.raises(SystemExit):
+        main(["catalog", "downgrade", "--url", catalog_url])
