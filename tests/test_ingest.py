@@ -155,7 +155,7 @@ def test_gate_failure_stops_the_stage_and_names_the_expectation(
     from imaging_ingest import ingest as ingest_module
 
     real = ingest_module.inventory_frame
-    monkeypatch.setattr(ingest_module, "inventory_frame", lambda records, path_of, modalities: real(records, path_of, ["CT", "MR", "RTSTRUCT", "OT"]))
+    monkeypatch.setattr(ingest_module, "inventory_frame", lambda records, path_of, modalities, **kw: real(records, path_of, ["CT", "MR", "RTSTRUCT", "OT"], **kw))
     with pytest.raises(GateFailed) as failure:
         ingest.inventory(sub)
     assert "expect_column_values_to_be_in_set(modality)" in str(failure.value)

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .config_sections import ClinicalConfig, PathologyConfig, PixelsConfig
+
 __all__ = [
     "CollectionConfig",
     "ConfigError",
@@ -164,6 +166,9 @@ class CollectionConfig(BaseModel):
     batch_size: int = Field(default=200, ge=1, le=5000, description="Files per de-identification batch.")
     workers: int = Field(default=1, ge=1, le=64, description="Processes per de-identification batch.")
     deid: DeidConfig = Field(default_factory=DeidConfig)
+    pixels: PixelsConfig = Field(default_factory=PixelsConfig)
+    clinical: ClinicalConfig = Field(default_factory=ClinicalConfig)
+    pathology: PathologyConfig = Field(default_factory=PathologyConfig)
     owner: str = "archive"
     tags: list[str] = Field(default_factory=list)
 
@@ -250,7 +255,7 @@ def load_collection_config(path: str | Path, environ: dict[str, str] | None = No
     except KeyError as exc:
         raise ConfigError(path, [f"environment variable {exc.args[0]} is not set and has no default"]) from None
     try:
-        config = CollectionConfig.model_validate(raw)
+        config = CollectionConfig.model_validate(raw, context={"config_dir": path.parent})
     except ValidationError as exc:
         raise ConfigError(path, _describe(exc)) from None
     expected = path.stem.replace("-", "_")
