@@ -40,10 +40,10 @@ __all__ = [
     "table_format",
     "table_leaks",
     "write_table",
+    "xlsx_bytes",
 ]
 
 _FIXED_TIME = datetime(2000, 1, 1)
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 class TableError(Exception):
@@ -107,7 +107,9 @@ def read_table(path: str | Path, source_path: str, table: ClinicalTable) -> pd.D
 def _read_xlsx(path: str | Path, sheet: str | None) -> pd.DataFrame:
     from openpyxl import load_workbook
 
-    workbook = load_workbook(path, read_only=True, data_only=True)
+    # A file object, not a path: openpyxl refuses paths without an .xlsx suffix (cached raw objects have none).
+    with open(path, "rb") as fh:
+        workbook = load_workbook(io.BytesIO(fh.read()), read_only=True, data_only=True)
     try:
         if sheet is not None and sheet not in workbook.sheetnames:
             raise TableError("the declared XLSX sheet is missing")
@@ -261,19 +263,25 @@ def write_table(frame: pd.DataFrame, dst: str | Path, fmt: str, sheet: str = "da
         worksheet.append(list(row))
     workbook.properties.creator = "imaging-ingest"
     workbook.properties.lastModifiedBy = None
-    workbook.properties.created = workbook.properties.modified = _FIXED_TIME
+    dst.write_bytes(xlsx_bytes(workbook, _FIXED_TIME))
+
+
+def xlsx_bytes(workbook: Any, when: datetime) -> bytes:
+    """A workbook's bytes with every timestamp fixed: openpyxl stamps 'now' into the properties and zip entries."""
+    workbook.properties.created = when
     buffer = io.BytesIO()
     workbook.save(buffer)
-    # openpyxl stamps each zip entry with the current time: rewrite them with a fixed one.
-    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
         for item in zin.infolist():
-            info = zipfile.ZipInfo(item.filename, date_time=_ZIP_TIME)
+            info = zipfile.ZipInfo(item.filename, date_time=(max(when.year, 1980), when.month, when.day, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             data = zin.read(item.filename)
             if item.filename == "docProps/core.xml":
-                data = re.sub(rb"<dcterms:modified[^>]*>[^<]*</dcterms:modified>",
-                              b'<dcterms:modified xsi:type="dcterms:W3CDTF">2000-01-01T00:00:00Z</dcterms:modified>', data)
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)", rb"\g<1>" + stamp + rb"\g<2>", data)
             zout.writestr(info, data)
+    return out.getvalue()
 
 
 def gate_projection(
