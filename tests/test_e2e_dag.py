@@ -66,8 +66,8 @@ def test_demo_dag_ingests_and_publishes(demo_env: Settings, demo_config: Collect
 
     version = catalog.latest_version("demo")
     release = store.get_json("public", version.release_key)
-    assert {o["key"] for o in release["objects"]} == {o.key for o in published}
-    assert release["object_count"] == len(published)
+    assert {o["key"] for o in release["objects"] if o["key"].endswith(".dcm")} == {o.key for o in published}
+    assert release["object_count"] == len(published) + 1  # and the clinical CSV the demo collection declares
 
     reasons = {q.source_path: q.reason for q in quarantined}
     for path in scanned:

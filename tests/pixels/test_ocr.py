@@ -11,7 +11,15 @@ import pytest
 from PIL import Image
 
 from imaging_ingest import ocr
-from imaging_ingest.ocr import OcrResult, Word, evidence_png, frame_image, match_words, needle_tokens, ocr_image
+from imaging_ingest.ocr import (
+    OcrResult,
+    Word,
+    evidence_png,
+    frame_image,
+    match_words,
+    needle_tokens,
+    ocr_image,
+)
 
 from .conftest import render_text
 
