@@ -10,7 +10,7 @@ APT_PACKAGES := dicom3tools dcmtk openssh-server tesseract-ocr libopenslide0 fon
                 chromium chromium-driver docker-compose
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline clean
+.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline bench-pixels clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,10 @@ e2e: venv
 
 bench-pipeline: venv
 	$(PY) bench/pipeline/run.py
+
+# Screening throughput (with and without OCR) and 1 GB slide de-identification time and peak RSS.
+bench-pixels: venv system-deps
+	$(PY) bench/pixels/run.py
 
 clean:
 	rm -rf .demo .imaging-ingest .pytest_cache .mypy_cache .ruff_cache
