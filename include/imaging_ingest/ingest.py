@@ -393,6 +393,9 @@ class Ingest:
         key = manifests.write("screened", frame)
         self._quarantine(submission_id, frame, "screen")
         auto_reject(self.catalog, submission_id, frame.loc[frame["policy_rejected"].astype(bool), "file_id"], "policy")
+        for row in frame[(frame["status"] == STATUS_OK) & frame["redaction_rule"].notna()].itertuples():
+            self.catalog.audit("redaction", "screen", "success", f"{submission_id}/{row.file_id}", self.config.id,
+                               f"rule {row.redaction_rule}")
         self._gate("deidentified", submission_id, frame)
         self.catalog.set_state(submission_id, SubmissionState.SCREENED)
         counts = _counts(frame)
