@@ -148,6 +148,7 @@ class PixelsConfig(BaseModel):
     )
     ocr_max_side: int = Field(default=1024, ge=128, le=4096, description="OCR a frame downsampled to this longest side.")
     ocr_min_confidence: int = Field(default=50, ge=0, le=100)
+    ocr_workers: int = Field(default=2, ge=1, le=16, description="Images screened at once (Tesseract runs per image).")
     allow_scanned_documents: bool = Field(
         default=False, description="Publish scanned documents and encapsulated PDF/CDA instead of quarantining them."
     )

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,11 +207,12 @@ def screen_images(frame: pd.DataFrame, ctx: ScreenContext) -> pd.DataFrame:
             frame[column] = value
     frame["screen_action"] = frame["screen_action"].astype(object)
     frame["redaction_rule"] = frame["redaction_rule"].astype(object)
-    for index in frame.index[frame["status"] == "ok"]:
-        record = frame.loc[index].to_dict()
-        if not _is_dicom(record):
-            continue
-        outcome = _screen_one(record, ctx)
+    records = {i: frame.loc[i].to_dict() for i in frame.index[frame["status"] == "ok"]}
+    records = {i: r for i, r in records.items() if _is_dicom(r)}
+    # Tesseract runs as a subprocess per image: threads overlap those runs (files are independent).
+    with ThreadPoolExecutor(max(1, ctx.pixels.ocr_workers)) as pool:
+        outcomes = dict(zip(records, pool.map(lambda r: _screen_one(r, ctx), records.values()), strict=True))
+    for index, outcome in outcomes.items():
         frame.loc[index, ["status", "reason"]] = [outcome.status, outcome.reason if outcome.status != "ok" else None]
         frame.at[index, "screen_action"] = outcome.action
         frame.at[index, "redaction_rule"] = outcome.rule

@@ -49,7 +49,9 @@ def _states(run) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
-def test_dag_catches_pixel_phi_and_publishes_slides_and_tables(pixels_env: Settings, extras_submission: Path) -> None:
+def test_dag_catches_pixel_phi_and_publishes_slides_and_tables(
+    pixels_env: Settings, extras_submission: Path, secret: bytes
+) -> None:
     run = _run()
     assert str(run.state) == "success", _states(run)
     store, catalog = ObjectStore(pixels_env), Catalog.from_url(pixels_env.catalog_url)
@@ -72,7 +74,7 @@ def test_dag_catches_pixel_phi_and_publishes_slides_and_tables(pixels_env: Setti
     assert verify_slide(source, local) == []  # opens in OpenSlide, no label or macro, tiles bit-identical
 
     csv_key = next(f.object_key for f in supporting_files(catalog, "demo") if f.object_key.endswith("clinical.csv"))
-    check_clinical_matches_catalog(store, catalog, extras_submission, csv_key)
+    check_clinical_matches_catalog(store, catalog, extras_submission, csv_key, secret)
     release = store.get_json("public", catalog.latest_version("demo").release_key)
     assert {slide.object_key, csv_key} <= {o["key"] for o in release["objects"]}
 

@@ -35,36 +35,34 @@ def _published(frame: pd.DataFrame, marker: str) -> pd.Series:
     return frame[frame["source_path"].str.contains(marker, regex=False)].iloc[0]
 
 
-def check_clinical_matches_catalog(store: ObjectStore, catalog: Catalog, submission: Path, key: str) -> None:
-    """Pseudonyms are the images' and each diagnosis moved by the same offset as the patient's studies."""
-    published = list(csv.DictReader(io.StringIO(store.get_bytes("public", key).decode())))
-    source = {r["patient_id"]: r for r in csv.DictReader((submission / "clinical.csv").open())}
-    assert len(published) == len(source)
-    studies: dict[str, list[str]] = {}
-    with catalog.session() as s:
-        from imaging_ingest.catalog.models import Patient, Study
+def check_clinical_matches_catalog(store: ObjectStore, catalog: Catalog, submission: Path, key: str, secret: bytes) -> None:
+    """Each row carries its patient's pseudonym, and its date moved by the same offset as the patient's studies."""
+    from imaging_ingest.catalog.models import Patient, Study
+    from imaging_ingest.patients import patient_key
 
-        for study, patient in s.query(Study, Patient).join(Patient, Study.patient_id == Patient.id):
-            studies.setdefault(patient.pseudonym, []).append(study.study_date)
-    originals: dict[str, list[str]] = {}
-    for path in submission.rglob("1.dcm"):
+    published = {r["patient_id"]: r for r in csv.DictReader(io.StringIO(store.get_bytes("public", key).decode()))}
+    source = list(csv.DictReader((submission / "clinical.csv").open()))
+    assert len(published) == len(source)
+    originals: dict[str, set[str]] = {}
+    for path in submission.rglob("*.dcm"):
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-        originals.setdefault(ds.PatientID, []).append(ds.StudyDate)
-    assert {r["patient_id"] for r in published} <= set(studies)
-    by_pseudonym = {r["patient_id"]: r for r in published}
-    for mrn, row in source.items():
-        first_study = min(originals[mrn])
-        interval = (datetime.strptime(first_study, "%Y%m%d").date() - date.fromisoformat(row["diagnosis_date"])).days
-        matches = [
-            p for p, r in by_pseudonym.items()
-            if (datetime.strptime(min(studies[p]), "%Y%m%d").date() - date.fromisoformat(r["diagnosis_date"])).days == interval
-            and r["diagnosis_date"] != row["diagnosis_date"]
-        ]
-        assert matches, f"no published row keeps patient {list(source).index(mrn)}'s diagnosis-to-scan interval"
+        originals.setdefault(ds.PatientID, set()).add(ds.StudyDate)
+    with catalog.session() as s:
+        for row in source:
+            patient = s.query(Patient).filter_by(id_hash=patient_key(secret, "demo", row["patient_id"])).one()
+            out = published[patient.pseudonym]  # the table uses the images' pseudonym
+            shifted = sorted(d for (d,) in s.query(Study.study_date).filter_by(patient_id=patient.id))
+            image_offset = {(_day(a) - _day(b)).days for a, b in zip(shifted, sorted(originals[row["patient_id"]]), strict=True)}
+            table_offset = (date.fromisoformat(out["diagnosis_date"]) - date.fromisoformat(row["diagnosis_date"])).days
+            assert image_offset == {table_offset} and table_offset != 0
+
+
+def _day(value: str) -> date:
+    return datetime.strptime(value, "%Y%m%d").date()
 
 
 def test_run_publishes_slides_and_tables_beside_the_images(
-    ingest: Ingest, extras_submission: Path, store: ObjectStore, catalog: Catalog
+    ingest: Ingest, extras_submission: Path, store: ObjectStore, catalog: Catalog, secret: bytes
 ) -> None:
     summary = ingest.run()
     assert summary is not None
@@ -111,7 +109,7 @@ def test_run_publishes_slides_and_tables_beside_the_images(
     assert all(r.published_version == 1 for r in rows.values())
     assert rows[f"demo/{slide['deid_key']}"].pseudonym == slide["pseudo_patient_id"]
     csv_key = next(k for k in rows if k.endswith("/clinical.csv"))
-    check_clinical_matches_catalog(store, catalog, extras_submission, csv_key)
+    check_clinical_matches_catalog(store, catalog, extras_submission, csv_key, secret)
     xlsx = next(k for k in rows if k.endswith(".xlsx"))
     followup = pd.read_excel(io.BytesIO(store.get_bytes("public", xlsx)), dtype=str)
     assert list(followup.columns) == ["mrn", "visit_date", "ecog", "notes"]
