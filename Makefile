@@ -10,7 +10,7 @@ APT_PACKAGES := dicom3tools dcmtk openssh-server tesseract-ocr libopenslide0 fon
                 chromium chromium-driver docker-compose unzip
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline serve bench-api bench-catalog clean airflow-ui
+.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline serve bench-api bench-catalog bench-pixels clean airflow-ui
 
 venv: $(STAMP)
 
@@ -63,6 +63,10 @@ bench-api: venv
 # Catalog queries at archive scale on PostgreSQL (sizes: BENCH_COLLECTIONS, BENCH_PATIENTS, BENCH_INSTANCES).
 bench-catalog: venv
 	$(PY) bench/catalog/run.py
+
+# Screening throughput (with and without OCR) and 1 GB slide de-identification time and peak RSS.
+bench-pixels: venv system-deps
+	$(PY) bench/pixels/run.py
 
 clean:
 	rm -rf .demo .imaging-ingest .pytest_cache .mypy_cache .ruff_cache

@@ -34,7 +34,7 @@ def prepare(home: Path, patients: int, seed: int) -> None:
         secret.chmod(0o600)
     submission = home / "drop" / "demo" / f"site-a-{patients}p-seed{seed}"
     if not (submission / "READY").exists():
-        generate_submission(submission, patients=patients, seed=seed)
+        generate_submission(submission, patients=patients, seed=seed, extras=True)
         (submission / "READY").write_text("complete\n", encoding="utf-8")
 
 

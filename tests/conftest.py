@@ -125,6 +125,23 @@ def ingest_env(monkeypatch: pytest.MonkeyPatch, settings: Settings, drop_root: P
     return settings
 
 
+@pytest.fixture
+def demo_collections(tmp_path: Path, drop_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A collections folder holding the shipped demo config with its drop at this test's drop root.
+
+    The DAG factory reads it (``IMAGING_INGEST_COLLECTIONS``), so DAG runs ingest this test's submissions.
+    """
+    import yaml
+
+    folder = tmp_path / "collections"
+    folder.mkdir(exist_ok=True)
+    document = yaml.safe_load(DEMO_CONFIG.read_text())
+    document["drop"]["url"] = drop_root.as_uri()
+    (folder / "demo.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    monkeypatch.setenv("IMAGING_INGEST_COLLECTIONS", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A migrated Airflow metadata database (SQLite) for the session."""

@@ -18,19 +18,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def demo_env(
-    ingest_env: Settings, monkeypatch: pytest.MonkeyPatch, demo_config: CollectionConfig, submission: Path,
-    airflow_db: Path, tmp_path: Path,
-) -> Settings:
+def demo_env(ingest_env: Settings, submission: Path, airflow_db: Path, demo_collections: Path) -> Settings:
     """The shipped demo config, with its drop pointed at this test's submission."""
-    collections = tmp_path / "collections"
-    collections.mkdir()
-    (collections / "demo.yaml").write_text(
-        (Path(__file__).parents[1] / "dags/collections/demo.yaml").read_text().replace(
-            "${IMAGING_INGEST_DROP_ROOT:-/tmp/imaging-ingest/drop}/demo", str(submission.parent)
-        )
-    )
-    monkeypatch.setenv("IMAGING_INGEST_COLLECTIONS", str(collections))
     return ingest_env
 
 
@@ -66,8 +55,8 @@ def test_demo_dag_ingests_and_publishes(demo_env: Settings, demo_config: Collect
 
     version = catalog.latest_version("demo")
     release = store.get_json("public", version.release_key)
-    assert {o["key"] for o in release["objects"]} == {o.key for o in published}
-    assert release["object_count"] == len(published)
+    assert {o["key"] for o in release["objects"] if o["key"].endswith(".dcm")} == {o.key for o in published}
+    assert release["object_count"] == len(published) + 1  # and the clinical CSV the demo collection declares
 
     reasons = {q.source_path: q.reason for q in quarantined}
     for path in scanned:

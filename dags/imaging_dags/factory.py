@@ -67,7 +67,8 @@ catalog and publishes a new collection version. Quarantined files keep their rea
 the catalog and the quarantine tier.
 
 Trigger with parameters to rerun a submission; `force` re-runs an already published one
-(idempotent: nothing is published twice).
+(idempotent: nothing is published twice). Files a curator approved with
+`imaging-ingest quarantine approve` are published by the next run, in a new version.
 """
 
 

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .config_sections import ClinicalConfig, PathologyConfig, PixelsConfig
+
 __all__ = [
     "CitationConfig",
     "CollectionConfig",
@@ -232,6 +234,9 @@ class CollectionConfig(BaseModel):
     deid: DeidConfig = Field(default_factory=DeidConfig)
     citation: CitationConfig = Field(default_factory=CitationConfig)
     fixity: FixityConfig = Field(default_factory=FixityConfig)
+    pixels: PixelsConfig = Field(default_factory=PixelsConfig)
+    clinical: ClinicalConfig = Field(default_factory=ClinicalConfig)
+    pathology: PathologyConfig = Field(default_factory=PathologyConfig)
     owner: str = "archive"
     tags: list[str] = Field(default_factory=list)
 
@@ -318,7 +323,7 @@ def load_collection_config(path: str | Path, environ: dict[str, str] | None = No
     except KeyError as exc:
         raise ConfigError(path, [f"environment variable {exc.args[0]} is not set and has no default"]) from None
     try:
-        config = CollectionConfig.model_validate(raw)
+        config = CollectionConfig.model_validate(raw, context={"config_dir": path.parent})
     except ValidationError as exc:
         raise ConfigError(path, _describe(exc)) from None
     expected = path.stem.replace("-", "_")

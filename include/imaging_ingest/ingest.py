@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,17 +29,38 @@ from .catalog import Catalog, InstanceRecord, SubmissionState
 from .checksum import Digests
 from .config import CollectionConfig, DeidOption, License
 from .deid import Profile, ResolvedProfile
-from .deid.batch import deidentify_frame, merge_results
+from .deid.batch import deidentify_frame
 from .gates import run_gate
 from .inventory import inventory_frame
 from .manifest import STATUS_OK, STATUS_QUARANTINED, ManifestStore, public_projection
 from .patients import assign_patients
-from .pixels import screen_frame
+from .pixels import ScreenContext, screen_images
+from .quarantine import (
+    APPROVALS_STATE,
+    auto_reject,
+    decisions_for,
+    evidence_keys,
+    mark_approvals_published,
+    mark_supporting_published,
+    register_supporting,
+    submissions_with_approvals,
+    unpublished_approvals,
+)
 from .secret import load_secret
 from .settings import Settings
 from .sources import Drop, DropSubmission, open_drop
 from .storage import LocalCache, ObjectStore, PublicTierViolation
-from .verify import verify_frame
+from .supporting import (
+    SUPPORTING_KINDS,
+    SupportingEnv,
+    accept_supporting,
+    deidentify_supporting,
+    is_supporting_batch,
+    merge_all,
+    plan_supporting,
+    supporting_records,
+    verify_all,
+)
 from .versions import Archive, publish_submission
 
 __all__ = ["Ingest", "NothingToDo", "StageResult", "submission_id_for"]
@@ -168,6 +189,9 @@ class Ingest:
             state = self.catalog.discover(self.config.id, submission_id, sub.name, sub.url, sub.fingerprint)
             if state != SubmissionState.PUBLISHED:
                 found.append({"submission_id": submission_id, "files": len(sub.entries), "state": state})
+        for submission_id in submissions_with_approvals(self.catalog, self.config.id):
+            if submission_id not in {f["submission_id"] for f in found}:
+                found.append({"submission_id": submission_id, "files": 0, "state": APPROVALS_STATE})
         log.info("discover: %d submission(s) ready", len(found))
         return found
 
@@ -184,6 +208,10 @@ class Ingest:
             submission_id = ready[0]["submission_id"]
         outcome = self.catalog.claim(submission_id)
         proceed = force or not outcome.already_published
+        if outcome.already_published and not force and submission_id in unpublished_approvals(self.catalog, self.config.id):
+            # Curators approved quarantined files: publish them, re-using the submission's manifests.
+            self.catalog.set_state(submission_id, APPROVALS_STATE)
+            outcome, proceed = replace(outcome, state=APPROVALS_STATE), True
         log.info("claim: %s (state %s, proceed %s)", submission_id, outcome.state, proceed)
         return StageResult("claim", submission_id, extra={"proceed": proceed, "state": outcome.state})
 
@@ -192,6 +220,8 @@ class Ingest:
     def stage_raw(self, submission_id: str) -> StageResult:
         """Copy the originals into the restricted raw tier (content-addressed), hashing on the way."""
         row = self._submission(submission_id)
+        if row.state == APPROVALS_STATE:
+            return self._reused("stage_raw", submission_id, "staged")
         sub = self.drop.submission(row.name)
         if submission_id_for(self.config.id, sub.url, sub.fingerprint) != submission_id and self.manifests(
             submission_id
@@ -247,12 +277,15 @@ class Ingest:
 
     def inventory(self, submission_id: str) -> StageResult:
         """Header-only reads into the inventory manifest; submission-wide checks; pseudonyms."""
+        if self._submission(submission_id).state == APPROVALS_STATE:
+            return self._reused("inventory", submission_id, "inventory")
         manifests = self.manifests(submission_id)
         staged = manifests.read("staged")
         frame = inventory_frame(
             staged.to_dict("records"),
             lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
             self.config.modalities,
+            supporting=accept_supporting(self.config),
         )
         frame = assign_patients(frame, self.secret, self.catalog, self.config)
         key = manifests.write("inventory", frame)
@@ -268,8 +301,11 @@ class Ingest:
     def plan(self, submission_id: str) -> list[str]:
         """Split the files that go on into batches of whole series (a large series is split)."""
         manifests = self.manifests(submission_id)
+        if self._submission(submission_id).state == APPROVALS_STATE:
+            return sorted(o.key for o in self.store.list("staging", manifests.key("batches/").removesuffix(".parquet")))
         frame = manifests.read("inventory")
-        ok = frame[frame["status"] == STATUS_OK].sort_values(["series_uid", "file_id"])
+        dicom = frame["kind"].fillna("dicom") == "dicom" if "kind" in frame.columns else frame["status"].notna()
+        ok = frame[(frame["status"] == STATUS_OK) & dicom].sort_values(["series_uid", "file_id"])
         batches: list[list[int]] = [[]]
         for _, series in ok.groupby("series_uid", sort=True):
             ids = series["file_id"].tolist()
@@ -282,7 +318,9 @@ class Ingest:
         keys = []
         for number, ids in enumerate(b for b in batches if b):
             keys.append(manifests.write(f"batches/{number:04d}", frame[frame["file_id"].isin(ids)]))
-        log.info("plan: %d files in %d batch(es)", len(ok), len(keys))
+        supporting = plan_supporting(frame)
+        log.info("plan: %d DICOM files in %d batch(es), %d supporting file(s)", len(ok), len(keys), len(supporting))
+        keys += [manifests.write(name, item) for name, item in supporting]
         return keys
 
     # -- de-identify ----------------------------------------------------------------------
@@ -290,27 +328,31 @@ class Ingest:
     def deidentify(self, submission_id: str, batch_key: str) -> StageResult:
         """De-identify one batch into the staging tier; checksums are computed while writing."""
         manifests = self.manifests(submission_id)
+        name = "deid/" + batch_key.rsplit("/", 1)[-1].removesuffix(".parquet")
+        if self._submission(submission_id).state == APPROVALS_STATE and manifests.exists(name):
+            return StageResult("deidentify", submission_id, manifests.key(name), _counts(manifests.read(name)))
         batch = manifests.read_key(batch_key)
 
         def destination(key: str) -> Path:
             return self.cache.path("staging", self._deid_object(submission_id, key))
 
-        frame = deidentify_frame(
-            batch,
-            self.profile,
-            self.secret,
-            source_of=lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
-            destination_of=destination,
-            workers=self.config.workers,
-        )
-
         def upload(row: dict[str, Any]) -> None:
             staging_key = self._deid_object(submission_id, row["deid_key"])
             self.store.put_file("staging", staging_key, self.cache.path("staging", staging_key), sha256=row["sha256"])
 
-        with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-            list(pool.map(upload, frame[frame["status"] == STATUS_OK].to_dict("records")))
-        name = "deid/" + batch_key.rsplit("/", 1)[-1].removesuffix(".parquet")
+        if is_supporting_batch(batch):
+            frame = deidentify_supporting(batch, self._supporting_env(submission_id, destination, upload))
+        else:
+            frame = deidentify_frame(
+                batch,
+                self.profile,
+                self.secret,
+                source_of=lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
+                destination_of=destination,
+                workers=self.config.workers,
+            )
+            with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
+                list(pool.map(upload, frame[frame["status"] == STATUS_OK].to_dict("records")))
         key = manifests.write(name, frame)
         self._quarantine(submission_id, frame.merge(batch[["file_id", "raw_key", "source_path"]], on="file_id"), "deidentify")
         counts = _counts(frame)
@@ -320,37 +362,89 @@ class Ingest:
     def _deid_object(self, submission_id: str, deid_key: str) -> str:
         return f"{self.config.id}/{submission_id}/deid/{deid_key}"
 
+    def _supporting_env(
+        self,
+        submission_id: str,
+        destination: Any = None,
+        upload: Any = None,
+    ) -> SupportingEnv:
+        return SupportingEnv(
+            config=self.config,
+            secret=self.secret,
+            catalog=self.catalog,
+            submission_id=submission_id,
+            inventory=self.manifests(submission_id).read("inventory"),
+            source_of=lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
+            destination_of=destination or (lambda key: self.cache.path("staging", self._deid_object(submission_id, key))),
+            on_output=upload,
+        )
+
+    def _reused(self, stage: str, submission_id: str, name: str) -> StageResult:
+        """An approvals run re-uses the manifests the submission's first run wrote."""
+        frame = self.manifests(submission_id).read(name)
+        log.info("%s: re-using the manifest of the published run (curators approved quarantined files)", stage)
+        return StageResult(stage, submission_id, self.manifests(submission_id).key(name), _counts(frame))
+
     # -- screen ---------------------------------------------------------------------------
 
     def screen(self, submission_id: str, batch_results: Iterable[str]) -> StageResult:
-        """Merge the batches' results and screen for burned-in PHI by attributes and SOP class."""
+        """Merge the batches' results; screen images for burned-in PHI (attributes, OCR, redaction rules, curators)."""
         manifests = self.manifests(submission_id)
         inventory = manifests.read("inventory")
         parts = [manifests.read_key(k) for k in batch_results]
         deid = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"file_id": pd.Series(dtype="int64")})
         self.catalog.set_state(submission_id, SubmissionState.DEIDENTIFIED)
-        frame = screen_frame(merge_results(inventory, deid))
+        frame = screen_images(merge_all(inventory, deid), self._screen_context(submission_id))
         key = manifests.write("screened", frame)
         self._quarantine(submission_id, frame, "screen")
+        auto_reject(self.catalog, submission_id, frame.loc[frame["policy_rejected"].astype(bool), "file_id"], "policy")
+        for row in frame[(frame["status"] == STATUS_OK) & frame["redaction_rule"].notna()].itertuples():
+            self.catalog.audit("redaction", "screen", "success", f"{submission_id}/{row.file_id}", self.config.id,
+                               f"rule {row.redaction_rule}")
         self._gate("deidentified", submission_id, frame)
         self.catalog.set_state(submission_id, SubmissionState.SCREENED)
         counts = _counts(frame)
         log.info("screen: %s", counts)
         return StageResult("screen", submission_id, key, counts)
 
+    def _screen_context(self, submission_id: str) -> ScreenContext:
+        def output_of(r: dict[str, Any]) -> Path:
+            return self.cache.fetch("staging", self._deid_object(submission_id, r["deid_key"]), int(r["size_out"]))
+
+        def rewrite(r: dict[str, Any]) -> None:
+            staging_key = self._deid_object(submission_id, r["deid_key"])
+            self.store.put_file("staging", staging_key, self.cache.path("staging", staging_key), sha256=r["sha256"])
+
+        def evidence(r: dict[str, Any], name: str, data: bytes, content_type: str) -> None:
+            key = evidence_keys(self.config.id, submission_id, int(r["file_id"]))[name]
+            self.store.put_bytes("quarantine", key, data, content_type)
+
+        return ScreenContext(
+            pixels=self.config.pixels,
+            pathology=self.config.pathology,
+            source_of=lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
+            output_of=output_of,
+            on_rewrite=rewrite,
+            on_evidence=evidence,
+            decisions=decisions_for(self.catalog, submission_id),
+        )
+
     # -- verify ---------------------------------------------------------------------------
 
     def verify(self, submission_id: str) -> StageResult:
         """Search every output for its source's identifying values; a hit quarantines the file."""
         manifests = self.manifests(submission_id)
-        frame = verify_frame(
+        frame, clinical = verify_all(
             manifests.read("screened"),
             lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
             lambda r: self.cache.fetch("staging", self._deid_object(submission_id, r["deid_key"]), int(r["size_out"])),
+            self._supporting_env(submission_id),
         )
         key = manifests.write("verified", frame)
         self._quarantine(submission_id, frame, "verify")
         self._gate("verified", submission_id, frame)
+        if not clinical.empty:
+            self._gate("clinical", submission_id, clinical)
         self.catalog.set_state(submission_id, SubmissionState.VERIFIED)
         counts = _counts(frame) | {"leaks_caught": int((frame["leaks"] > 0).sum())}
         log.info("verify: %s", counts)
@@ -362,7 +456,7 @@ class Ingest:
         """Upsert the de-identified patients, studies, series and instances into the catalog."""
         manifests = self.manifests(submission_id)
         frame = manifests.read("verified")
-        ok = frame[frame["status"] == STATUS_OK]
+        ok = frame[(frame["status"] == STATUS_OK) & ~frame["kind"].isin(SUPPORTING_KINDS)]
         records = [
             InstanceRecord(
                 pseudonym=r["pseudo_patient_id"],
@@ -386,8 +480,10 @@ class Ingest:
             for r in ok.to_dict("records")
         ]
         new = self.catalog.register(self.config.id, submission_id, records)
+        supporting = supporting_records(frame, self.config.tier, self.public_key)
+        register_supporting(self.catalog, self.config.id, submission_id, supporting)
         self.catalog.set_state(submission_id, SubmissionState.REGISTERED)
-        counts = {"instances": len(records), "new_instances": new}
+        counts = {"instances": len(records), "new_instances": new, "supporting_files": len(supporting)}
         log.info("register: %s", counts)
         return StageResult("register", submission_id, manifests.key("verified"), counts)
 
@@ -420,6 +516,10 @@ class Ingest:
             lambda row: self._deid_object(submission_id, row["deid_key"]),
         )
         manifests.write("published", frame)
+        self._quarantine(submission_id, frame, "publish")
+        mark_supporting_published(self.catalog, self.config.id, outcome.published_keys, outcome.version or 0)
+        ok_ids = frame.loc[frame["status"] == STATUS_OK, "file_id"]
+        mark_approvals_published(self.catalog, submission_id, ok_ids, outcome.version or 0)
         counts = _counts(frame) | {"added_objects": outcome.added, "version": outcome.version or 0}
         self.catalog.set_state(
             submission_id,

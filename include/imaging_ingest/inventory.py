@@ -171,12 +171,17 @@ def check_submission(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def inventory_frame(
-    records: Iterable[dict[str, Any]], path_of: Callable[[dict[str, Any]], Path], modalities: Iterable[str]
+    records: Iterable[dict[str, Any]],
+    path_of: Callable[[dict[str, Any]], Path],
+    modalities: Iterable[str],
+    supporting: Callable[[str, str], str | None] | None = None,
 ) -> pd.DataFrame:
     """Read every still-ok file's header into its record, then apply the submission-wide rules.
 
     ``records`` carry at least ``file_id``, ``source_path``, ``sha256_source``, ``status``
-    and ``reason``; ``path_of`` gives a record's local file.
+    and ``reason``; ``path_of`` gives a record's local file. ``supporting(kind, path)``
+    says whether the collection takes a supporting file (None) or why not; without it,
+    every supporting file is quarantined as undeclared.
     """
     accepted = {m.upper() for m in modalities}
     rows = []
@@ -189,10 +194,13 @@ def inventory_frame(
             if header.reason:
                 record.update(status="quarantined", reason=header.reason)
             elif header.kind != FileKind.DICOM:
-                record.update(
-                    status="quarantined",
-                    reason=f"supporting file of type '{header.kind}' is not declared in the collection config",
+                refusal = (
+                    supporting(header.kind, record["source_path"])
+                    if supporting is not None
+                    else f"supporting file of type '{header.kind}' is not declared in the collection config"
                 )
+                if refusal:
+                    record.update(status="quarantined", reason=refusal)
             elif (record.get("modality") or "").upper() not in accepted:
                 record.update(
                     status="quarantined", reason=f"modality {record.get('modality')} is not accepted by this collection"

@@ -2,8 +2,11 @@
 
 ``imaging-ingest deidentify SRC DST`` runs inventory, patient assignment, de-identification,
 screening and verification exactly as the DAG's tasks do, on local paths instead of the
-object store. DST receives verified de-identified files only; every input file gets a row
-in ``DST/manifest.csv`` (published or quarantined, with the reason).
+object store. Slides and clinical tables the collection config declares go through the
+same functions as in the DAG (same pseudonyms, same date offsets, same published names).
+DST receives verified de-identified files only; every input file gets a row in
+``DST/manifest.csv`` (published or quarantined, with the reason). With
+``--quarantine-dir``, quarantined originals and the screening evidence of images go there.
 """
 
 from __future__ import annotations
@@ -24,12 +27,19 @@ from .catalog import Catalog
 from .checksum import file_digests
 from .config import CollectionConfig
 from .deid import Profile
-from .deid.batch import deidentify_frame, merge_results
+from .deid.batch import deidentify_frame
 from .inventory import inventory_frame
 from .patients import assign_patients
-from .pixels import screen_frame
+from .pixels import ScreenContext, screen_images
 from .sources import walk_tree
-from .verify import verify_frame
+from .supporting import (
+    SUPPORTING_KINDS,
+    SupportingEnv,
+    accept_supporting,
+    deidentify_supporting,
+    merge_all,
+    verify_all,
+)
 
 __all__ = ["LocalRunSummary", "deidentify_tree"]
 
@@ -83,14 +93,15 @@ def deidentify_tree(
     dst.mkdir(parents=True, exist_ok=True)
     catalog.ensure_collection(config)
     records = _staged_records(src)
-    frame = inventory_frame(records, lambda r: Path(r["locator"]), config.modalities)
+    frame = inventory_frame(records, lambda r: Path(r["locator"]), config.modalities, accept_supporting(config))
     frame = assign_patients(frame, secret, catalog, config)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     try:
         ok = frame[frame["status"] == "ok"]
+        supporting = ok["kind"].isin(SUPPORTING_KINDS)
         tick = progress("de-identifying", len(ok)) if progress else None
         results = deidentify_frame(
-            ok,
+            ok[~supporting],
             Profile.load().resolve(config.deid),
             secret,
             source_of=lambda r: Path(r["locator"]),
@@ -98,8 +109,19 @@ def deidentify_tree(
             workers=workers,
             progress=tick,
         )
-        frame = screen_frame(merge_results(frame, results))
-        frame = verify_frame(frame, lambda r: Path(r["locator"]), lambda r: work / r["deid_key"])
+        env = SupportingEnv(
+            config=config,
+            secret=secret,
+            catalog=catalog,
+            submission_id="local",
+            inventory=frame,
+            source_of=lambda r: Path(r["locator"]),
+            destination_of=lambda key: work / key,
+        )
+        if supporting.any():
+            results = pd.concat([results, deidentify_supporting(ok[supporting], env)], ignore_index=True)
+        frame = screen_images(merge_all(frame, results), _screen_context(config, work, quarantine_dir))
+        frame, _ = verify_all(frame, lambda r: Path(r["locator"]), lambda r: work / r["deid_key"], env)
         rows = _finish(frame, work, dst, quarantine_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -111,6 +133,21 @@ def deidentify_tree(
     reasons = Counter(r["reason"] for r in rows if r["status"] == "quarantined")
     published = sum(1 for r in rows if r["status"] == "published")
     return LocalRunSummary(len(rows), published, len(rows) - published, dict(sorted(reasons.items())), manifest)
+
+
+def _screen_context(config: CollectionConfig, work: Path, quarantine_dir: Path | None) -> ScreenContext:
+    def evidence(record: dict[str, Any], name: str, data: bytes, _content_type: str) -> None:
+        if quarantine_dir is not None:
+            quarantine_dir.mkdir(parents=True, exist_ok=True)
+            (quarantine_dir / f"{int(record['file_id']):06d}.{name}").write_bytes(data)
+
+    return ScreenContext(
+        pixels=config.pixels,
+        pathology=config.pathology,
+        source_of=lambda r: Path(r["locator"]),
+        output_of=lambda r: work / r["deid_key"],
+        on_evidence=evidence,
+    )
 
 
 def _finish(frame: pd.DataFrame, work: Path, dst: Path, quarantine_dir: Path | None) -> list[dict[str, Any]]:

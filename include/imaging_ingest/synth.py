@@ -971,10 +971,13 @@ def _planted(patient: _Patient) -> PlantedPHI:
 
 def _kind(relative: Path) -> str:
     """The by_kind bucket of a written file, read from the series folder name."""
-    if relative.suffix == ".csv":
+    if relative.suffix in (".csv", ".xlsx"):
         return "clinical"
+    if relative.suffix == ".svs":
+        return "slide"
     folder = relative.parent.name
-    for marker, kind in (("_CT_", "CT"), ("_MR_", "MR"), ("_RTSTRUCT_", "RTSTRUCT"), ("_SCANNED_", "SC")):
+    for marker, kind in (("_CT_", "CT"), ("_MR_", "MR"), ("_RTSTRUCT_", "RTSTRUCT"), ("_SCANNED_", "SC"),
+                         ("_US_", "US"), ("_SM_", "SM")):
         if marker in f"_{folder}_":
             return kind
     raise AssertionError(f"unclassified synthetic file {relative}")
@@ -995,12 +998,15 @@ def _write_patient(root: Path, patient: _Patient, seed: int, ct_slices: int, mr_
 
 
 def generate_submission(out_dir: Path, patients: int = 2, seed: int = 0, *, ct_slices: int = 8,
-                        mr_slices: int = 6, rows: int = 64, columns: int = 64) -> SynthSummary:
+                        mr_slices: int = 6, rows: int = 64, columns: int = 64, extras: bool = False) -> SynthSummary:
     """Write a fake site submission (DICOM tree plus ``clinical.csv``) full of known PHI.
 
     Per patient: a baseline study (scanned-document SC, CT, MR, RTSTRUCT on the CT) and a
     follow-up study 60-400 days later (CT, MR). Folder and file names carry the patient's
     name and MRN, as real submissions do. The same arguments always give the same bytes.
+    ``extras`` adds PHI beyond headers (``synth_extras``): an ultrasound frame with a
+    burned-in name and date, a DICOM WSI with a label, an SVS slide with label and macro
+    for the first patient, and ``clinical_followup.xlsx``.
     """
     if patients < 1 or ct_slices < 1 or mr_slices < 1 or rows < 16 or columns < 16:
         raise ValueError("need at least one patient, one slice per series and 16x16 pixels")
@@ -1010,7 +1016,11 @@ def generate_submission(out_dir: Path, patients: int = 2, seed: int = 0, *, ct_s
     files: list[Path] = []
     for patient in people:
         files += _write_patient(root, patient, seed, ct_slices, mr_slices, rows, columns)
-    dicom_count = len(files)
+    if extras:
+        from .synth_extras import write_extras
+
+        files += write_extras(root, people, seed)
+    dicom_count = sum(1 for f in files if f.suffix == ".dcm")
     files.append(_write_clinical(root, people))
     return SynthSummary(
         root=root,

@@ -102,6 +102,7 @@ class PublishOutcome:
     added: int = 0
     dropped: int = 0
     changed_series: tuple[str, ...] = ()
+    published_keys: tuple[str, ...] = ()
 
 
 # -- reading releases ---------------------------------------------------------------------
@@ -151,27 +152,61 @@ def merge_submission(previous: Listing, objects: Listing) -> tuple[Listing, list
     UID the previous version lists: all the series' previous objects are then dropped
     and the submission's instances of it listed instead.
     """
-    previous_by_sop = {e["sop_uid"]: e for e in previous.values()}
+    previous_by_sop = {e["sop_uid"]: e for e in previous.values() if is_dicom_entry(e)}
     replaced: set[str] = set()
     for entry in objects.values():
+        if not is_dicom_entry(entry):
+            continue
         before = previous_by_sop.get(entry["sop_uid"])
         if before is not None and before["sha256"] != entry["sha256"]:
             replaced |= {entry["series_uid"], before["series_uid"]}
-    submitted_sops = {e["sop_uid"] for e in objects.values()}
+    submitted_sops = {e["sop_uid"] for e in objects.values() if is_dicom_entry(e)}
     kept = {
         key: entry
         for key, entry in previous.items()
-        if entry["series_uid"] not in replaced and entry["sop_uid"] not in submitted_sops
+        if not is_dicom_entry(entry) or (entry["series_uid"] not in replaced and entry["sop_uid"] not in submitted_sops)
     }
     return kept | objects, sorted(replaced)
 
 
+def _is_dicom_row(row: Mapping[str, Any]) -> bool:
+    kind = row.get("kind")
+    return not isinstance(kind, str) or kind == "dicom"
+
+
+def is_dicom_entry(entry: Mapping[str, Any]) -> bool:
+    """A release entry for a DICOM instance (supporting files, slides and tables, carry a ``kind``)."""
+    return entry.get("kind", "dicom") == "dicom"
+
+
 def _submission_objects(archive: Archive, frame: Any) -> Listing:
-    """The objects a verified manifest publishes, under the keys the register stage chose."""
+    """The objects a verified manifest publishes, under the keys the register stage chose.
+
+    DICOM instances are listed with their patient, study, series and SOP UIDs; supporting
+    files (clinical tables, pathology slides) with their kind and patient pseudonym.
+    """
     ok = frame[frame["status"] == "ok"]
-    registered = archive.catalog.registered_objects(archive.collection_id, ok["deid_sop_uid"].tolist())
+    rows = ok.to_dict("records")
+    dicom_rows = [r for r in rows if _is_dicom_row(r)]
+    registered = archive.catalog.registered_objects(archive.collection_id, [r["deid_sop_uid"] for r in dicom_rows])
     objects: Listing = {}
-    for row in ok.to_dict("records"):
+    for row in rows:
+        if not _is_dicom_row(row):
+            key = f"{archive.collection_id}/{row['deid_key']}"
+            pseudonym = row.get("pseudo_patient_id")
+            objects[key] = {
+                "key": key,
+                "size": int(row["size_out"]),
+                "sha256": row["sha256"],
+                "md5": row["md5"],
+                "kind": str(row["kind"]),
+                "patient": pseudonym if isinstance(pseudonym, str) else None,
+                "study_uid": None,
+                "series_uid": None,
+                "sop_uid": None,
+                "_source": row["_staging_key"],
+            }
+            continue
         sop_uid = row["deid_sop_uid"]
         match = [o for o in registered.get(sop_uid, []) if o.sha256 == row["sha256"] and o.live]
         if not match:
@@ -234,7 +269,10 @@ def _ensure_objects(archive: Archive, entries: Iterable[Mapping[str, Any]]) -> i
 
 
 def _public(entry: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: entry[name] for name in OBJECT_FIELDS}
+    public = {name: entry[name] for name in OBJECT_FIELDS}
+    if not is_dicom_entry(entry):
+        public["kind"] = entry["kind"]
+    return public
 
 
 def _write_version(
@@ -257,9 +295,9 @@ def _write_version(
         created=created,
         object_count=len(objects),
         total_bytes=total,
-        patients=len({o["patient"] for o in objects}),
-        studies=len({o["study_uid"] for o in objects}),
-        series=len({o["series_uid"] for o in objects}),
+        patients=len({o["patient"] for o in objects if o["patient"]}),
+        studies=len({o["study_uid"] for o in objects if is_dicom_entry(o)}),
+        series=len({o["series_uid"] for o in objects if is_dicom_entry(o)}),
     )
     doi = version_doi(config, number)
     citation = citation_line(config, facts)
@@ -353,7 +391,9 @@ def _make_version(
             _adopt(archive, number, stored)
             continue
         if stored is None and _fingerprint(listing) == _fingerprint(previous):
-            return PublishOutcome(previous_number, latest.release_key if latest else None, created=False)
+            return PublishOutcome(
+                previous_number, latest.release_key if latest else None, created=False, published_keys=tuple(listing)
+            )
         added = [entry for k, entry in listing.items() if k not in previous]
         _ensure_objects(archive, added)
         if stored is None:
@@ -371,7 +411,7 @@ def _make_version(
             collection_id,
             number,
             key,
-            listing,
+            [k for k, entry in listing.items() if is_dicom_entry(entry)],  # supporting files: their own table
             total_bytes=sum(int(e["size"]) for e in listing.values()),
             submission_id=submission_id,
             kind=kind,
@@ -382,7 +422,10 @@ def _make_version(
         )
         dropped = len(set(previous) - set(listing))
         log.info("%s version %d: %d objects (%d added, %d dropped)", collection_id, number, len(listing), len(added), dropped)
-        return PublishOutcome(number, key, created=True, added=len(added), dropped=dropped, changed_series=tuple(changed))
+        return PublishOutcome(
+            number, key, created=True, added=len(added), dropped=dropped, changed_series=tuple(changed),
+            published_keys=tuple(listing),
+        )
 
 
 def publish_submission(
@@ -437,7 +480,7 @@ def withdraw_series(archive: Archive, series_uids: Iterable[str], reason: str, *
 
 # -- comparing versions -------------------------------------------------------------------
 
-LEVELS = ("patient", "study", "series", "instance")
+LEVELS = ("patient", "study", "series", "instance", "file")
 
 
 @dataclass(frozen=True, order=True)
@@ -477,11 +520,12 @@ class VersionDiff:
 def diff_listings(a: Listing, b: Listing) -> list[Change]:
     """What changed from listing ``a`` to listing ``b``, level by level."""
     def tree(listing: Listing) -> tuple[dict[str, str], dict[str, dict[str, str]], dict[str, set[str]], dict[str, set[str]]]:
-        instances = {e["sop_uid"]: e["sha256"] for e in listing.values()}
+        dicom = [e for e in listing.values() if is_dicom_entry(e)]
+        instances = {e["sop_uid"]: e["sha256"] for e in dicom}
         series: dict[str, dict[str, str]] = defaultdict(dict)
         studies: dict[str, set[str]] = defaultdict(set)
         patients: dict[str, set[str]] = defaultdict(set)
-        for e in listing.values():
+        for e in dicom:
             series[e["series_uid"]][e["sop_uid"]] = e["sha256"]
             studies[e["study_uid"]].add(e["series_uid"])
             patients[e["patient"]].add(e["study_uid"])
@@ -509,6 +553,9 @@ def diff_listings(a: Listing, b: Listing) -> list[Change]:
     changed_series = compare("series", sa, sb, lambda uid: sa[uid] != sb[uid], "replaced")
     changed_studies = compare("study", ta, tb, lambda uid: bool((ta[uid] | tb[uid]) & changed_series), "changed")
     compare("patient", pa, pb, lambda uid: bool((pa[uid] | pb[uid]) & changed_studies), "changed")
+    fa = {k: e["sha256"] for k, e in a.items() if not is_dicom_entry(e)}
+    fb = {k: e["sha256"] for k, e in b.items() if not is_dicom_entry(e)}
+    compare("file", fa, fb, lambda key: fa[key] != fb[key], "replaced")
     return sorted(changes, key=lambda c: (LEVELS.index(c.level), c.change, c.id))
 
 

@@ -46,7 +46,8 @@ def catalog_truth(archive: ApiArchive, collection: str) -> dict[str, SeriesTruth
         ).first()
         assert latest is not None
         tier = "public" if collection == "demo" else "restricted"
-        listed = {o["key"] for o in archive.store.get_json(tier, latest.release_key)["objects"]}
+        objects = archive.store.get_json(tier, latest.release_key)["objects"]
+        listed = {o["key"] for o in objects if o.get("kind", "dicom") == "dicom"}  # supporting files are not series
         rows = s.execute(
             select(Instance.object_key, Instance.sop_uid, Instance.md5, Instance.size, Series.uid, Series.modality,
                    Series.body_part, Series.manufacturer, Study.uid, Patient.pseudonym)

@@ -73,9 +73,15 @@ def catalog(catalog_url: str) -> Iterator[Catalog]:
     catalog.dispose()
 
 
-def demo_config_for(drop: Path) -> CollectionConfig:
-    config = load_collection_config(DEMO_CONFIG, environ={"IMAGING_INGEST_HOME": str(drop.parent)})
-    return config.model_copy(update={"drop": config.drop.model_copy(update={"url": drop.as_uri()})})
+def demo_config_for(drop: Path, *, supporting: bool = False) -> CollectionConfig:
+    """The demo collection on ``drop``; DICOM only unless ``supporting`` (the version tests count instances)."""
+    from imaging_ingest.config import ClinicalConfig
+
+    config = load_collection_config(DEMO_CONFIG, environ={})
+    update: dict = {"drop": config.drop.model_copy(update={"url": drop.as_uri()})}
+    if not supporting:
+        update["clinical"] = ClinicalConfig()
+    return config.model_copy(update=update)
 
 
 def make_settings(home: Path, catalog_url: str, s3_endpoint: str) -> Settings:

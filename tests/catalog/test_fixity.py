@@ -45,8 +45,12 @@ def published(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     with catalog_url_for(request.param, base) as url:
         settings = make_settings(base / "home", url, s3_endpoint)
         store, catalog = ObjectStore(settings), Catalog.from_url(url)
-        summary = Ingest(demo_config_for(drop), settings, secret=SECRET, catalog=catalog, store=store).run()
-        keys = [o["key"] for o in store.get_json("public", summary["release_key"])["objects"]]
+        # With supporting files: a clinical table is published beside the instances and audited too.
+        config = demo_config_for(drop, supporting=True)
+        summary = Ingest(config, settings, secret=SECRET, catalog=catalog, store=store).run()
+        objects = store.get_json("public", summary["release_key"])["objects"]
+        assert any(o.get("kind") == "clinical" for o in objects)
+        keys = [o["key"] for o in objects]
         yield Published(catalog, store, keys)
         catalog.dispose()
 

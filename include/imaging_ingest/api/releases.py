@@ -273,7 +273,8 @@ class Archive:
     def _build(self, row: VersionRow) -> CollectionView:
         started = time.perf_counter()
         release = self._read_release(row.tier, row.release_key)
-        listed = {str(o["key"]): o for o in release.get("objects", [])}
+        # NBIA serves DICOM series; supporting files (tables, slides) are listed with a "kind" and not served here.
+        listed = {str(o["key"]): o for o in release.get("objects", []) if o.get("kind", "dicom") == "dicom"}
         if release.get("collection") not in (None, row.collection_id):
             raise ValueError(f"{row.release_key} names collection {release.get('collection')!r}")
         created = {r.number: r.created_at for r in self.versions().get(row.collection_id, [])}

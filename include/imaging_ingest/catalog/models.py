@@ -63,8 +63,10 @@ class SubmissionState:
     """A submission's life, in order; ``failed`` can follow any state and be resumed from.
 
     ``staged`` (originals copied to the raw tier) sits between ``claimed`` and
-    ``inventoried``. Each state has a ``<state>_at`` timestamp on the submission row: the
-    last time the submission entered it.
+    ``inventoried``. ``approvals`` is a published submission being run again to publish
+    files curators approved out of quarantine (earlier manifests are re-used). Each state
+    has a ``<state>_at`` timestamp on the submission row: the last time the submission
+    entered it.
     """
 
     DISCOVERED = "discovered"
@@ -77,9 +79,12 @@ class SubmissionState:
     REGISTERED = "registered"
     PUBLISHED = "published"
     FAILED = "failed"
+    APPROVALS = "approvals"
 
     ORDER = (DISCOVERED, CLAIMED, STAGED, INVENTORIED, DEIDENTIFIED, SCREENED, VERIFIED, REGISTERED, PUBLISHED)
-    ALL = (*ORDER, FAILED)
+    #: States outside the order: any state may lead to them and they may lead to any state.
+    OUT_OF_ORDER = (FAILED, APPROVALS)
+    ALL = (*ORDER, *OUT_OF_ORDER)
 
 
 class EventType(StrEnum):
@@ -144,6 +149,7 @@ class Submission(Base):
     registered_at: Mapped[datetime | None] = mapped_column(nullable=True)
     published_at: Mapped[datetime | None] = mapped_column(nullable=True)
     failed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    approvals_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     def timestamps(self) -> dict[str, datetime | None]:
         """When the submission last entered each state, in the order of the states."""

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import CollectionConfig
 from . import migrate
+from .curation import SupportingFile
 from .models import (
     AuditEvent,
     Collection,
@@ -68,6 +69,7 @@ _STATE_EVENTS = {
     SubmissionState.REGISTERED: EventType.INGESTION,
     SubmissionState.PUBLISHED: EventType.PUBLICATION,
     SubmissionState.FAILED: EventType.INGESTION,
+    SubmissionState.APPROVALS: EventType.INGESTION,
 }
 
 
@@ -332,7 +334,8 @@ class Catalog:
             if state == SubmissionState.PUBLISHED and previous not in (SubmissionState.REGISTERED, SubmissionState.PUBLISHED):
                 raise InvalidTransition(f"submission {submission_id} is {previous}: only a registered submission can be published")
             rerun = (
-                SubmissionState.FAILED not in (state, previous)
+                state not in SubmissionState.OUT_OF_ORDER
+                and previous not in SubmissionState.OUT_OF_ORDER
                 and SubmissionState.ORDER.index(state) < SubmissionState.ORDER.index(previous)
             )
             now = utcnow()
@@ -695,8 +698,9 @@ class Catalog:
     # -- fixity ---------------------------------------------------------------------------
 
     def fixity_query(self, collection_id: str, *, version: int | None = None, limit: int | None = None) -> Any:
+        """Published instances, least recently checked first (one indexed range per collection)."""
         query = select(
-            Instance.object_key, Instance.tier, Instance.size, Instance.sha256, Instance.md5
+            Instance.object_key, Instance.tier, Instance.size, Instance.sha256, Instance.md5, Instance.fixity_checked_at
         ).where(Instance.collection_id == collection_id, Instance.published_version.is_not(None))
         if version is not None:
             query = query.where(Instance.published_version == version)
@@ -705,28 +709,56 @@ class Catalog:
             query = query.limit(limit)
         return query
 
+    def _supporting_fixity_query(self, collection_id: str, *, version: int | None, limit: int | None) -> Any:
+        """The same for published supporting files (de-identified slides and clinical tables)."""
+        query = select(
+            SupportingFile.object_key,
+            SupportingFile.tier,
+            SupportingFile.size,
+            SupportingFile.sha256,
+            SupportingFile.md5,
+            SupportingFile.fixity_checked_at,
+        ).where(SupportingFile.collection_id == collection_id, SupportingFile.published_version.is_not(None))
+        if version is not None:
+            query = query.where(SupportingFile.published_version == version)
+        query = query.order_by(SupportingFile.fixity_checked_at.asc().nulls_first(), SupportingFile.object_key)
+        if limit is not None:
+            query = query.limit(limit)
+        return query
+
     def fixity_targets(self, collection_id: str, *, version: int | None = None, limit: int | None = None) -> list[FixityTarget]:
         """Published objects (of every version), least recently checked first; one per key.
 
         ``version`` restricts them to the objects first listed in that version (what a
-        publication just copied); ``limit`` takes the first ones (a daily sample).
+        publication just copied); ``limit`` takes the first ones (a daily sample). DICOM
+        instances and supporting files are each read least-checked-first with the limit,
+        then merged, so the instance query keeps using its index.
         """
         with self.session() as s:
-            targets: dict[str, FixityTarget] = {}
-            for key, tier, size, sha256, md5 in s.execute(self.fixity_query(collection_id, version=version, limit=limit)):
-                targets.setdefault(key, FixityTarget(collection_id, key, tier, int(size), sha256, md5))
-            return list(targets.values())
+            rows = [
+                *s.execute(self.fixity_query(collection_id, version=version, limit=limit)),
+                *s.execute(self._supporting_fixity_query(collection_id, version=version, limit=limit)),
+            ]
+        never = datetime.min
+        rows.sort(key=lambda r: (r[5] is not None, r[5] or never, r[0]))
+        targets: dict[str, FixityTarget] = {}
+        for key, tier, size, sha256, md5, _checked in rows[:limit] if limit is not None else rows:
+            targets.setdefault(key, FixityTarget(collection_id, key, tier, int(size), sha256, md5))
+        return list(targets.values())
 
     def published_object_count(self, collection_id: str) -> int:
         with self.session() as s:
-            return int(
-                s.scalar(
-                    select(func.count(func.distinct(Instance.object_key))).where(
-                        Instance.collection_id == collection_id, Instance.published_version.is_not(None)
-                    )
+            instances = s.scalar(
+                select(func.count(func.distinct(Instance.object_key))).where(
+                    Instance.collection_id == collection_id, Instance.published_version.is_not(None)
                 )
-                or 0
             )
+            supporting = s.scalar(
+                select(func.count(SupportingFile.id)).where(
+                    SupportingFile.collection_id == collection_id, SupportingFile.published_version.is_not(None)
+                )
+            )
+            return int(instances or 0) + int(supporting or 0)
 
     def record_fixity(
         self, collection_id: str, results: Iterable[tuple[str, bool, str]], *, agent: str = "fixity-audit"
@@ -744,11 +776,12 @@ class Catalog:
             )
             keys = sorted({key for key, _, _ in results})
             for chunk in _chunks(keys):
-                s.execute(
-                    update(Instance)
-                    .where(Instance.collection_id == collection_id, Instance.object_key.in_(chunk))
-                    .values(fixity_checked_at=now)
-                )
+                for table in (Instance, SupportingFile):
+                    s.execute(
+                        update(table)
+                        .where(table.collection_id == collection_id, table.object_key.in_(chunk))
+                        .values(fixity_checked_at=now)
+                    )
 
     # -- quarantine and audit -------------------------------------------------------------
 

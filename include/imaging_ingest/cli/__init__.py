@@ -60,7 +60,12 @@ def catalog_for(url: str | None = None) -> Any:
 
 
 #: Modules that add commands; each has ``register(command)`` (see ``commands.py``).
-COMMAND_MODULES = ("imaging_ingest.cli.commands", "imaging_ingest.cli.catalog", "imaging_ingest.cli.api")
+COMMAND_MODULES = (
+    "imaging_ingest.cli.commands",
+    "imaging_ingest.cli.catalog",
+    "imaging_ingest.cli.quarantine",
+    "imaging_ingest.cli.api",
+)
 
 CommandFactory = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 

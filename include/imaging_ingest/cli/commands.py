@@ -13,7 +13,7 @@ from . import CommandFactory, UsageError, catalog_for, print_table, progress_bar
 def cmd_synth(args: argparse.Namespace) -> int:
     from ..synth import generate_submission, summary_as_dict
 
-    summary = generate_submission(Path(args.out_dir), patients=args.patients, seed=args.seed)
+    summary = generate_submission(Path(args.out_dir), patients=args.patients, seed=args.seed, extras=args.extras)
     if args.marker:
         (Path(args.out_dir) / "READY").write_text("complete\n", encoding="utf-8")
     if args.truth:
@@ -168,6 +168,8 @@ def register(command: CommandFactory) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--marker", action="store_true", help="write the READY completion marker")
     synth.add_argument("--truth", metavar="FILE", help="write the planted PHI (for tests) to FILE as JSON")
+    synth.add_argument("--extras", action="store_true",
+                       help="add an ultrasound frame, a DICOM WSI, an SVS slide and an XLSX (PHI beyond headers)")
 
     deid = command("deidentify", cmd_deidentify, "de-identify a folder tree without Airflow")
     deid.add_argument("src_dir", metavar="SRC_DIR")
