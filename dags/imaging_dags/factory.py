@@ -50,10 +50,10 @@ def collection_asset(collection_id: str) -> Asset:
 
 
 def _ingest(config: CollectionConfig) -> Ingest:
-    from imaging_dags.runtime import task_secret, task_settings
+    from imaging_dags.runtime import task_drop, task_secret, task_settings
     from imaging_ingest.ingest import Ingest
 
-    return Ingest(config, task_settings(), secret=task_secret())
+    return Ingest(config, task_settings(), secret=task_secret(), drop=task_drop(config))
 
 
 def _doc(config: CollectionConfig) -> str:
@@ -105,10 +105,14 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
         @task(**IO_RETRIES)
         def discover(params: dict[str, Any] | None = None) -> str | None:
             """Find the submission to work on: the requested one, or the first complete one in the drop."""
+            from imaging_ingest.tiers import init_storage
+
+            ingest = _ingest(config)
+            init_storage(ingest.store)  # idempotent set-up of the tiers (buckets, versioning, lifecycle, access)
             requested = (params or {}).get("submission") or None
             if requested:
                 return str(requested)
-            ready = _ingest(config).discover()
+            ready = ingest.discover()
             return ready[0]["submission_id"] if ready else None
 
         @task.short_circuit

@@ -68,7 +68,8 @@ def _staged_records(src: Path, work: Path, config: CollectionConfig) -> list[dic
         digests = file_digests(kept)
         return {"sha256_source": digests.sha256, "size": digests.size, "locator": str(kept)}
 
-    rows = stage_entries(walk_tree(src), stage_entry, stage_file, config.drop.archives, work / "archives")
+    entries = [e for e in walk_tree(src) if e.path != config.drop.marker]  # a completion marker is not data
+    rows = stage_entries(entries, stage_entry, stage_file, config.drop.archives, work / "archives")
     return [{"locator": ""} | row for row in rows]
 
 
