@@ -240,7 +240,9 @@ class ObjectStore:
                 return None
             raise
         sha256 = _hex_from_b64(meta.get("ChecksumSHA256"))
-        if sha256 is None and int(meta["ContentLength"]) >= MULTIPART_THRESHOLD:
+        multipart = "-" in str(meta.get("ETag", ""))
+        if multipart and meta.get("ChecksumType") != "FULL_OBJECT":
+            # A multipart object's checksum is a digest of its parts' digests, not of its bytes.
             sha256 = self._tagged_sha256(tier, key)
         return ObjectInfo(
             key=key,
