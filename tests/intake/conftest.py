@@ -73,8 +73,7 @@ def fault_proxy(s3_endpoint: str) -> Iterator[FaultProxy]:
 @pytest.fixture
 def small_submission(tmp_path: Path, synth_cache: Path) -> Path:
     """One patient's baseline CT and MR series (14 files), with a READY marker, in a drop folder."""
-    drop = tmp_path / "drop"
-    target = drop / "site-b-1"
+    target = tmp_path / "intake-drop" / "site-b-1"
     patient = sorted(p for p in synth_cache.iterdir() if p.is_dir())[0]
     study = sorted(p for p in patient.iterdir() if p.is_dir())[0]
     for series in ("002_CT_CHEST_AXIAL", "003_MR_BRAIN_T1_POST"):
