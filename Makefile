@@ -10,7 +10,7 @@ APT_PACKAGES := dicom3tools dcmtk openssh-server tesseract-ocr libopenslide0 fon
                 chromium chromium-driver docker-compose
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline clean
+.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline bench-load clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,10 @@ e2e: venv
 
 bench-pipeline: venv
 	$(PY) bench/pipeline/run.py
+
+# 20,000 generated files through the DAG (LOAD_FILES, LOAD_SIZES, LOAD_ROWS to change): bench/results/load.json
+bench-load: venv
+	$(PY) bench/load/run.py
 
 clean:
 	rm -rf .demo .imaging-ingest .pytest_cache .mypy_cache .ruff_cache
