@@ -136,6 +136,7 @@ workers: {WORKERS}
                 "gb_per_h": round(total_bytes / 1e9 / seconds * 3600, 2),
                 "peak_rss_mb": round(peak_self, 1),
                 "peak_rss_children_mb": round(peak_children, 1),
+                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
                 "rss_samples_mb": sampler.samples[:: max(1, len(sampler.samples) // 40)],
             }
         )

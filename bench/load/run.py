@@ -84,11 +84,18 @@ def main() -> int:
                 return 1
             result = json.loads(done.stdout.strip().splitlines()[-1])
             runs.append(result)
-            print(json.dumps(result), flush=True)
+            print(json.dumps(result)[:400], flush=True)
+            write_report(out, runs, rows, workers, sizes)
         finally:
             moto.kill()
             moto.wait()
             shutil.rmtree(work, ignore_errors=True)
+    print(f"wrote {out}")
+    return 0
+
+
+def write_report(out: Path, runs: list[dict], rows: int, workers: int, planned: list[int]) -> None:
+    """Written after every size, so that an interrupted run still leaves what it measured."""
     biggest = max(runs, key=lambda r: r["files"])
     bytes_per_file_target = 512 * 512 * 2 + 2048
     report = {
@@ -97,7 +104,7 @@ def main() -> int:
         "SQLite catalog, moto S3 server in a separate process on loopback",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "settings": {"rows": rows, "columns": rows, "deid_workers": workers, "batch_size": 200},
+        "settings": {"rows": rows, "columns": rows, "deid_workers": workers, "batch_size": 200, "sizes_planned": planned},
         "runs": runs,
         "peak_rss_mb_by_files": {str(r["files"]): r["peak_rss_mb"] for r in runs},
         "rss_growth_mb_per_1000_files": _growth(runs),
@@ -113,8 +120,11 @@ def main() -> int:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-    return 0
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    print(f"load average now {load}")
 
 
 def _growth(runs: list[dict]) -> float | None:
