@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,92 @@ def test_catalog_connection_loss_is_retried_by_the_task(
     checked = Ingest(config, ingest_env, secret=SECRET, catalog=catalog)
     assert_consistent(checked, files_in=14)
     catalog.dispose()
+
+
+def test_restricted_collection_never_reaches_the_public_tier(ingest: Ingest, store: ObjectStore) -> None:
+    """Even a config that slipped past validation (model_copy does not validate) cannot publish publicly."""
+    from imaging_ingest.config import License
+    from imaging_ingest.storage import PublicTierViolation
+
+    bad = Ingest(
+        ingest.config.model_copy(update={"license": License.RESTRICTED, "tier": "public"}),
+        ingest.settings, secret=SECRET, catalog=ingest.catalog,
+    )
+    sub = bad.claim().submission_id
+    bad.stage_raw(sub)
+    bad.inventory(sub)
+    bad.screen(sub, [bad.deidentify(sub, key).manifest for key in bad.plan(sub)])
+    bad.verify(sub)
+    bad.register(sub)
+    with pytest.raises(PublicTierViolation):
+        bad.publish(sub)
+    assert list(store.list("public")) == []
+    assert bad.catalog.versions("intake") == []
+
+
+@pytest.fixture
+def postgres_catalog() -> Iterator[Catalog]:
+    """A catalog in its own PostgreSQL database on the machine's server; dropped afterwards."""
+    import uuid
+
+    psycopg = pytest.importorskip("psycopg")
+    name = f"intake_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is not reachable: {exc}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    catalog = Catalog.from_url(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+    catalog.database = name  # type: ignore[attr-defined]
+    try:
+        yield catalog
+    finally:
+        catalog.dispose()
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _terminate_connections(database: str) -> int:
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchall()
+    return len(rows)
+
+
+@pytest.mark.postgres
+def test_catalog_connections_killed_by_the_server(
+    small_submission: Path, settings: Settings, postgres_catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real connection loss: the server terminates the catalog's connections between and inside stages."""
+    from sqlalchemy.exc import OperationalError
+
+    database = postgres_catalog.database  # type: ignore[attr-defined]
+    ingest = Ingest(intake_config(small_submission.parent.as_uri()), settings, secret=SECRET, catalog=postgres_catalog)
+    sub = ingest.claim().submission_id
+    ingest.stage_raw(sub)
+    assert _terminate_connections(database) >= 1  # idle pooled connections die between stages
+    ingest.inventory(sub)  # the pool notices (pre-ping) and reconnects
+    ingest.screen(sub, [ingest.deidentify(sub, key).manifest for key in ingest.plan(sub)])
+    ingest.verify(sub)
+
+    real_upsert = Catalog._upsert_study
+    killed = {"n": 0}
+
+    def upsert_then_lose_connection(s, collection_id, record, patient_id):  # type: ignore[no-untyped-def]
+        study_id = real_upsert(s, collection_id, record, patient_id)
+        if killed["n"] == 0:
+            killed["n"] += 1
+            _terminate_connections(database)  # the register transaction's own connection dies mid-way
+        return study_id
+
+    monkeypatch.setattr(Catalog, "_upsert_study", staticmethod(upsert_then_lose_connection))
+    with pytest.raises(OperationalError):
+        ingest.register(sub)
+    assert ingest.catalog.instances("intake") == []  # the transaction rolled back as a whole
+    ingest.register(sub)  # the task's retry
+    ingest.publish(sub)
+    assert_consistent(ingest, files_in=14)
