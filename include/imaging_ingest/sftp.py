@@ -251,13 +251,19 @@ class SFTPDrop(Drop):
 
     def submission_names(self) -> list[str]:
         def names(client: paramiko.SFTPClient) -> list[str]:
-            found = []
+            found, unsafe = [], 0
             for name, attr in _listdir(client, self._path()):
                 text = name.decode("utf-8", "surrogateescape")
-                if text.startswith(".") or unsafe_name_reason(name):
+                if text.startswith("."):
+                    continue
+                if unsafe_name_reason(name):
+                    unsafe += 1
                     continue
                 if stat.S_ISDIR(attr.st_mode or 0) or (stat.S_ISREG(attr.st_mode or 0) and is_archive_name(text)):
                     found.append(text)
+            if unsafe:  # the names may carry PHI: counted, never logged
+                log.warning("sftp drop: %d submission name(s) with control characters or invalid UTF-8 "
+                            "are not taken; rename them on the server", unsafe)
             return sorted(found)
 
         try:
