@@ -7,6 +7,7 @@ beyond the machine.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import http.client
 import os
 import random
@@ -18,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlparse
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -52,8 +54,9 @@ class SSHServer:
 
     root: Path
     port: int = 0
-    user: str = field(default_factory=lambda: os.environ.get("USER") or __import__("getpass").getuser())
+    user: str = field(default_factory=lambda: os.environ.get("USER") or getpass.getuser())
     process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
 
     @property
     def key_file(self) -> Path:
@@ -105,10 +108,9 @@ class SSHServer:
 
     def start(self) -> None:
         os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege-separation directory
+        self._log = open(self.root / "sshd.log", "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.root / "sshd.log", "ab"),  # noqa: SIM115 - kept for the life of the daemon
+            [SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")], stdout=subprocess.DEVNULL, stderr=self._log
         )
         _wait_for_port(self.port)
 
@@ -133,6 +135,9 @@ class SSHServer:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
         self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def restart(self, down_for: float = 0.5) -> None:
         self.stop()
