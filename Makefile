@@ -10,7 +10,7 @@ APT_PACKAGES := dicom3tools dcmtk openssh-server tesseract-ocr libopenslide0 fon
                 chromium chromium-driver docker-compose unzip
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline serve bench-api bench-catalog bench-pixels clean airflow-ui
+.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline serve bench-api bench-catalog bench-pixels bench-load clean airflow-ui
 
 venv: $(STAMP)
 
@@ -67,6 +67,10 @@ bench-catalog: venv
 # Screening throughput (with and without OCR) and 1 GB slide de-identification time and peak RSS.
 bench-pixels: venv system-deps
 	$(PY) bench/pixels/run.py
+
+# 20,000 generated files through the DAG (LOAD_FILES, LOAD_SIZES, LOAD_ROWS to change): bench/results/load.json
+bench-load: venv
+	$(PY) bench/load/run.py
 
 clean:
 	rm -rf .demo .imaging-ingest .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,7 @@ def _frame() -> pd.DataFrame:
         {
             "file_id": [0, 1, 2],
             "status": ["ok", "ok", "quarantined"],
+            "kind": ["dicom", "dicom", "other"],
             "reason": [None, None, "zero-byte file"],
             "sop_uid_h": ["a1", "b2", None],
             "series_uid_h": ["s", "s", None],

@@ -50,10 +50,10 @@ def collection_asset(collection_id: str) -> Asset:
 
 
 def _ingest(config: CollectionConfig) -> Ingest:
-    from imaging_dags.runtime import task_secret, task_settings
+    from imaging_dags.runtime import task_drop, task_secret, task_settings
     from imaging_ingest.ingest import Ingest
 
-    return Ingest(config, task_settings(), secret=task_secret())
+    return Ingest(config, task_settings(), secret=task_secret(), drop=task_drop(config))
 
 
 def _doc(config: CollectionConfig) -> str:
@@ -109,10 +109,14 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
 
             Returns "" when there is none (an empty XCom, not a missing one).
             """
+            from imaging_ingest.tiers import init_storage
+
+            ingest = _ingest(config)
+            init_storage(ingest.store)  # idempotent set-up of the tiers (buckets, versioning, lifecycle, access)
             requested = (params or {}).get("submission") or ""
             if requested:
                 return str(requested)
-            ready = _ingest(config).discover()
+            ready = ingest.discover()
             return str(ready[0]["submission_id"]) if ready else ""
 
         @task.short_circuit

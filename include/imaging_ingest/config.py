@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .config_sections import ClinicalConfig, PathologyConfig, PixelsConfig
 
 __all__ = [
+    "ArchiveLimits",
     "CitationConfig",
     "CollectionConfig",
     "ConfigError",
@@ -121,6 +122,22 @@ class DeidConfig(BaseModel):
         return self
 
 
+class ArchiveLimits(BaseModel):
+    """Limits on zip/tar archives in a drop: what a member may be before it is a bomb.
+
+    An archive over ``max_members`` or ``max_total_bytes`` (uncompressed, as its headers
+    declare, and as actually written) is quarantined whole; a single zip member whose
+    compression ratio exceeds ``max_ratio`` is quarantined alone.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_members: int = Field(default=100_000, ge=1, description="Members (files, links, folders) per archive.")
+    max_total_bytes: int = Field(default=500 * 1024**3, ge=1, description="Uncompressed bytes per archive.")
+    max_ratio: float = Field(default=200.0, gt=1, description="Uncompressed/compressed size of one member (zip) "
+                             "or of the whole stream (compressed tar).")
+
+
 class DropConfig(BaseModel):
     """Where a collection's submissions arrive: one sub-folder (or prefix) per submission."""
 
@@ -134,6 +151,7 @@ class DropConfig(BaseModel):
         "'stable': when its listing is unchanged across two polls.",
     )
     marker: str = Field(default="READY", pattern=r"^[A-Za-z0-9._-]+$")
+    archives: ArchiveLimits = Field(default_factory=ArchiveLimits)
 
     @field_validator("url")
     @classmethod

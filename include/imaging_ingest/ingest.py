@@ -26,11 +26,12 @@ from typing import Any
 import pandas as pd
 
 from .catalog import Catalog, InstanceRecord, SubmissionState
-from .checksum import Digests
+from .checksum import Digests, file_digests
 from .config import CollectionConfig, DeidOption, License
 from .deid import Profile, ResolvedProfile
 from .deid.batch import deidentify_frame
 from .gates import run_gate
+from .intake import stage_entries
 from .inventory import inventory_frame
 from .manifest import STATUS_OK, STATUS_QUARANTINED, ManifestStore, public_projection
 from .patients import assign_patients
@@ -229,26 +230,16 @@ class Ingest:
             log.info("stage_raw: drop changed since the claim; re-using the staged originals")
             staged = self.manifests(submission_id).read("staged")
             return StageResult("stage_raw", submission_id, self.manifests(submission_id).key("staged"), _counts(staged))
-        rows = []
         present = self.store.sizes("raw", f"{self.config.id}/{submission_id}/")
-        for file_id, entry in enumerate(sorted(sub.entries, key=lambda e: e.path)):
-            record: dict[str, Any] = {
-                "file_id": file_id,
-                "source_path": entry.path,
-                "size": entry.size,
-                "kind": None,
-                "raw_key": None,
-                "sha256_source": None,
-                "status": STATUS_OK,
-                "reason": None,
-            }
-            if entry.kind == "symlink":
-                record.update(status=STATUS_QUARANTINED, reason="symbolic link (never followed)")
-            elif entry.kind != "file":
-                record.update(status=STATUS_QUARANTINED, reason="not a regular file (device, pipe or socket)")
-            else:
-                record.update(self._stage_one(submission_id, entry, present))
-            rows.append(record)
+        work = self.cache.root / "incoming" / submission_id / "archives"
+        rows = stage_entries(
+            sub.entries,
+            lambda entry: self._stage_one(submission_id, entry, present),
+            lambda path: self._stage_local(submission_id, path, present),
+            self.config.drop.archives,
+            work,
+        )
+        rows = [{"kind": None, "raw_key": None} | row for row in rows]
         staged = pd.DataFrame(rows)
         key = self.manifests(submission_id).write("staged", staged)
         self._quarantine(submission_id, staged, "stage_raw")
@@ -271,7 +262,18 @@ class Ingest:
         tmp.replace(cached)
         if present.get(raw_key) != digests.size:  # content-addressed: same key and size is the same bytes
             self.store.put_file("raw", raw_key, cached, sha256=digests.sha256)
-        return {"raw_key": raw_key, "sha256_source": digests.sha256, "size": digests.size}
+        return {"raw_key": raw_key, "sha256_source": digests.sha256, "size": digests.size, "local": cached}
+
+    def _stage_local(self, submission_id: str, path: Path, present: dict[str, int]) -> dict[str, Any]:
+        """Like ``_stage_one`` for a file already on this machine (an archive member); moves it."""
+        digests = file_digests(path)
+        raw_key = f"{self.config.id}/{submission_id}/{digests.sha256}"
+        cached = self.cache.path("raw", raw_key)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(cached)
+        if present.get(raw_key) != digests.size:  # content-addressed: same key and size is the same bytes
+            self.store.put_file("raw", raw_key, cached, sha256=digests.sha256)
+        return {"raw_key": raw_key, "sha256_source": digests.sha256, "size": digests.size, "local": cached}
 
     # -- inventory ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ DST receives verified de-identified files only; every input file gets a row in
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import shutil
 import tempfile
@@ -28,10 +29,11 @@ from .checksum import file_digests
 from .config import CollectionConfig
 from .deid import Profile
 from .deid.batch import deidentify_frame
+from .intake import stage_entries
 from .inventory import inventory_frame
 from .patients import assign_patients
 from .pixels import ScreenContext, screen_images
-from .sources import walk_tree
+from .sources import DropEntry, open_local, walk_tree
 from .supporting import (
     SUPPORTING_KINDS,
     SupportingEnv,
@@ -55,26 +57,30 @@ class LocalRunSummary:
     manifest: Path | None = None
 
 
-def _staged_records(src: Path) -> list[dict[str, Any]]:
-    records = []
-    for file_id, entry in enumerate(walk_tree(src)):
-        record: dict[str, Any] = {
-            "file_id": file_id,
-            "source_path": entry.path,
-            "locator": entry.locator,
-            "size": entry.size,
-            "sha256_source": None,
-            "status": "ok",
-            "reason": None,
-        }
-        if entry.kind == "symlink":
-            record.update(status="quarantined", reason="symbolic link (never followed)")
-        elif entry.kind != "file":
-            record.update(status="quarantined", reason="not a regular file (device, pipe or socket)")
-        else:
-            record["sha256_source"] = file_digests(entry.locator).sha256
-        records.append(record)
-    return records
+def _staged_records(src: Path, work: Path, config: CollectionConfig) -> list[dict[str, Any]]:
+    """The same rows the pipeline's stage-raw step makes (``intake.stage_entries``), on local paths."""
+    members = work / "members"
+    members.mkdir(parents=True, exist_ok=True)
+    numbers = itertools.count()
+
+    def stage_entry(entry: DropEntry) -> dict[str, Any]:
+        locator = entry.locator
+        if entry.name_problem:  # a name that cannot be stored as text: work on a numbered copy
+            locator = str(members / f"{next(numbers):06d}")
+            with open_local(entry) as src, open(locator, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        digests = file_digests(locator)
+        return {"sha256_source": digests.sha256, "size": digests.size, "local": locator, "locator": locator}
+
+    def stage_file(path: Path) -> dict[str, Any]:
+        kept = members / f"{next(numbers):06d}"
+        path.replace(kept)
+        digests = file_digests(kept)
+        return {"sha256_source": digests.sha256, "size": digests.size, "locator": str(kept)}
+
+    entries = [e for e in walk_tree(src) if e.path != config.drop.marker]  # a completion marker is not data
+    rows = stage_entries(entries, stage_entry, stage_file, config.drop.archives, work / "archives")
+    return [{"locator": ""} | row for row in rows]
 
 
 def deidentify_tree(
@@ -92,11 +98,11 @@ def deidentify_tree(
     src, dst = src.resolve(), dst.resolve()
     dst.mkdir(parents=True, exist_ok=True)
     catalog.ensure_collection(config)
-    records = _staged_records(src)
-    frame = inventory_frame(records, lambda r: Path(r["locator"]), config.modalities, accept_supporting(config))
-    frame = assign_patients(frame, secret, catalog, config)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     try:
+        records = _staged_records(src, work / "staged", config)
+        frame = inventory_frame(records, lambda r: Path(r["locator"]), config.modalities, accept_supporting(config))
+        frame = assign_patients(frame, secret, catalog, config)
         ok = frame[frame["status"] == "ok"]
         supporting = ok["kind"].isin(SUPPORTING_KINDS)
         tick = progress("de-identifying", len(ok)) if progress else None
@@ -160,7 +166,7 @@ def _finish(frame: pd.DataFrame, work: Path, dst: Path, quarantine_dir: Path | N
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(work / record["deid_key"], target)
             row.update(status="published", reason="", output_path=record["deid_key"], sha256=record["sha256"])
-        elif quarantine_dir is not None and os.path.isfile(record["locator"]) and not os.path.islink(record["locator"]):
+        elif quarantine_dir is not None and record["locator"] and os.path.isfile(record["locator"]) and not os.path.islink(record["locator"]):
             quarantine_dir.mkdir(parents=True, exist_ok=True)
             shutil.copy2(record["locator"], quarantine_dir / f"{int(record['file_id']):06d}.original")
             row["output_path"] = str(quarantine_dir / f"{int(record['file_id']):06d}.original")

@@ -1,8 +1,9 @@
-"""Drops: where sites leave submissions (a local folder, an S3 prefix; SFTP builds on the same shape).
+"""Drops: where sites leave submissions (a local folder, an S3 prefix, an SFTP folder: ``sftp.py``).
 
-A drop holds one sub-folder (or prefix) per submission. A submission is complete when its
-marker file exists, or, for drops configured ``completion: stable``, when its listing did
-not change between two polls. Listing never follows a symbolic link out of the
+A drop holds one sub-folder (or prefix) per submission, or one zip/tar archive per
+submission at its top level. A submission is complete when its marker file exists (for
+an archive: a sidecar ``<archive>.<marker>``), or, for drops configured
+``completion: stable``, when its listing did not change between two polls. Listing never follows a symbolic link out of the
 submission and never opens a device or a pipe: such entries are listed as what they are
 so that they can be quarantined with a reason instead of silently skipped.
 """
@@ -35,10 +36,41 @@ __all__ = [
     "LocalDrop",
     "S3Drop",
     "display_path",
+    "is_archive_name",
     "open_drop",
     "open_local",
+    "unsafe_name_reason",
     "walk_tree",
 ]
+
+#: File name endings read as archives: a submission may be one, and members of one are entries.
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+def is_archive_name(name: str) -> bool:
+    return name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def unsafe_name_reason(raw: bytes | str) -> str | None:
+    """Why a file name cannot be trusted (newlines, control characters, invalid UTF-8), or None.
+
+    Such names break line-oriented tools and logs and can smuggle text into reports; the
+    file is quarantined with this reason, its content kept for a curator.
+    """
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "file name is not valid UTF-8"
+    else:
+        text = raw
+        if any(0xDC80 <= ord(c) <= 0xDCFF for c in text):  # surrogate-escaped bytes from os.fsdecode
+            return "file name is not valid UTF-8"
+    if any(c in "\n\r" for c in text):
+        return "file name contains a newline"
+    if any(not c.isprintable() for c in text):
+        return "file name contains control characters"
+    return None
 
 
 def display_path(raw: bytes) -> str:
@@ -49,13 +81,17 @@ def display_path(raw: bytes) -> str:
 
 @dataclass(frozen=True)
 class DropEntry:
-    """One entry of a submission; ``kind`` is 'file', 'symlink' or 'special'."""
+    """One entry of a submission; ``kind`` is 'file', 'symlink' or 'special'.
+
+    ``name_problem`` says why the entry's raw name is unsafe (see ``unsafe_name_reason``).
+    """
 
     path: str
     size: int
     kind: str
     token: str
     locator: str
+    name_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +119,7 @@ def walk_tree(root: Path) -> list[DropEntry]:
         dirnames[:] = sorted(d for d in dirnames if d not in links)
         for fname in sorted([*filenames, *links]):
             full = os.path.join(dirpath, fname)
+            rel = os.path.relpath(full, base_bytes)
             st = os.lstat(full)
             if stat.S_ISLNK(st.st_mode):
                 kind = "symlink"
@@ -92,11 +129,12 @@ def walk_tree(root: Path) -> list[DropEntry]:
                 kind = "special"
             entries.append(
                 DropEntry(
-                    path=display_path(os.path.relpath(full, base_bytes)),
+                    path=display_path(rel),
                     size=st.st_size if kind == "file" else 0,
                     kind=kind,
                     token=str(st.st_mtime_ns),
                     locator=os.fsdecode(full),
+                    name_problem=unsafe_name_reason(rel),
                 )
             )
     return sorted(entries, key=lambda e: e.path)
@@ -140,10 +178,20 @@ class LocalDrop(Drop):
     def submission_names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(e.name for e in os.scandir(self.root) if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+        return sorted(
+            e.name
+            for e in os.scandir(self.root)
+            if not e.name.startswith(".")
+            and (e.is_dir(follow_symlinks=False) or (e.is_file(follow_symlinks=False) and is_archive_name(e.name)))
+        )
 
     def submission(self, name: str) -> DropSubmission:
         base = self.root / name
+        if is_archive_name(name) and base.is_file():
+            st = os.lstat(base)
+            entry = DropEntry(name, st.st_size, "file", str(st.st_mtime_ns), str(base), unsafe_name_reason(name))
+            marker_path = self.root / f"{name}.{self.config.marker}"
+            return DropSubmission(name, base.as_uri(), (entry,), marker_path.is_file())
         entries = walk_tree(base)
         marker = any(e.path == self.config.marker for e in entries)
         entries = [e for e in entries if e.path != self.config.marker]
@@ -175,9 +223,27 @@ class S3Drop(Drop):
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self._prefix(), Delimiter="/"):
             for common in page.get("CommonPrefixes", []):
                 names.append(common["Prefix"][len(self._prefix()) :].rstrip("/"))
+            for item in page.get("Contents", []):
+                rel = item["Key"][len(self._prefix()) :]
+                if is_archive_name(rel):
+                    names.append(rel)
         return sorted(names)
 
     def submission(self, name: str) -> DropSubmission:
+        if is_archive_name(name):
+            key = self._prefix() + name
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=key)
+            except self.client.exceptions.ClientError:
+                head = None
+            if head is not None:
+                entry = DropEntry(
+                    name, int(head["ContentLength"]), "file", str(head.get("ETag", "")).strip('"'), key,
+                    unsafe_name_reason(name),
+                )
+                listing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=f"{key}.{self.config.marker}")
+                marker = any(o["Key"] == f"{key}.{self.config.marker}" for o in listing.get("Contents", []))
+                return DropSubmission(name, f"s3://{self.bucket}/{key}", (entry,), marker)
         prefix = self._prefix(name)
         entries = []
         marker = False
@@ -197,6 +263,7 @@ class S3Drop(Drop):
                         kind="file",
                         token=str(item.get("ETag", "")).strip('"'),
                         locator=item["Key"],
+                        name_problem=unsafe_name_reason(rel),
                     )
                 )
         return DropSubmission(
@@ -212,9 +279,20 @@ class S3Drop(Drop):
             body.close()
 
 
-def open_drop(config: DropConfig, settings: Settings, s3_client: S3Client | None = None) -> Drop:
-    """The drop a collection config names; clients for remote drops may be passed in (Airflow hooks)."""
+def open_drop(
+    config: DropConfig, settings: Settings, s3_client: S3Client | None = None, sftp_connect: Any = None
+) -> Drop:
+    """The drop a collection config names; clients for remote drops may be passed in (Airflow hooks).
+
+    ``sftp_connect`` is a callable returning a connected ``paramiko.SFTPClient`` (see
+    ``sftp.connector``); without it an SFTP drop connects with the key and known-hosts
+    files named by ``IMAGING_INGEST_SFTP_KEY_FILE`` and ``IMAGING_INGEST_SFTP_KNOWN_HOSTS``.
+    """
     scheme = urlparse(config.url).scheme
+    if scheme == "sftp":
+        from .sftp import SFTPDrop, connector_from_env
+
+        return SFTPDrop(config, sftp_connect or connector_from_env(config.url))
     if scheme == "file":
         return LocalDrop(config)
     if scheme == "s3":

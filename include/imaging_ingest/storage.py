@@ -2,8 +2,15 @@
 
 One bucket per tier (raw, staging, quarantine, public, restricted), so that access
 policies and lifecycle rules apply to a whole bucket and a wrong key can never make a
-restricted object public. Every upload sends a SHA-256 checksum that the server checks,
-and copies between tiers are server-side.
+restricted object public (``tiers.py`` sets them up). Every upload sends a SHA-256
+checksum that the server checks, and copies between tiers are server-side. Objects
+written to a tier get that tier's storage class from the storage policy.
+
+Large objects (whole-slide images of several GB) go multipart, streamed from disk in
+constant memory; S3 then keeps only per-part checksums, so the whole object's SHA-256 is
+kept as the object tag ``sha256`` and ``head`` reports it from there. Transient errors
+(500, 503, SlowDown, dropped connections) are retried by botocore with exponential
+backoff and jitter (``retries`` below).
 """
 
 from __future__ import annotations
@@ -24,13 +31,20 @@ from .settings import TIERS, Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from .tiers import StoragePolicy
 else:
     S3Client = Any
 
 __all__ = ["LocalCache", "ObjectInfo", "ObjectStore", "PublicTierViolation"]
 
-#: Above this size uploads go multipart, streamed from disk in constant memory.
+#: Above this size uploads and copies go multipart, streamed from disk in constant memory.
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
+#: Part size of multipart transfers (memory per transfer is about this times the concurrency).
+MULTIPART_CHUNK = 16 * 1024 * 1024
+#: botocore's retry settings: 'standard' mode retries throttling (SlowDown, 503), 5xx errors
+#: and connection errors with exponential backoff and full jitter.
+RETRIES: dict[str, Any] = {"max_attempts": 10, "mode": "standard"}
 
 
 class PublicTierViolation(RuntimeError):
@@ -56,9 +70,31 @@ def _hex_from_b64(value: str | None) -> str | None:
 class ObjectStore:
     """Typed access to the archive's tiers."""
 
-    def __init__(self, settings: Settings, client: S3Client | None = None) -> None:
+    def __init__(self, settings: Settings, client: S3Client | None = None, policy: StoragePolicy | None = None) -> None:
         self.settings = settings
         self._client = client
+        self._policy = policy
+
+    @property
+    def policy(self) -> StoragePolicy:
+        """The tiers' storage policy (``IMAGING_INGEST_STORAGE_POLICY``, else the defaults)."""
+        if self._policy is None:
+            from .tiers import StoragePolicy
+
+            self._policy = StoragePolicy.from_env()
+        return self._policy
+
+    def storage_class(self, tier: str) -> str | None:
+        """The storage class for new objects in a tier; None for STANDARD (S3's default)."""
+        name = self.policy.tier(tier).storage_class
+        return None if name == "STANDARD" else name
+
+    def _transfer_config(self) -> Any:
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNK, max_concurrency=4
+        )
 
     @property
     def client(self) -> S3Client:
@@ -68,7 +104,7 @@ class ObjectStore:
                 endpoint_url=self.settings.s3_endpoint,
                 region_name=self.settings.s3_region,
                 config=Config(
-                    retries={"max_attempts": 10, "mode": "adaptive"},
+                    retries=RETRIES,
                     s3={"addressing_style": "path"},
                     request_checksum_calculation="when_required",
                     response_checksum_validation="when_required",
@@ -114,6 +150,7 @@ class ObjectStore:
         if sha256 is None:
             sha256 = file_digests(path).sha256
         extra: dict[str, Any] = {"ContentType": content_type}
+        storage_class = storage_class or self.storage_class(tier)
         if storage_class:
             extra["StorageClass"] = storage_class
         if size < MULTIPART_THRESHOLD:
@@ -127,14 +164,12 @@ class ObjectStore:
                     **extra,
                 )
         else:
-            from boto3.s3.transfer import TransferConfig
-
             self.client.upload_file(
                 str(path),
                 self.bucket(tier),
                 key,
                 ExtraArgs={**extra, "ChecksumAlgorithm": "SHA256"},
-                Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=4),
+                Config=self._transfer_config(),
             )
             self._tag_sha256(tier, key, sha256)
         return ObjectInfo(key=key, size=size, sha256=sha256, storage_class=storage_class)
@@ -148,6 +183,9 @@ class ObjectStore:
     def put_bytes(self, tier: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         import hashlib
 
+        extra: dict[str, Any] = {}
+        if storage_class := self.storage_class(tier):
+            extra["StorageClass"] = storage_class
         self.client.put_object(
             Bucket=self.bucket(tier),
             Key=key,
@@ -155,6 +193,7 @@ class ObjectStore:
             ContentType=content_type,
             ChecksumAlgorithm="SHA256",
             ChecksumSHA256=sha256_b64_from_hex(hashlib.sha256(data).hexdigest()),
+            **extra,
         )
 
     def put_json(self, tier: str, key: str, document: Any) -> None:
@@ -164,22 +203,35 @@ class ObjectStore:
     def copy(
         self, src_tier: str, src_key: str, dst_tier: str, dst_key: str, storage_class: str | None = None, size: int = 0
     ) -> ObjectInfo:
-        """Server-side copy between tiers; returns the new object's info with its SHA-256 as the server computed it.
+        """Server-side copy between tiers; returns the new object's info with its SHA-256.
 
-        One CopyObject request for objects under 5 GB (the common case); the managed,
-        multipart copy above that.
+        When the caller knows the size of a small object (the common case), one CopyObject
+        request does it and its response carries the SHA-256 the server computed. Large
+        objects go through the managed multipart copy, which keeps neither the digest nor
+        the tags: the whole-object SHA-256 is tagged on the copy again.
         """
         extra: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"}
+        storage_class = storage_class or self.storage_class(dst_tier)
         if storage_class:
             extra["StorageClass"] = storage_class
-        source = {"Bucket": self.bucket(src_tier), "Key": src_key}
-        if size and size < 5 * 1024**3:
-            result = self.client.copy_object(Bucket=self.bucket(dst_tier), Key=dst_key, CopySource=source, **extra)
+        source_ref = {"Bucket": self.bucket(src_tier), "Key": src_key}
+        if 0 < size < MULTIPART_THRESHOLD:
+            result = self.client.copy_object(Bucket=self.bucket(dst_tier), Key=dst_key, CopySource=source_ref, **extra)
             sha256 = _hex_from_b64(result.get("CopyObjectResult", {}).get("ChecksumSHA256"))
             if sha256:
                 return ObjectInfo(key=dst_key, size=size, sha256=sha256, storage_class=storage_class)
         else:
-            self.client.copy(source, self.bucket(dst_tier), dst_key, ExtraArgs=extra)
+            source = self.head(src_tier, src_key)
+            if source is None:
+                raise FileNotFoundError(f"s3://{self.bucket(src_tier)}/{src_key} does not exist")
+            if source.size < MULTIPART_THRESHOLD:
+                self.client.copy_object(Bucket=self.bucket(dst_tier), Key=dst_key, CopySource=source_ref, **extra)
+            else:
+                self.client.copy(
+                    source_ref, self.bucket(dst_tier), dst_key, ExtraArgs=extra, Config=self._transfer_config()
+                )
+                if source.sha256:  # a multipart copy keeps neither the digest nor the tags
+                    self._tag_sha256(dst_tier, dst_key, source.sha256)
         info = self.head(dst_tier, dst_key)
         if info is None:
             raise RuntimeError(f"copy to {dst_tier}/{dst_key} left no object")
@@ -201,12 +253,21 @@ class ObjectStore:
             if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
                 return None
             raise
+        sha256 = _hex_from_b64(meta.get("ChecksumSHA256"))
+        multipart = "-" in str(meta.get("ETag", ""))
+        if multipart and meta.get("ChecksumType") != "FULL_OBJECT":
+            # A multipart object's checksum is a digest of its parts' digests, not of its bytes.
+            sha256 = self._tagged_sha256(tier, key)
         return ObjectInfo(
             key=key,
             size=int(meta["ContentLength"]),
-            sha256=_hex_from_b64(meta.get("ChecksumSHA256")),
+            sha256=sha256,
             storage_class=meta.get("StorageClass", "STANDARD"),
         )
+
+    def _tagged_sha256(self, tier: str, key: str) -> str | None:
+        tags = self.client.get_object_tagging(Bucket=self.bucket(tier), Key=key).get("TagSet", [])
+        return next((t["Value"] for t in tags if t["Key"] == "sha256"), None)
 
     def get_bytes(self, tier: str, key: str) -> bytes:
         body: bytes = self.client.get_object(Bucket=self.bucket(tier), Key=key)["Body"].read()

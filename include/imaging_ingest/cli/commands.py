@@ -78,10 +78,12 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
 
 
 def cmd_storage_init(args: argparse.Namespace) -> int:
+    """Create the tier buckets and bring versioning, lifecycle and access in line with the policy."""
     from ..storage import ObjectStore
+    from ..tiers import init_storage
 
-    created = ObjectStore(settings_from_env()).ensure_buckets()
-    print_table([{"bucket": b, "state": "created"} for b in created], ["bucket", "state"], args.json)
+    changes = init_storage(ObjectStore(settings_from_env()))
+    print_table([c.as_dict() for c in changes], ["tier", "bucket", "what", "state"], args.json)
     return 0
 
 

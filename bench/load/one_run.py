@@ -1,0 +1,147 @@
+"""One load run (started by ``run.py`` in a fresh process): generate, run the DAG, report JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pydicom
+from pydicom.uid import generate_uid
+
+WORK = Path(os.environ["LOAD_WORK"])
+SIZE = int(os.environ["LOAD_SIZE"])
+ROWS = int(os.environ["LOAD_ROWS"])
+WORKERS = int(os.environ["LOAD_WORKERS"])
+ENDPOINT = os.environ["LOAD_ENDPOINT"]
+SECRET = "load-benchmark-secret-0123456789abcdef"
+FILES_PER_SERIES = 200
+FILES_PER_PATIENT = 2000
+
+
+def generate(target: Path) -> int:
+    """SIZE CT files: one synthetic template, new patient/study/series/instance UIDs per file."""
+    from imaging_ingest.synth import generate_submission
+
+    template_root = WORK / "template"
+    generate_submission(template_root, patients=1, seed=5, ct_slices=1, mr_slices=1, rows=ROWS, columns=ROWS)
+    template = next(template_root.rglob("002_CT_CHEST_AXIAL/1.dcm"))
+    ds = pydicom.dcmread(template)
+    total = 0
+    for index in range(SIZE):
+        patient, series = index // FILES_PER_PATIENT, index // FILES_PER_SERIES
+        ds.PatientID = f"MRN{patient:07d}"
+        ds.PatientName = f"DOE^JANE{patient:05d}"
+        ds.StudyInstanceUID = generate_uid(entropy_srcs=["load", "study", str(patient)])
+        ds.SeriesInstanceUID = generate_uid(entropy_srcs=["load", "series", str(series)])
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=["load", "sop", str(index)])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = index % FILES_PER_SERIES + 1
+        path = target / f"P{patient:05d}" / f"S{series:05d}" / f"{index:06d}.dcm"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+        total += path.stat().st_size
+    (target / "READY").write_text("complete\n")
+    shutil.rmtree(template_root)
+    return total
+
+
+class RssSampler(threading.Thread):
+    """Samples this process's RSS (and its children's) twice a second."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, float]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        start = time.monotonic()
+        while not self.stop.wait(0.5):
+            rss = me.memory_info().rss
+            self.samples.append((round(time.monotonic() - start, 1), round(rss / 2**20, 1)))
+
+
+def main() -> None:
+    drop = WORK / "drop"
+    home = WORK / "home"
+    airflow_home = WORK / "airflow"
+    collections = WORK / "collections"
+    collections.mkdir(parents=True)
+    started = time.perf_counter()
+    total_bytes = generate(drop / "load-submission")
+    generated = time.perf_counter() - started
+    (collections / "load.yaml").write_text(
+        f"""id: load
+title: Load benchmark collection
+license: CC-BY-4.0
+tier: public
+drop:
+  url: "{drop.as_uri()}"
+modalities: [CT]
+batch_size: {FILES_PER_SERIES}
+workers: {WORKERS}
+"""
+    )
+    from imaging_dags.local import airflow_environment, migrate
+
+    os.environ.update(airflow_environment(airflow_home))
+    os.environ.update(
+        {
+            "IMAGING_INGEST_COLLECTIONS": str(collections),
+            "IMAGING_INGEST_HOME": str(home),
+            "IMAGING_INGEST_S3_ENDPOINT": ENDPOINT,
+            "IMAGING_INGEST_SECRET": SECRET,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    migrate(airflow_home)
+    from imaging_dags.local import run_dag
+
+    sampler = RssSampler()
+    sampler.start()
+    started = time.perf_counter()
+    run = run_dag("ingest__load")
+    seconds = time.perf_counter() - started
+    sampler.stop.set()
+    if str(run.state) != "success":
+        raise SystemExit(f"DAG run ended {run.state}: " + str({ti.task_id: str(ti.state) for ti in run.get_task_instances()}))
+    from imaging_ingest.catalog import Catalog
+    from imaging_ingest.settings import Settings
+
+    catalog = Catalog.from_url(Settings.from_env().catalog_url)
+    sub = catalog.submissions("load")[0]
+    peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "files": SIZE,
+                "bytes": total_bytes,
+                "mean_file_bytes": total_bytes // SIZE,
+                "generate_seconds": round(generated, 1),
+                "dag_seconds": round(seconds, 1),
+                "published": sub.published,
+                "quarantined": sub.quarantined,
+                "files_per_s": round(SIZE / seconds, 2),
+                "mb_per_s": round(total_bytes / 1e6 / seconds, 2),
+                "gb_per_h": round(total_bytes / 1e9 / seconds * 3600, 2),
+                "peak_rss_mb": round(peak_self, 1),
+                "peak_rss_children_mb": round(peak_children, 1),
+                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+                "rss_samples_mb": sampler.samples[:: max(1, len(sampler.samples) // 40)],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

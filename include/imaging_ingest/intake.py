@@ -1,0 +1,95 @@
+"""From drop entries to the rows of the ``staged`` manifest: what is taken, what is quarantined and why.
+
+Shared by the pipeline's stage-raw step and by ``imaging-ingest deidentify`` so that both
+treat hostile input the same way:
+
+- symbolic links and special files (devices, pipes, sockets) are never opened;
+- files whose names carry newlines, control characters or invalid UTF-8 are staged (a
+  curator may want them) but quarantined;
+- zip and tar archives are kept as they are and expanded safely (``archives.py``): each
+  member becomes a row of its own named ``<archive path>/<member path>``; a member that
+  cannot be taken is quarantined with its reason; an archive that cannot be opened, or
+  that is over a limit, is one quarantined row.
+
+Count conservation therefore counts files and archive members: every row ends published
+or quarantined.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from .archives import ArchiveRejected, read_archive
+from .config import ArchiveLimits
+from .sources import DropEntry, is_archive_name
+
+__all__ = ["REASON_SPECIAL", "REASON_SYMLINK", "stage_entries"]
+
+REASON_SYMLINK = "symbolic link (never followed)"
+REASON_SPECIAL = "not a regular file (device, pipe or socket)"
+
+#: ``stage_entry(entry)`` and ``stage_file(path)`` store one file and return at least
+#: ``sha256_source``, ``size`` and ``local`` (where the staged copy now is), plus whatever
+#: the caller keeps (the pipeline: ``raw_key``).
+StageEntry = Callable[[DropEntry], dict[str, Any]]
+StageFile = Callable[[Path], dict[str, Any]]
+
+
+def _row(source_path: str, size: int, status: str = "ok", reason: str | None = None) -> dict[str, Any]:
+    return {"source_path": source_path, "size": size, "sha256_source": None, "status": status, "reason": reason}
+
+
+def stage_entries(
+    entries: Iterable[DropEntry],
+    stage_entry: StageEntry,
+    stage_file: StageFile,
+    limits: ArchiveLimits,
+    work: Path,
+) -> list[dict[str, Any]]:
+    """One row per file or archive member, in a stable order; ``file_id`` is the row's position."""
+    rows: list[dict[str, Any]] = []
+    for entry in sorted(entries, key=lambda e: e.path):
+        if entry.kind == "symlink":
+            rows.append(_row(entry.path, entry.size, "quarantined", REASON_SYMLINK))
+            continue
+        if entry.kind != "file":
+            rows.append(_row(entry.path, entry.size, "quarantined", REASON_SPECIAL))
+            continue
+        row = _row(entry.path, entry.size) | stage_entry(entry)
+        if entry.name_problem:
+            row.update(status="quarantined", reason=entry.name_problem)
+        elif is_archive_name(entry.path):
+            rows.extend(_expand(row, stage_file, limits, work / f"archive-{len(rows):06d}"))
+            continue
+        rows.append(row)
+    for file_id, row in enumerate(rows):
+        row["file_id"] = file_id
+        row.pop("local", None)
+    return rows
+
+
+def _expand(archive_row: dict[str, Any], stage_file: StageFile, limits: ArchiveLimits, work: Path) -> list[dict[str, Any]]:
+    """The archive's members as rows; the archive itself is already staged (kept in raw)."""
+    rows: list[dict[str, Any]] = []
+    container = archive_row.get("raw_key") or archive_row["sha256_source"]
+    try:
+        for member in read_archive(Path(archive_row["local"]), work, limits):
+            path = f"{archive_row['source_path']}/{member.path}"
+            if member.local is None:
+                rows.append(_row(path, member.size, "quarantined", member.reason) | {"archive": container})
+                continue
+            row = _row(path, member.size) | stage_file(member.local) | {"archive": container}
+            if member.reason:
+                row.update(status="quarantined", reason=member.reason)
+            rows.append(row)
+    except ArchiveRejected as exc:
+        # Nothing of a rejected archive goes on: the archive itself is the one quarantined row.
+        return [archive_row | {"status": "quarantined", "reason": str(exc)}]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if not rows:
+        return [archive_row | {"status": "quarantined", "reason": "archive has no files"}]
+    return rows
