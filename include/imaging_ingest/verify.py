@@ -35,6 +35,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
 
 __all__ = ["Leak", "Needle", "find_leaks", "identifying_values", "verify_frame"]
@@ -238,7 +239,7 @@ def _walk(ds: Dataset, depth: int = 0) -> Iterator[tuple[Dataset, int, Any, str]
             except Exception:  # noqa: BLE001 - an unparseable sequence is searched as bytes below
                 yield ds, tag, elem, "UN"
                 continue
-            if isinstance(items, list):  # a Sequence
+            if isinstance(items, Sequence):
                 for item in items:
                     yield from _walk(item, depth + 1)
                 continue
@@ -361,7 +362,7 @@ def _kept_in_place(needle: Needle, places: list[tuple[str, tuple[str, int, int] 
 def _read_output(output: Path) -> tuple[Dataset, bytes, bytes]:
     """The output's parsed header, its header bytes, and the bytes after the header."""
     with open(output, "rb") as fh:
-        ds = dcmread(fh, stop_before_pixels=True, force=True)
+        ds = dcmread(fh, stop_before_pixels=True)  # an output must be a proper DICOM file
         header_end = fh.tell()
         fh.seek(0)
         header = fh.read(header_end)
@@ -396,7 +397,8 @@ def find_leaks(source: str | Path, output: str | Path, options: Iterable[str] | 
         places = _locate(output_ds, needle.value)
         if needle.kind == "private" and _RETAIN_SAFE_PRIVATE in codes and _kept_in_place(needle, places, header_text):
             continue
-        leaks.append(Leak(needle.source, places[0][0] if places else "pixel data or unparsed bytes"))
+        elsewhere = [where for where, slot in places if needle.kind != "private" or slot != needle.slot]
+        leaks.append(Leak(needle.source, (elsewhere or [where for where, _ in places] or ["pixel data or unparsed bytes"])[0]))
     return leaks
 
 

@@ -540,7 +540,11 @@ class Deidentifier:
         self, ds: Dataset, tag: int, elem: RawDataElement | DataElement, vr: str, run: _Run, stats: DeidStats
     ) -> None:
         """Action C: keep what the value means, minus what identifies."""
-        if vr in ("DA", "DT"):
+        if 0x5000 <= tag >> 16 <= 0x60FF and (tag >> 24) in (0x50, 0x60):
+            # Clean Graphics on curves and overlays: a header engine cannot clean a bitmap, and
+            # an overlay without its data is invalid, so each of their elements goes
+            self._remove(ds, tag, stats)
+        elif vr in ("DA", "DT"):
             if not self._full_dates:
                 self._shift(ds, tag, elem, vr, run, stats)
         elif vr in ("TM", "AS") or vr in _NUMERIC_VRS:
