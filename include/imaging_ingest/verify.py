@@ -21,6 +21,7 @@ not a leak. A caller may name the options instead.
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import struct
 from collections.abc import Callable, Iterable, Iterator
@@ -433,7 +434,9 @@ def verify_frame(
     records = frame.loc[ok].to_dict("records")
     pairs = [(str(source_of(r)), str(output_of(r)), opts) for r in records]
     if workers > 1 and len(pairs) >= 2 * workers:
-        with ProcessPoolExecutor(workers) as pool:
+        context = multiprocessing.get_context("forkserver")  # no fork of a (possibly threaded) caller
+        context.set_forkserver_preload(["pydicom", "pydicom.dataset", "pydicom.filereader", "pandas"])
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
             results = list(pool.map(_scan, pairs, chunksize=max(1, min(64, len(pairs) // (workers * 4)))))
     else:
         results = [_scan(p) for p in pairs]
