@@ -53,3 +53,8 @@ bench-pipeline: venv
 
 clean:
 	rm -rf .demo .imaging-ingest .pytest_cache .mypy_cache .ruff_cache
+
+# De-identification benchmark (not part of make test): 2,000-file corpus, floors, engine, CLI, peers, peak RSS.
+bench-deid: venv
+	$(PY) bench/deid/run.py
+.PHONY: bench-deid
