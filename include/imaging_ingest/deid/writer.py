@@ -177,7 +177,3 @@ def pixel_element_end(fp: BinaryIO, start: int, file_size: int, implicit: bool, 
         if position > file_size:
             raise ValueError("encapsulated pixel data truncated")
 
-
-def is_converted(elem: RawDataElement | DataElement) -> bool:
-    """True when pydicom has turned the element into a ``DataElement`` (its value is Python)."""
-    return type(elem) is not RawDataElement
