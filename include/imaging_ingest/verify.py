@@ -431,8 +431,11 @@ def verify_frame(
     if not len(ok):
         return frame
     opts = tuple(str(o) for o in options) if options is not None else None
-    records = frame.loc[ok].to_dict("records")
-    pairs = [(str(source_of(r)), str(output_of(r)), opts) for r in records]
+    columns = list(frame.columns)
+    pairs = [  # one row at a time: to_dict("records") would hold every row's dict at once
+        (str(source_of(r)), str(output_of(r)), opts)
+        for r in (dict(zip(columns, values, strict=True)) for values in frame.loc[ok].itertuples(index=False, name=None))
+    ]
     if workers > 1 and len(pairs) >= 2 * workers:
         context = multiprocessing.get_context("forkserver")  # no fork of a (possibly threaded) caller
         context.set_forkserver_preload(["pydicom", "pydicom.dataset", "pydicom.filereader", "pandas"])
