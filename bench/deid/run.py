@@ -88,7 +88,7 @@ def _files_of(root: Path) -> list[Path]:
 
 def ensure_corpus(files: int, rows: int, shaped: bool) -> tuple[Path, list[Path], float]:
     root = WORK / f"corpus-{files}-{rows}{'-scanner' if shaped else ''}"
-    stamp = root / ".complete"
+    stamp = root.with_name(root.name + ".complete")  # beside the corpus: the CLI would ingest it
     made = 0.0
     if not stamp.exists():
         shutil.rmtree(root, ignore_errors=True)
@@ -290,13 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.rss_files:
         small_root, small_files, _ = ensure_corpus(args.rss_files, 64, shaped=False)
         subset = WORK / f"corpus-{min(2000, args.rss_files)}-64-subset"
-        if not (subset / ".complete").exists():
+        if not subset.with_name(subset.name + ".complete").exists():
             shutil.rmtree(subset, ignore_errors=True)
             for path in small_files[: min(2000, args.rss_files)]:
                 target = subset / path.relative_to(small_root)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.link(path, target)
-            (subset / ".complete").write_text("ok\n", encoding="utf-8")
+            subset.with_name(subset.name + ".complete").write_text("ok\n", encoding="utf-8")
         for root, count in ((subset, min(2000, args.rss_files)), (small_root, len(small_files))):
             got = run_cli(root, args.workers, f"rss{count}")
             memory.append({"files": count, "file_size": "64x64 16-bit, synthetic header (small files keep this quick)",
