@@ -10,7 +10,7 @@ APT_PACKAGES := dicom3tools dcmtk openssh-server tesseract-ocr libopenslide0 fon
                 chromium chromium-driver docker-compose unzip
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline serve bench-api bench-catalog bench-pixels bench-load clean airflow-ui
+.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline serve bench-api bench-catalog bench-pixels bench-load bench-deid clean airflow-ui
 
 venv: $(STAMP)
 
@@ -78,3 +78,7 @@ clean:
 # The real Airflow UI on the embedded setup (foreground; Ctrl-C stops): http://127.0.0.1:8080, admin/admin.
 airflow-ui: venv
 	scripts/airflow_ui.sh
+
+# De-identification benchmark (not part of make test): 2,000-file corpus, floors, engine, CLI, peers, peak RSS.
+bench-deid: venv
+	$(PY) bench/deid/run.py

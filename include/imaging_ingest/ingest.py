@@ -441,6 +441,8 @@ class Ingest:
             lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
             lambda r: self.cache.fetch("staging", self._deid_object(submission_id, r["deid_key"]), int(r["size_out"])),
             self._supporting_env(submission_id),
+            options=self.config.deid.options,
+            workers=self.config.workers,
         )
         key = manifests.write("verified", frame)
         self._quarantine(submission_id, frame, "verify")

@@ -127,7 +127,14 @@ def deidentify_tree(
         if supporting.any():
             results = pd.concat([results, deidentify_supporting(ok[supporting], env)], ignore_index=True)
         frame = screen_images(merge_all(frame, results), _screen_context(config, work, quarantine_dir))
-        frame, _ = verify_all(frame, lambda r: Path(r["locator"]), lambda r: work / r["deid_key"], env)
+        frame, _ = verify_all(
+            frame,
+            lambda r: Path(r["locator"]),
+            lambda r: work / r["deid_key"],
+            env,
+            options=config.deid.options,
+            workers=workers,
+        )
         rows = _finish(frame, work, dst, quarantine_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)

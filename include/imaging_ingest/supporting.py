@@ -315,14 +315,19 @@ def verify_all(
     source_of: Callable[[dict[str, Any]], Path],
     output_of: Callable[[dict[str, Any]], Path],
     env: SupportingEnv | None,
+    *,
+    options: Iterable[str] | None = None,
+    workers: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Verify DICOM rows with the leak scan and supporting rows with their own checks.
 
+    ``options`` are the de-identification options applied (values a Retain option keeps
+    on purpose are not leaks); ``workers`` > 1 runs the leak scan in a process pool.
     Returns the verified manifest and the clinical gate's PHI-free projection (empty when
     there are no clinical tables).
     """
     dicom = _is_dicom(frame)
-    verified = verify_frame(frame[dicom], source_of, output_of)
+    verified = verify_frame(frame[dicom], source_of, output_of, options=options, workers=workers)
     others = frame[~dicom].copy()
     others["leaks"] = 0
     others["verified"] = False

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from imaging_ingest.config import CollectionConfig, DropConfig, License
+from imaging_ingest.settings import Settings
+from imaging_ingest.storage import ObjectStore
 
-from servers import SSHD, FaultPlan, FaultProxy, SSHServer  # noqa: E402
-
-from imaging_ingest.config import CollectionConfig, DropConfig, License  # noqa: E402
-from imaging_ingest.settings import Settings  # noqa: E402
-from imaging_ingest.storage import ObjectStore  # noqa: E402
+from .servers import SSHD, FaultPlan, FaultProxy, SSHServer
 
 
 def make_settings(home: Path, endpoint: str) -> Settings:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import intake_config, make_settings
 
 from imaging_ingest.archives import ArchiveRejected, read_archive
 from imaging_ingest.catalog import Catalog
@@ -19,6 +18,8 @@ from imaging_ingest.ingest import Ingest
 from imaging_ingest.settings import Settings
 from imaging_ingest.sources import unsafe_name_reason
 from imaging_ingest.storage import ObjectStore
+
+from .conftest import intake_config, make_settings
 
 SECRET = b"test-secret-0123456789abcdef-not-for-production"
 

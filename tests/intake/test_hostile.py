@@ -18,12 +18,13 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from conftest import intake_config, make_settings
-from hostile import TEST_LIMITS, Case, build_hostile_submission
 
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.ingest import Ingest
 from imaging_ingest.storage import ObjectStore
+
+from .conftest import intake_config, make_settings
+from .hostile import TEST_LIMITS, Case, build_hostile_submission
 
 SECRET = b"test-secret-0123456789abcdef-not-for-production"
 CASE_NAMES = [

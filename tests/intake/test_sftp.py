@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import intake_config, make_settings
-from servers import SSHServer
 
 from imaging_ingest import sftp as sftp_module
 from imaging_ingest.catalog import Catalog
@@ -20,6 +18,9 @@ from imaging_ingest.config import CollectionConfig
 from imaging_ingest.ingest import Ingest
 from imaging_ingest.settings import Settings
 from imaging_ingest.sftp import SFTPDrop, connector
+
+from .conftest import intake_config, make_settings
+from .servers import SSHServer
 
 pytestmark = pytest.mark.sftp
 

@@ -11,13 +11,14 @@ import boto3
 import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
-from conftest import make_settings
 
 from imaging_ingest import storage as storage_module
 from imaging_ingest.checksum import file_digests
 from imaging_ingest.settings import TIERS, Settings
 from imaging_ingest.storage import ObjectStore
 from imaging_ingest.tiers import StoragePolicy, TierPolicy, init_storage, lifecycle_rules
+
+from .conftest import make_settings
 
 
 @pytest.fixture

@@ -12,16 +12,25 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..config import DeidOption
 from .engine import Deidentifier, DeidError, DeidOutput, PatientContext
 from .profile import ResolvedProfile
 from .uids import remap_uid
 
-__all__ = ["FileJob", "FileOutcome", "deidentify_files", "deidentify_frame", "merge_results", "output_key"]
+if TYPE_CHECKING:  # pandas is imported where frames are handled: worker processes never need it
+    import pandas as pd
+
+__all__ = [
+    "FileJob",
+    "FileOutcome",
+    "deidentify_files",
+    "deidentify_frame",
+    "iter_outcomes",
+    "merge_results",
+    "output_key",
+]
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,7 @@ class FileOutcome:
 
 
 _worker: Deidentifier | None = None
+_PRELOAD = ["pydicom", "pydicom.dataset", "pydicom.filereader", "pydicom.filewriter", "pydantic"]
 
 
 def _init_worker(profile: ResolvedProfile, secret: bytes) -> None:
@@ -63,6 +73,25 @@ def _run_in_worker(job: FileJob) -> FileOutcome:
     return _run(_worker, job)
 
 
+def iter_outcomes(
+    jobs: Sequence[FileJob], profile: ResolvedProfile, secret: bytes, *, workers: int = 1
+) -> Iterator[FileOutcome]:
+    """Run every job and yield its outcome as soon as it is known, in the order of ``jobs``."""
+    if workers <= 1 or len(jobs) < 2 * workers:
+        deidentifier = Deidentifier(profile, secret)
+        for job in jobs:
+            yield _run(deidentifier, job)
+        return
+    context = multiprocessing.get_context("forkserver")
+    # workers fork from a server that has imported the heavy third-party modules once, instead of
+    # each importing them on start (seconds per worker on a busy machine); our own modules are
+    # imported by each worker, after it has taken the caller's sys.path (Python 3.11's forkserver
+    # imports its preload list before applying it)
+    context.set_forkserver_preload(_PRELOAD)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(profile, secret)) as pool:
+        yield from pool.map(_run_in_worker, jobs, chunksize=max(1, min(32, len(jobs) // (workers * 4))))
+
+
 def deidentify_files(
     jobs: Sequence[FileJob],
     profile: ResolvedProfile,
@@ -73,22 +102,18 @@ def deidentify_files(
 ) -> list[FileOutcome]:
     """Run every job; outcomes come back in the order of ``jobs``."""
     outcomes: list[FileOutcome] = []
-    results: Iterator[FileOutcome]
-    if workers <= 1 or len(jobs) < 2 * workers:
-        deidentifier = Deidentifier(profile, secret)
-        results = (_run(deidentifier, job) for job in jobs)
-        for outcome in results:
-            outcomes.append(outcome)
-            if on_done:
-                on_done(outcome)
-        return outcomes
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(profile, secret)) as pool:
-        for outcome in pool.map(_run_in_worker, jobs, chunksize=max(1, min(32, len(jobs) // (workers * 4)))):
-            outcomes.append(outcome)
-            if on_done:
-                on_done(outcome)
+    for outcome in iter_outcomes(jobs, profile, secret, workers=workers):
+        outcomes.append(outcome)
+        if on_done:
+            on_done(outcome)
     return outcomes
+
+
+def _records(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    """The rows of a frame as dicts, one at a time (``to_dict("records")`` builds them all at once)."""
+    columns = list(frame.columns)
+    for values in frame.itertuples(index=False, name=None):
+        yield dict(zip(columns, values, strict=True))
 
 
 def output_key(record: dict[str, object], secret: bytes, retain_uids: bool) -> str:
@@ -115,9 +140,11 @@ def deidentify_frame(
     ``destination_of`` maps an output key to the local path to write; ``on_output`` sees
     each successful result row (the pipeline uploads the file there).
     """
+    import pandas as pd
+
     retain_uids = DeidOption.RETAIN_UIDS in profile.options
     jobs, keys = [], {}
-    for record in frame.to_dict("records"):
+    for record in _records(frame):
         key = output_key(record, secret, retain_uids)
         keys[int(record["file_id"])] = key
         patient = PatientContext(
@@ -127,8 +154,9 @@ def deidentify_frame(
         )
         jobs.append(FileJob(int(record["file_id"]), str(source_of(record)), str(destination_of(key)), patient))
     rows = []
-    done = (lambda _outcome: progress()) if progress else None
-    for outcome in deidentify_files(jobs, profile, secret, workers=workers, on_done=done):
+    for outcome in iter_outcomes(jobs, profile, secret, workers=workers):
+        if progress:
+            progress()
         row: dict[str, Any] = {"file_id": outcome.file_id, "deid_key": keys[outcome.file_id]}
         if outcome.output is None:
             row.update(status="quarantined", reason=outcome.reason)

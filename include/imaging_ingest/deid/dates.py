@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 from .uids import keyed_hash
 
@@ -23,16 +24,19 @@ def date_offset_days(secret: bytes, patient_key: str, low: int, high: int) -> in
     return low + value % span
 
 
+def _ymd(d: date) -> str:
+    return f"{d.year:04d}{d.month:02d}{d.day:02d}"
+
+
+@lru_cache(maxsize=4096)
 def _shift_one_da(value: str, days: int) -> str:
     value = value.strip()
     if not value:
         return value
     if len(value) == 8 and value.isdigit():
-        shifted = datetime.strptime(value, "%Y%m%d").date() + timedelta(days=days)
-        return shifted.strftime("%Y%m%d")
+        return _ymd(date(int(value[:4]), int(value[4:6]), int(value[6:])) + timedelta(days=days))
     if len(value) == 10 and value[4] == "." and value[7] == ".":  # ACR-NEMA style, still met in the wild
-        shifted = datetime.strptime(value, "%Y.%m.%d").date() + timedelta(days=days)
-        return shifted.strftime("%Y%m%d")
+        return _ymd(date(int(value[:4]), int(value[5:7]), int(value[8:])) + timedelta(days=days))
     raise ValueError("not a DICOM date")
 
 
@@ -50,6 +54,7 @@ def shift_da(value: str, days: int) -> str:
 _DT_RE = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(.*)$")
 
 
+@lru_cache(maxsize=4096)
 def _shift_one_dt(value: str, days: int) -> str:
     value = value.strip()
     if not value:
@@ -60,9 +65,8 @@ def _shift_one_dt(value: str, days: int) -> str:
     year, month, day, rest = match.groups()
     if month is None or day is None:  # year or year-month precision: shift the first day, keep precision
         shifted = date(int(year), int(month or 1), 1) + timedelta(days=days)
-        return shifted.strftime("%Y%m")[: 4 + (2 if month else 0)] + rest
-    shifted = date(int(year), int(month), int(day)) + timedelta(days=days)
-    return shifted.strftime("%Y%m%d") + rest
+        return _ymd(shifted)[: 4 + (2 if month else 0)] + rest
+    return _ymd(date(int(year), int(month), int(day)) + timedelta(days=days)) + rest
 
 
 def shift_dt(value: str, days: int) -> str:

@@ -4,6 +4,17 @@ The table is data (``data/ps3_15_table_e1_1.csv``), not code: each row gives an 
 Basic Profile action and its action under each option. ``Profile.resolve`` folds the
 options and per-tag overrides a collection selects into one decision per tag, made once
 per batch, so that the per-element work in ``engine`` is a dictionary lookup.
+
+Four more data files complete the picture:
+
+- ``deid_supplement.csv``: free-text public attributes that are in neither Table E.1-1
+  nor the safe list but that published IODs require (Segment Label, Text Value, Beam
+  Name...), written in the table's own format so that they follow the same rules;
+- ``safe_attributes.csv``: what an unlisted public attribute must be on to survive;
+- ``safe_private.csv``: the Retain Safe Private Option's list, keyed by private creator;
+- ``iod_attribute_types.csv``: the Type (1, 2) of the attributes whose code is combined
+  (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``), per SOP class, which picks one action of the
+  combination (see :func:`collapse_code`).
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from ..config import DeidConfig, DeidOption, TagOverride
 
@@ -47,6 +58,8 @@ class Action(StrEnum):
 
 
 #: The order in which options are applied: a later option's cell wins over an earlier one.
+#: Retain options come last so that what a collection chose to keep is kept, and Retain
+#: Safe Private last of all because it only concerns the private-attributes row.
 OPTION_ORDER: tuple[DeidOption, ...] = (
     DeidOption.CLEAN_GRAPHICS,
     DeidOption.CLEAN_STRUCTURED_CONTENT,
@@ -62,20 +75,36 @@ OPTION_ORDER: tuple[DeidOption, ...] = (
 
 _CODE_RE = re.compile(r"^[DZXKCU](/[DZXKCU])*\*?$")
 
+#: Which action of a combined code an attribute of a given Type gets, most preferred first.
+_PREFERENCE: dict[str, tuple[str, ...]] = {
+    "1": ("D", "Z", "X"),  # must be present with a value: a dummy
+    "2": ("Z", "D", "X"),  # must be present, may be empty: empty
+    "3": ("X", "Z", "D"),  # optional: removed
+    "?": ("D", "Z", "X"),  # unknown IOD or inside a sequence: stay present, say nothing
+}
 
-def collapse_code(code: str) -> Action:
+
+def collapse_code(code: str, attribute_type: str | None = None) -> Action:
     """Reduce a combined code such as ``X/Z/D`` to one action.
 
-    The standard lets the choice depend on the IOD's attribute type (remove if optional,
-    empty if Type 2, dummy if Type 1). Without the IOD at hand we take the choice that
-    keeps the attribute present and carries no information: U over D over Z over X.
+    PS3.15 E.1.1 leaves the choice to the attribute's Type in the IOD: remove it when it is
+    optional (Type 3), empty it when it is Type 2, replace it by a dummy when it is Type 1.
+    ``attribute_type`` is that Type (``"1"``, ``"1C"``, ``"2"``, ``"2C"``, ``"3"``) where
+    the SOP class is known; ``None`` where it is not (an unknown SOP class, or an
+    attribute nested in a sequence), in which case the choice is the one that keeps every
+    IOD valid and carries no information: D over Z over X. ``U`` always wins (``X/Z/U*``
+    sequences keep their references, remapped).
     """
     code = code.strip()
     if not _CODE_RE.match(code):
         raise ValueError(f"not a PS3.15 action code: {code!r}")
     parts = code.rstrip("*").split("/")
-    for preferred in ("U", "D", "Z"):
-        if preferred in parts and len(parts) > 1:
+    if len(parts) == 1:
+        return Action(parts[0])
+    if "U" in parts:
+        return Action.UID
+    for preferred in _PREFERENCE[(attribute_type or "?")[0]]:
+        if preferred in parts:
             return Action(preferred)
     return Action(parts[0])
 
@@ -83,26 +112,56 @@ def collapse_code(code: str) -> Action:
 _TAG_RE = re.compile(r"^\(?([0-9A-Fa-fx]{4}),?([0-9A-Fa-fx]{4})\)?$")
 
 
-def parse_tag(text: str) -> int:
-    """``(0010,0010)``, ``00100010`` or a keyword such as ``PatientName`` to an int tag."""
+def _keyword_from_name(name: str) -> str:
+    """``Name to Use`` -> ``NameToUse``: PS3.6 keywords are the name in camel case."""
+    words = re.split(r"[^A-Za-z0-9]+", name.split("(")[0])
+    return "".join(w[:1].upper() + w[1:] for w in words if w)
+
+
+def parse_tag(text: str, extra_keywords: dict[str, int] | None = None) -> int:
+    """``(0010,0010)``, ``00100010`` or a keyword such as ``PatientName`` to an int tag.
+
+    ``extra_keywords`` resolves the keywords of attributes newer than pydicom's dictionary
+    (the profile passes the table's own names, so ``NameToUse`` works too).
+    """
     text = text.strip()
     match = _TAG_RE.match(text)
     if match and "x" not in text.lower():
         return int(match.group(1) + match.group(2), 16)
     tag = tag_for_keyword(text)
+    if tag is None and extra_keywords:
+        tag = extra_keywords.get(text)
     if tag is None:
         raise ValueError(f"unknown DICOM attribute {text!r}")
     return tag
 
 
+def vr_of_tag(tag: int) -> str:
+    """The dictionary VR of a public tag (``UN`` when pydicom does not know it)."""
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
 @dataclass(frozen=True)
 class Rule:
-    """One row of Table E.1-1."""
+    """One row of Table E.1-1 (or of our supplement, written in the same form)."""
 
     tag: str
     name: str
     basic: str
     options: dict[DeidOption, str]
+    source: str = "PS3.15 Table E.1-1"
+
+    def code(self, options: Iterable[DeidOption]) -> str:
+        """The code in force under ``options`` (applied in ``OPTION_ORDER``)."""
+        code = self.basic
+        selected = set(options)
+        for opt in OPTION_ORDER:
+            if opt in selected:
+                code = self.options.get(opt, code)
+        return code
 
 
 @dataclass(frozen=True)
@@ -120,7 +179,12 @@ class MaskRule:
 
 @dataclass(frozen=True)
 class ResolvedProfile:
-    """One decision per tag for a given set of options and overrides."""
+    """One decision per tag for a given set of options and overrides.
+
+    ``actions`` holds the decisions that need no IOD context (combined codes collapsed the
+    conservative way); ``actions_for_sop_class`` gives the top-level decisions of one SOP
+    class, where combined codes follow the attribute's Type. Overrides win over both.
+    """
 
     actions: dict[int, Action]
     masks: tuple[MaskRule, ...]
@@ -128,18 +192,46 @@ class ResolvedProfile:
     safe_private: frozenset[tuple[str, int, int]]
     replacements: dict[int, str] = field(default_factory=dict)
     options: tuple[DeidOption, ...] = ()
+    combined: dict[int, str] = field(default_factory=dict)
+    iod_types: dict[str, dict[int, str]] = field(default_factory=dict)
+    overridden: frozenset[int] = frozenset()
+    safe_private_vr: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    _by_sop_class: dict[str | None, dict[int, Action]] = field(default_factory=dict, compare=False, repr=False)
 
-    def action_for(self, tag: int) -> Action:
+    def action_for(self, tag: int, sop_class_uid: str | None = None) -> Action:
         """The action for a public tag; unlisted attributes survive only on the keep list."""
-        action = self.actions.get(tag)
+        action = self.actions_for_sop_class(sop_class_uid).get(tag) if sop_class_uid else self.actions.get(tag)
         if action is not None:
             return action
+        return self.unlisted_action(tag)
+
+    def unlisted_action(self, tag: int) -> Action:
+        """Masked rows (curves, overlays), then the safe list; everything else is removed."""
         for mask in self.masks:
             if mask.matches(tag):
                 return mask.action
-        if tag in self.safe_public or (tag & 0xFFFF) == 0:  # group lengths are recomputed on write
+        if tag in self.safe_public and tag & 0xFFFF:
             return Action.KEEP
-        return Action.REMOVE
+        return Action.REMOVE  # including group lengths: they are never written back
+
+    def actions_for_sop_class(self, sop_class_uid: str | None) -> dict[int, Action]:
+        """Top-level decisions for one SOP class: combined codes resolved by attribute Type.
+
+        An unknown SOP class gets the context-free ``actions``. Cached per SOP class.
+        """
+        cached = self._by_sop_class.get(sop_class_uid)
+        if cached is not None:
+            return cached
+        types = self.iod_types.get(sop_class_uid or "")
+        if types is None:
+            resolved = self.actions
+        else:
+            resolved = dict(self.actions)
+            for tag, code in self.combined.items():
+                if tag not in self.overridden:
+                    resolved[tag] = collapse_code(code, types.get(tag, "3"))
+        self._by_sop_class[sop_class_uid] = resolved
+        return resolved
 
     def keeps_private(self, creator: str, group: int, element: int) -> bool:
         return DeidOption.RETAIN_SAFE_PRIVATE in self.options and (
@@ -156,6 +248,14 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(line for line in fh if not line.startswith("#")))
 
 
+def _rules(path: Path, source: str) -> list[Rule]:
+    rules = []
+    for row in _read_csv(path):
+        options = {opt: row[opt.value].strip() for opt in DeidOption if row.get(opt.value, "").strip()}
+        rules.append(Rule(tag=row["tag"], name=row["name"], basic=row["basic"].strip(), options=options, source=source))
+    return rules
+
+
 @dataclass(frozen=True)
 class Profile:
     """The profile tables as loaded from data files."""
@@ -164,47 +264,79 @@ class Profile:
     safe_public: frozenset[int]
     safe_private: frozenset[tuple[str, int, int]]
     edition: str
+    iod_types: dict[str, dict[int, str]] = field(default_factory=dict, compare=False)
+    safe_private_vr: dict[tuple[str, int, int], str] = field(default_factory=dict, compare=False)
 
     @classmethod
     @cache
     def load(cls) -> Profile:
         table = _data_path("ps3_15_table_e1_1.csv")
-        edition = table.open(encoding="utf-8").readline().lstrip("# ").strip()
-        rules = []
-        for row in _read_csv(table):
-            options = {opt: row[opt.value].strip() for opt in DeidOption if row.get(opt.value, "").strip()}
-            rules.append(Rule(tag=row["tag"], name=row["name"], basic=row["basic"].strip(), options=options))
+        with table.open(encoding="utf-8") as fh:
+            edition = fh.readline().lstrip("# ").split('"')[0].strip()
+        rules = _rules(table, "PS3.15 Table E.1-1")
+        listed = {r.tag for r in rules}
+        for rule in _rules(_data_path("deid_supplement.csv"), "deid_supplement.csv"):
+            if rule.tag in listed:
+                raise ValueError(f"deid_supplement.csv repeats a Table E.1-1 row: {rule.tag}")
+            rules.append(rule)
         safe_public = frozenset(parse_tag(row["tag"]) for row in _read_csv(_data_path("safe_attributes.csv")))
-        safe_private = frozenset(
-            (row["private_creator"].strip(), int(row["group"], 16), int(row["element"], 16))
-            for row in _read_csv(_data_path("safe_private.csv"))
-        )
-        return cls(tuple(rules), safe_public, safe_private, edition)
+        private_rows = _read_csv(_data_path("safe_private.csv"))
+        safe_private_vr = {
+            (row["private_creator"].strip(), int(row["group"], 16), int(row["element"], 16)): row["vr"].strip()
+            for row in private_rows
+        }
+        iod_types: dict[str, dict[int, str]] = {}
+        for row in _read_csv(_data_path("iod_attribute_types.csv")):
+            iod_types.setdefault(row["sop_class_uid"], {})[parse_tag(row["tag"])] = row["type"]
+        return cls(tuple(rules), safe_public, frozenset(safe_private_vr), edition, iod_types, safe_private_vr)
+
+    @property
+    def extra_keywords(self) -> dict[str, int]:
+        """Keywords of the table's attributes that pydicom's dictionary does not know."""
+        out = {}
+        for rule in self.rules:
+            match = _TAG_RE.match(rule.tag)
+            if match and "x" not in rule.tag.lower():
+                tag = int(match.group(1) + match.group(2), 16)
+                if keyword_for_tag(tag) == "":
+                    out[_keyword_from_name(rule.name)] = tag
+        return out
+
+    def rule_for(self, tag: int) -> Rule | None:
+        """The table (or supplement) row of an exact tag, if any."""
+        wanted = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        return next((r for r in self.rules if r.tag == wanted), None)
 
     def resolve(self, config: DeidConfig) -> ResolvedProfile:
-        selected = [opt for opt in OPTION_ORDER if opt in config.options]
+        selected = tuple(opt for opt in OPTION_ORDER if opt in config.options)
         actions: dict[int, Action] = {}
+        combined: dict[int, str] = {}
         masks: list[MaskRule] = []
         for rule in self.rules:
-            code = rule.basic
-            for opt in selected:
-                code = rule.options.get(opt, code)
-            action = collapse_code(code)
+            code = rule.code(selected)
             match = _TAG_RE.match(rule.tag)
             if match is None:  # the private-attributes row, "(gggg,eeee) where gggg is odd"
                 continue
+            action = collapse_code(code)
             if "x" in rule.tag.lower():
                 masks.append(MaskRule(match.group(1), match.group(2), action))
-            else:
-                actions[parse_tag(rule.tag)] = action
-        replacements = _apply_overrides(actions, config.overrides.items())
+                continue
+            tag = int(match.group(1) + match.group(2), 16)
+            actions[tag] = action
+            if "/" in code and "U" not in code:
+                combined[tag] = code
+        replacements = _apply_overrides(actions, config.overrides.items(), self.extra_keywords)
         return ResolvedProfile(
             actions=actions,
             masks=tuple(masks),
             safe_public=self.safe_public,
             safe_private=self.safe_private,
             replacements=replacements,
-            options=tuple(selected),
+            options=selected,
+            combined=combined,
+            iod_types=self.iod_types,
+            overridden=frozenset(parse_tag(k, self.extra_keywords) for k in config.overrides),
+            safe_private_vr=self.safe_private_vr,
         )
 
 
@@ -216,12 +348,22 @@ _OVERRIDE_ACTIONS = {
     "shift": Action.SHIFT,
     "hash": Action.HASH,
 }
+_SHIFTABLE_VRS = frozenset({"DA", "DT", "TM", "UN"})
 
 
-def _apply_overrides(actions: dict[int, Action], overrides: Iterable[tuple[str, TagOverride]]) -> dict[int, str]:
+def _apply_overrides(
+    actions: dict[int, Action], overrides: Iterable[tuple[str, TagOverride]], extra_keywords: dict[str, int]
+) -> dict[int, str]:
     replacements: dict[int, str] = {}
     for key, override in overrides:
-        tag = parse_tag(key)
+        tag = parse_tag(key, extra_keywords)
+        if (tag >> 16) & 1:
+            raise ValueError(f"override {key!r}: private attributes follow the safe-private list, not overrides")
+        vr = vr_of_tag(tag)
+        if override.action == "shift" and vr not in _SHIFTABLE_VRS:
+            raise ValueError(f"override {key!r}: only dates and date-times can be shifted, not VR {vr}")
+        if override.action in ("replace", "hash") and vr == "SQ":
+            raise ValueError(f"override {key!r}: a sequence cannot be {override.action}d; use keep, remove or empty")
         actions[tag] = _OVERRIDE_ACTIONS[override.action]
         if override.value is not None:
             replacements[tag] = override.value

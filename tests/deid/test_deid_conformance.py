@@ -1,0 +1,55 @@
+"""Outputs introduce no new dciodvfy errors compared with their inputs (synthetic CT, MR, RTSTRUCT, SC)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from imaging_ingest.config import DeidOption
+from imaging_ingest.deid import Deidentifier
+from imaging_ingest.synth import SynthSummary
+
+from .deid_helpers import SECRET, dicom_files, patient, resolve
+
+pytestmark = [
+    pytest.mark.dciodvfy,
+    pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools' dciodvfy is not installed"),
+]
+
+OPTION_SETS = {
+    "basic": (),
+    "default": (DeidOption.CLEAN_DESCRIPTORS, DeidOption.RETAIN_LONGITUDINAL_MODIFIED_DATES),
+    "retain": (DeidOption.RETAIN_UIDS, DeidOption.RETAIN_LONGITUDINAL_FULL_DATES, DeidOption.RETAIN_DEVICE_IDENTITY,
+               DeidOption.RETAIN_INSTITUTION_IDENTITY, DeidOption.RETAIN_PATIENT_CHARACTERISTICS),
+    "clean": (DeidOption.CLEAN_DESCRIPTORS, DeidOption.CLEAN_STRUCTURED_CONTENT, DeidOption.CLEAN_GRAPHICS,
+              DeidOption.RETAIN_SAFE_PRIVATE, DeidOption.RETAIN_LONGITUDINAL_MODIFIED_DATES),
+}
+
+
+def errors(path: Path) -> set[str]:
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    lines = (result.stdout + result.stderr).splitlines()
+    # the element path in a message names where, not which file: compare messages as they are
+    return {re.sub(r"\s+", " ", line).strip() for line in lines if line.startswith("Error")}
+
+
+@pytest.mark.parametrize("options", list(OPTION_SETS.values()), ids=list(OPTION_SETS))
+def test_no_new_dciodvfy_errors(options: tuple[DeidOption, ...], submission: SynthSummary, tmp_path: Path) -> None:
+    engine = Deidentifier(resolve(*options), SECRET)
+    files = dicom_files(submission)
+    kinds = {f.parent.name.split("_")[1] for f in files}
+    assert {"CT", "MR", "RTSTRUCT", "SCANNED"} <= kinds
+    seen = set()
+    for i, src in enumerate(files):
+        kind = src.parent.name.split("_")[1]
+        if kind in seen and kind != "RTSTRUCT":
+            continue  # one file per kind and option set keeps the suite quick
+        seen.add(kind)
+        out = tmp_path / f"{i}.dcm"
+        engine.deidentify_file(src, out, patient())
+        new = errors(out) - errors(src)
+        assert not new, f"{kind}: {sorted(new)}"
