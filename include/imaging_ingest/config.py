@@ -165,6 +165,9 @@ class CollectionConfig(BaseModel):
     workers: int = Field(default=1, ge=1, le=64, description="Processes per de-identification batch.")
     deid: DeidConfig = Field(default_factory=DeidConfig)
     owner: str = "archive"
+    run_deadline_minutes: int = Field(
+        default=360, ge=5, le=10080, description="Alert when a run is still going this long after it was queued."
+    )
     tags: list[str] = Field(default_factory=list)
 
     @field_validator("schedule")

@@ -34,12 +34,14 @@ from .deid.batch import deidentify_frame, merge_results
 from .gates import run_gate
 from .inventory import inventory_frame
 from .manifest import STATUS_OK, STATUS_QUARANTINED, ManifestStore, public_projection
+from .observe import observed
 from .patients import assign_patients
 from .pixels import screen_frame
 from .secret import load_secret
 from .settings import Settings
 from .sources import Drop, DropSubmission, open_drop
 from .storage import LocalCache, ObjectStore, PublicTierViolation
+from .submission_index import write_index
 from .verify import verify_frame
 
 __all__ = ["Ingest", "NothingToDo", "StageResult", "submission_id_for"]
@@ -165,6 +167,7 @@ class Ingest:
             state = self.catalog.discover(self.config.id, submission_id, sub.name, sub.url, sub.fingerprint)
             if state != SubmissionState.PUBLISHED:
                 found.append({"submission_id": submission_id, "files": len(sub.entries), "state": state})
+        write_index(self.settings.home, self.config.id, self.catalog.submissions(self.config.id))
         log.info("discover: %d submission(s) ready", len(found))
         return found
 
@@ -186,6 +189,7 @@ class Ingest:
 
     # -- stage raw ------------------------------------------------------------------------
 
+    @observed("stage_raw")
     def stage_raw(self, submission_id: str) -> StageResult:
         """Copy the originals into the restricted raw tier (content-addressed), hashing on the way."""
         row = self._submission(submission_id)
@@ -242,6 +246,7 @@ class Ingest:
 
     # -- inventory ------------------------------------------------------------------------
 
+    @observed("inventory")
     def inventory(self, submission_id: str) -> StageResult:
         """Header-only reads into the inventory manifest; submission-wide checks; pseudonyms."""
         manifests = self.manifests(submission_id)
@@ -262,6 +267,7 @@ class Ingest:
 
     # -- plan -----------------------------------------------------------------------------
 
+    @observed("plan_batches")
     def plan(self, submission_id: str) -> list[str]:
         """Split the files that go on into batches of whole series (a large series is split)."""
         manifests = self.manifests(submission_id)
@@ -284,6 +290,7 @@ class Ingest:
 
     # -- de-identify ----------------------------------------------------------------------
 
+    @observed("deidentify")
     def deidentify(self, submission_id: str, batch_key: str) -> StageResult:
         """De-identify one batch into the staging tier; checksums are computed while writing."""
         manifests = self.manifests(submission_id)
@@ -317,6 +324,7 @@ class Ingest:
 
     # -- screen ---------------------------------------------------------------------------
 
+    @observed("screen")
     def screen(self, submission_id: str, batch_results: Iterable[str]) -> StageResult:
         """Merge the batches' results and screen for burned-in PHI by attributes and SOP class."""
         manifests = self.manifests(submission_id)
@@ -334,6 +342,7 @@ class Ingest:
 
     # -- verify ---------------------------------------------------------------------------
 
+    @observed("verify")
     def verify(self, submission_id: str) -> StageResult:
         """Search every output for its source's identifying values; a hit quarantines the file."""
         manifests = self.manifests(submission_id)
@@ -352,6 +361,7 @@ class Ingest:
 
     # -- register -------------------------------------------------------------------------
 
+    @observed("register")
     def register(self, submission_id: str) -> StageResult:
         """Upsert the de-identified patients, studies, series and instances into the catalog."""
         manifests = self.manifests(submission_id)
@@ -397,6 +407,7 @@ class Ingest:
             raise PublicTierViolation(f"collection {self.config.id} is restricted but configured for {self.config.tier}")
         return self.config.tier
 
+    @observed("publish")
     def publish(self, submission_id: str) -> StageResult:
         """Copy verified objects to the collection's tier, then write the version's release LAST.
 
@@ -433,6 +444,7 @@ class Ingest:
             quarantined=counts["quarantined"],
             version=version,
         )
+        write_index(self.settings.home, self.config.id, self.catalog.submissions(self.config.id))
         log.info("publish: %s", counts)
         return StageResult("publish", submission_id, manifests.key("published"), counts, {"release_key": release_key})
 

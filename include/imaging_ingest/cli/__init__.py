@@ -60,7 +60,7 @@ def catalog_for(url: str | None = None) -> Any:
 
 
 #: Modules that add commands; each has ``register(command)`` (see ``commands.py``).
-COMMAND_MODULES = ("imaging_ingest.cli.commands",)
+COMMAND_MODULES = ("imaging_ingest.cli.commands", "imaging_ingest.cli.ops")
 
 CommandFactory = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
