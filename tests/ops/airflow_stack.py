@@ -106,6 +106,7 @@ class AirflowStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     processes: list[Process] = field(default_factory=list)
+    """The processes started, in order; ``stop()`` ends them in reverse."""
 
     @property
     def url(self) -> str:
@@ -142,13 +143,18 @@ class AirflowStack:
         self.home.mkdir(parents=True, exist_ok=True)
         subprocess.run([str(AIRFLOW), "db", "migrate"], env=self.env(), check=True, capture_output=True, timeout=300)
 
-    def start(self, name: str, *args: str) -> Process:
-        log_dir = self.home / "logs"
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Process:
+        log_dir = self.home / "process-logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         log = log_dir / f"{name}.log"
+        # Each process serves its task logs on its own free port (8793 may be taken on a shared machine).
+        ports = {
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        }
         with open(log, "wb") as out:
             popen = subprocess.Popen(
-                [str(AIRFLOW), *args], env=self.env(), stdout=out, stderr=subprocess.STDOUT,
+                [str(AIRFLOW), *args], env=self.env() | ports | (env or {}), stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, cwd=self.home,
             )
         process = Process(name, popen, log)
@@ -165,7 +171,7 @@ class AirflowStack:
                 raise RuntimeError(f"{process.name} exited ({process.popen.returncode}):\n{self.tail(process.name)}")
 
     def tail(self, name: str, lines: int = 40) -> str:
-        log = self.home / "logs" / f"{name}.log"
+        log = self.home / "process-logs" / f"{name}.log"
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
     # -- REST ------------------------------------------------------------------------------
@@ -219,11 +225,11 @@ class AirflowStack:
 
 @contextmanager
 def running(stack: AirflowStack, components: Sequence[Sequence[str]]) -> Iterator[AirflowStack]:
-    """Migrate, start the components, and always stop them."""
+    """Migrate, start the components (``airflow <args>``, named by their first argument), always stop them."""
     try:
         stack.migrate()
         for args in components:
-            stack.start(args[0] if args[0] != "celery" else "celery-worker", *args)
+            stack.start(args[0], *args)
         yield stack
     finally:
         stack.stop()

@@ -44,7 +44,9 @@ class DemoArchive:
 
 
 @contextmanager
-def demo_archive(root: Path, synth: Path, catalog_url: str | None = None) -> Iterator[DemoArchive]:
+def demo_archive(
+    root: Path, synth: Path, catalog_url: str | None = None, batch_size: int | None = None
+) -> Iterator[DemoArchive]:
     """Build the archive under ``root``; the submission is discovered so its id is known up front."""
     with moto_server(root / "logs") as endpoint:
         home = root / "home"
@@ -61,11 +63,11 @@ def demo_archive(root: Path, synth: Path, catalog_url: str | None = None) -> Ite
         (submission_dir / "READY").write_text("complete\n")
         collections = root / "collections"
         collections.mkdir()
-        (collections / "demo.yaml").write_text(
-            (ROOT / "dags/collections/demo.yaml").read_text().replace(
-                "${IMAGING_INGEST_HOME:-/tmp/imaging-ingest}/drop/demo", str(drop)
-            )
-        )
+        text = (ROOT / "dags/collections/demo.yaml").read_text()
+        text = text.replace("${IMAGING_INGEST_HOME:-/tmp/imaging-ingest}/drop/demo", str(drop))
+        if batch_size is not None:
+            text = text.replace("batch_size: 200", f"batch_size: {batch_size}")
+        (collections / "demo.yaml").write_text(text)
         config = load_collection_config(collections / "demo.yaml")
         (ready,) = Ingest(config, settings, secret=SECRET.encode()).discover()
         yield DemoArchive(settings, collections, drop, submission_dir, ready["submission_id"])
