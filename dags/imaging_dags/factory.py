@@ -203,8 +203,11 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
     )
     def ingest() -> None:
         @task(**IO_RETRIES)
-        def discover(params: dict[str, Any] | None = None) -> str | None:
-            """Find the submission to work on: the requested one (checked), or the first complete one in the drop."""
+        def discover(params: dict[str, Any] | None = None) -> str:
+            """Find the submission to work on: the requested one (checked), or the first complete one in the drop.
+
+            Returns "" when there is none (an empty XCom, not a missing one).
+            """
             from airflow.sdk.exceptions import AirflowFailException
 
             from imaging_ingest.rerun import UnknownSubmission, resolve_submission
@@ -217,12 +220,12 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
                 except UnknownSubmission as exc:
                     raise AirflowFailException(str(exc)) from None
             ready = ingest.discover()
-            return ready[0]["submission_id"] if ready else None
+            return str(ready[0]["submission_id"]) if ready else ""
 
         @task.short_circuit
-        def claim(submission_id: str | None, params: dict[str, Any] | None = None) -> str | bool:
+        def claim(submission_id: str, params: dict[str, Any] | None = None) -> str | bool:
             """Claim it in the catalog; skip the rest of the run when there is nothing to do."""
-            if submission_id is None:
+            if not submission_id:
                 return False
             request = _request(params)
             result = _ingest(config).claim(submission_id, force=request.proceed_if_published)
@@ -266,7 +269,8 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
             submission_id: str, batches: list[dict[str, Any]], params: dict[str, Any] | None = None
         ) -> dict[str, Any]:
             """Burned-in PHI screening; gate 2."""
-            keys = [b["manifest"] for b in batches]
+            # Index the mapped results (not iterate): iteration probes one past the end, which logs an error.
+            keys = [batches[i]["manifest"] for i in range(len(batches))]
             return _stage(config, "screen", submission_id, params, lambda i: i.screen(submission_id, keys))
 
         @task

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ops_support import MAPPING, ROOT, Capture, Exporter
+from ops_support import MAPPING, Capture, Exporter, demo_config_text
 
 from imaging_ingest.config import CollectionConfig
 from imaging_ingest.settings import Settings
@@ -29,11 +29,7 @@ def demo_env(
     """The shipped demo config with its drop pointed at this test's submission, for ``dag.test()``."""
     collections = tmp_path / "collections"
     collections.mkdir()
-    (collections / "demo.yaml").write_text(
-        (ROOT / "dags/collections/demo.yaml").read_text().replace(
-            "${IMAGING_INGEST_HOME:-/tmp/imaging-ingest}/drop/demo", str(submission.parent)
-        )
-    )
+    (collections / "demo.yaml").write_text(demo_config_text(submission.parent))
     monkeypatch.setenv("IMAGING_INGEST_COLLECTIONS", str(collections))
     return ingest_env
 

@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from airflow_stack import ROOT, moto_server
+from airflow_stack import moto_server
+from ops_support import demo_config_text
 
 from imaging_ingest.config import load_collection_config
 from imaging_ingest.ingest import Ingest
@@ -63,11 +64,8 @@ def demo_archive(
         (submission_dir / "READY").write_text("complete\n")
         collections = root / "collections"
         collections.mkdir()
-        text = (ROOT / "dags/collections/demo.yaml").read_text()
-        text = text.replace("${IMAGING_INGEST_HOME:-/tmp/imaging-ingest}/drop/demo", str(drop))
-        if batch_size is not None:
-            text = text.replace("batch_size: 200", f"batch_size: {batch_size}")
-        (collections / "demo.yaml").write_text(text)
+        overrides = {"batch_size": batch_size} if batch_size is not None else {}
+        (collections / "demo.yaml").write_text(demo_config_text(drop, **overrides))
         config = load_collection_config(collections / "demo.yaml")
         (ready,) = Ingest(config, settings, secret=SECRET.encode()).discover()
         yield DemoArchive(settings, collections, drop, submission_dir, ready["submission_id"])

@@ -13,6 +13,16 @@ ROOT = Path(__file__).resolve().parents[2]
 MAPPING = ROOT / "deploy" / "statsd" / "mapping.yml"
 
 
+def demo_config_text(drop: Path, **overrides: Any) -> str:
+    """The shipped demo collection config with its drop at ``drop`` (and any top-level overrides)."""
+    import yaml
+
+    document = yaml.safe_load((ROOT / "dags/collections/demo.yaml").read_text())
+    document["drop"]["url"] = drop.resolve().as_uri()
+    document.update(overrides)
+    return yaml.safe_dump(document, sort_keys=False)
+
+
 def run_demo(conf: dict[str, Any] | None = None) -> Any:
     from imaging_dags.local import run_dag
 
