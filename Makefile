@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := dicom3tools dcmtk openssh-server tesseract-ocr libopenslide0 fonts-dejavu-core \
                 chromium chromium-driver docker-compose
 PYTEST_ARGS ?=
+# The browser tests drive Debian's chromium (APT_PACKAGES); playwright never downloads a browser.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline clean
+.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline clean docs-screenshots compose-config
 
 venv: $(STAMP)
 
@@ -53,3 +55,11 @@ bench-pipeline: venv
 
 clean:
 	rm -rf .demo .imaging-ingest .pytest_cache .mypy_cache .ruff_cache
+
+# Refresh the screenshots in docs/img/ from the browser test (the same run as in `make test`).
+docs-screenshots: venv system-deps
+	UPDATE_DOC_SCREENSHOTS=1 $(PY) -m pytest tests/ops/test_ui.py -m browser $(PYTEST_ARGS)
+
+# Validate the production stack's compose file with the example environment.
+compose-config: system-deps
+	docker-compose --env-file .env.example -f docker-compose.yaml config -q
