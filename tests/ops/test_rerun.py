@@ -101,6 +101,9 @@ def test_trigger_form_offers_known_submissions_from_the_local_index(tmp_path: Pa
 
 
 def test_run_request_validation() -> None:
+    from imaging_dags.factory import STAGES
+
+    assert STAGES[2:-1] == SELECTABLE_STAGES  # every task between claim and announce, in order
     assert RunRequest.from_params(None) == RunRequest()
     request = RunRequest.from_params({"submission": " sub-1 ", "stages": ["publish", "verify"], "dry_run": True})
     assert request.submission == "sub-1"

@@ -23,6 +23,8 @@ from demo_archive import DemoArchive, demo_archive
 
 from imaging_ingest.catalog import Catalog
 
+pytestmark = pytest.mark.e2e  # a real Airflow runs the demo DAG (the browser test is marked browser too)
+
 DAG_ID = "ingest__demo"
 ARTIFACTS = ROOT / "test-artifacts" / "ops"
 DOC_IMAGES = ROOT / "docs" / "img"
