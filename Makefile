@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := dicom3tools dcmtk openssh-server tesseract-ocr libopenslide0 fonts-dejavu-core \
                 chromium chromium-driver docker-compose unzip
 PYTEST_ARGS ?=
+# The browser tests drive Debian's chromium (APT_PACKAGES); playwright never downloads a browser.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline serve bench-api bench-catalog bench-pixels bench-load bench-deid clean airflow-ui
+.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline serve bench-api bench-catalog bench-pixels bench-load bench-deid clean airflow-ui docs-screenshots compose-config
 
 venv: $(STAMP)
 
@@ -82,3 +84,11 @@ airflow-ui: venv
 # De-identification benchmark (not part of make test): 2,000-file corpus, floors, engine, CLI, peers, peak RSS.
 bench-deid: venv
 	$(PY) bench/deid/run.py
+
+# Refresh the screenshots in docs/img/ from the browser test (the same run as in `make test`).
+docs-screenshots: venv system-deps
+	UPDATE_DOC_SCREENSHOTS=1 $(PY) -m pytest tests/ops/test_ui.py -m browser $(PYTEST_ARGS)
+
+# Validate the production stack's compose file with the example environment.
+compose-config: system-deps
+	docker-compose --env-file .env.example -f docker-compose.yaml config -q

@@ -88,19 +88,13 @@ def fixity_audit() -> None:
     def audit(item: dict[str, Any]) -> dict[str, Any]:
         """Check one collection's objects; record every check; fail naming any mismatched object."""
         from airflow.sdk.exceptions import AirflowFailException
-        from airflow.sdk.observability.stats import Stats
 
         from imaging_dags.runtime import task_settings
-        from imaging_ingest import metrics
         from imaging_ingest.catalog import Catalog
         from imaging_ingest.config import FixityConfig
         from imaging_ingest.fixity import FixityMismatch, audit_collection, raise_on_mismatch, select_targets
         from imaging_ingest.storage import ObjectStore
 
-        def to_statsd(name: str, value: float, tags: dict[str, str]) -> None:
-            Stats.incr(f"imaging_ingest.{name}", count=int(value), tags=tags)
-
-        remove_hook = metrics.add_hook(to_statsd)
         settings = task_settings()
         catalog = Catalog.from_url(settings.catalog_url)
         try:
@@ -117,7 +111,6 @@ def fixity_audit() -> None:
                 raise AirflowFailException(str(exc)) from exc
             return report.as_dict()
         finally:
-            remove_hook()
             catalog.dispose()
 
     audit.expand(item=plan())

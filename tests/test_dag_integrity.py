@@ -13,6 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"
+#: Subprocesses import this checkout's library, not whichever copy the venv has installed.
+SOURCE_PATH = {"PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(DAGS)])}
 
 STAGES = [
     "discover",
@@ -89,7 +91,7 @@ def test_dag_files_parse_without_heavy_imports_or_io(tmp_path: Path) -> None:
                           "seconds": time.perf_counter() - start}}))
         """
     )
-    env = os.environ | {
+    env = os.environ | SOURCE_PATH | {
         "IMAGING_INGEST_CATALOG_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
         "IMAGING_INGEST_S3_ENDPOINT": "http://127.0.0.1:1",
         "IMAGING_INGEST_HOME": str(tmp_path / "no-such-home"),
@@ -117,7 +119,7 @@ def test_a_bad_config_becomes_a_visible_invalid_dag_and_spares_the_others(tmp_pa
         print(json.dumps({{"dags": sorted(bag.dags), "doc": dag.doc_md if dag else None}}))
         """
     )
-    env = os.environ | {"IMAGING_INGEST_COLLECTIONS": str(folder)}
+    env = os.environ | SOURCE_PATH | {"IMAGING_INGEST_COLLECTIONS": str(folder)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert [d for d in report["dags"] if d != "fixity_audit"] == ["ingest__good", "invalid_config__broken"]

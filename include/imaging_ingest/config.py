@@ -256,6 +256,9 @@ class CollectionConfig(BaseModel):
     clinical: ClinicalConfig = Field(default_factory=ClinicalConfig)
     pathology: PathologyConfig = Field(default_factory=PathologyConfig)
     owner: str = "archive"
+    run_deadline_minutes: int = Field(
+        default=360, ge=5, le=10080, description="Alert when a run is still going this long after it was queued."
+    )
     tags: list[str] = Field(default_factory=list)
 
     @field_validator("schedule")

@@ -23,11 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import metrics
 from .catalog import Catalog
 from .catalog.store import FixityTarget
 from .checksum import CHUNK, Digests
 from .config import CollectionConfig, FixityConfig
+from .metrics import metrics
 from .storage import ObjectStore
 
 __all__ = [
@@ -178,8 +178,8 @@ def audit_collection(
             if tick:
                 for _ in checks:
                     tick()
-    metrics.incr("fixity.checked", report.checked, collection=collection_id)
-    metrics.incr("fixity.mismatch", len(report.failures), collection=collection_id)
+    metrics().inc("fixity_checked", report.checked, collection=collection_id)
+    metrics().inc("fixity_failures", len(report.failures), collection=collection_id)
     for failure in report.failures:
         log.error("fixity: %s in %s: %s", failure.key, failure.tier, failure.detail)
     log.info("fixity %s: %d checked, %d failed", collection_id, report.checked, len(report.failures))

@@ -34,6 +34,7 @@ from .gates import run_gate
 from .intake import stage_entries
 from .inventory import inventory_frame
 from .manifest import STATUS_OK, STATUS_QUARANTINED, ManifestStore, public_projection
+from .observe import observed
 from .patients import assign_patients
 from .pixels import ScreenContext, screen_images
 from .quarantine import (
@@ -51,6 +52,7 @@ from .secret import load_secret
 from .settings import Settings
 from .sources import Drop, DropSubmission, open_drop
 from .storage import LocalCache, ObjectStore, PublicTierViolation
+from .submission_index import write_index
 from .supporting import (
     SUPPORTING_KINDS,
     SupportingEnv,
@@ -193,6 +195,7 @@ class Ingest:
         for submission_id in submissions_with_approvals(self.catalog, self.config.id):
             if submission_id not in {f["submission_id"] for f in found}:
                 found.append({"submission_id": submission_id, "files": 0, "state": APPROVALS_STATE})
+        write_index(self.settings.home, self.config.id, self.catalog.submissions(self.config.id))
         log.info("discover: %d submission(s) ready", len(found))
         return found
 
@@ -218,6 +221,7 @@ class Ingest:
 
     # -- stage raw ------------------------------------------------------------------------
 
+    @observed("stage_raw")
     def stage_raw(self, submission_id: str) -> StageResult:
         """Copy the originals into the restricted raw tier (content-addressed), hashing on the way."""
         row = self._submission(submission_id)
@@ -277,6 +281,7 @@ class Ingest:
 
     # -- inventory ------------------------------------------------------------------------
 
+    @observed("inventory")
     def inventory(self, submission_id: str) -> StageResult:
         """Header-only reads into the inventory manifest; submission-wide checks; pseudonyms."""
         if self._submission(submission_id).state == APPROVALS_STATE:
@@ -300,6 +305,7 @@ class Ingest:
 
     # -- plan -----------------------------------------------------------------------------
 
+    @observed("plan_batches")
     def plan(self, submission_id: str) -> list[str]:
         """Split the files that go on into batches of whole series (a large series is split)."""
         manifests = self.manifests(submission_id)
@@ -327,6 +333,7 @@ class Ingest:
 
     # -- de-identify ----------------------------------------------------------------------
 
+    @observed("deidentify")
     def deidentify(self, submission_id: str, batch_key: str) -> StageResult:
         """De-identify one batch into the staging tier; checksums are computed while writing."""
         manifests = self.manifests(submission_id)
@@ -389,6 +396,7 @@ class Ingest:
 
     # -- screen ---------------------------------------------------------------------------
 
+    @observed("screen")
     def screen(self, submission_id: str, batch_results: Iterable[str]) -> StageResult:
         """Merge the batches' results; screen images for burned-in PHI (attributes, OCR, redaction rules, curators)."""
         manifests = self.manifests(submission_id)
@@ -433,6 +441,7 @@ class Ingest:
 
     # -- verify ---------------------------------------------------------------------------
 
+    @observed("verify")
     def verify(self, submission_id: str) -> StageResult:
         """Search every output for its source's identifying values; a hit quarantines the file."""
         manifests = self.manifests(submission_id)
@@ -456,6 +465,7 @@ class Ingest:
 
     # -- register -------------------------------------------------------------------------
 
+    @observed("register")
     def register(self, submission_id: str) -> StageResult:
         """Upsert the de-identified patients, studies, series and instances into the catalog."""
         manifests = self.manifests(submission_id)
@@ -503,6 +513,7 @@ class Ingest:
             raise PublicTierViolation(f"collection {self.config.id} is restricted but configured for {self.config.tier}")
         return self.config.tier
 
+    @observed("publish")
     def publish(self, submission_id: str) -> StageResult:
         """Copy verified objects to the collection's tier, then write the version's release LAST.
 
@@ -532,6 +543,7 @@ class Ingest:
             quarantined=counts["quarantined"],
             version=outcome.version,
         )
+        write_index(self.settings.home, self.config.id, self.catalog.submissions(self.config.id))
         log.info("publish: %s (replaced series: %d)", counts, len(outcome.changed_series))
         return StageResult("publish", submission_id, manifests.key("published"), counts, {"release_key": outcome.release_key})
 

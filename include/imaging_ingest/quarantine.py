@@ -19,20 +19,32 @@ Supporting files (slides, clinical tables) are registered in ``supporting_files`
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .catalog import Catalog
 from .catalog.curation import QuarantineDecision, SupportingFile
-from .catalog.models import Patient, QuarantineItem, Submission, SubmissionState, utcnow
+from .catalog.models import AuditEvent, Patient, QuarantineItem, Submission, SubmissionState, utcnow
+from .metrics import metrics
 from .pixels import CuratorDecision
 
 __all__ = [
     "APPROVALS_STATE",
     "APPROVABLE_STAGES",
+    "APPROVED",
+    "PENDING",
+    "REJECTED",
     "DecisionError",
+    "QuarantineDecisionError",
+    "ReviewItem",
+    "approve",
+    "pending",
+    "pending_counts",
+    "reject",
     "SupportingRecord",
     "auto_reject",
     "decide",
@@ -53,8 +65,49 @@ APPROVALS_STATE = SubmissionState.APPROVALS
 APPROVABLE_STAGES = frozenset({"screen"})
 
 
-class DecisionError(ValueError):
-    """A decision that cannot be taken (unknown item, wrong state, not approvable)."""
+class QuarantineDecisionError(ValueError):
+    """A decision that cannot be taken: no such item, already decided the other way, not approvable."""
+
+
+#: The name the curator commands used first.
+DecisionError = QuarantineDecisionError
+
+PENDING = "pending"
+APPROVED = "approved"
+REJECTED = "rejected"
+#: Curator notes are kept in the restricted catalog's audit trail; a bound keeps them notes.
+MAX_NOTE_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """A quarantined file as the review queue shows it: ids, stage and reason, never the file's name."""
+
+    id: int
+    collection_id: str
+    submission_id: str
+    file_id: int
+    stage: str
+    reason: str
+    state: str
+    created_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+
+    @classmethod
+    def of(cls, row: QuarantineItem) -> ReviewItem:
+        return cls(
+            row.id,
+            row.collection_id,
+            row.submission_id,
+            row.file_id,
+            row.stage,
+            row.reason,
+            row.state,
+            row.created_at,
+            row.decided_at,
+            row.decided_by,
+        )
 
 
 @dataclass(frozen=True)
@@ -82,46 +135,99 @@ def evidence_keys(collection_id: str, submission_id: str, file_id: int) -> dict[
 # -- decisions ----------------------------------------------------------------------------
 
 
+def pending(catalog: Catalog, collection_id: str | None = None) -> list[ReviewItem]:
+    """The review queue, oldest first."""
+    return [ReviewItem.of(row) for row in catalog.quarantine_items(collection_id, state=PENDING)]
+
+
+def pending_counts(catalog: Catalog) -> Counter[str]:
+    """Pending items per collection, in one query."""
+    with catalog.session() as s:
+        rows = s.execute(
+            select(QuarantineItem.collection_id, func.count())
+            .where(QuarantineItem.state == PENDING)
+            .group_by(QuarantineItem.collection_id)
+        ).all()
+    return Counter({collection: int(n) for collection, n in rows})
+
+
 def decide(
     catalog: Catalog,
     item_id: int,
-    state: str,
-    by: str,
+    decision: str,
+    user: str,
+    note: str | None = None,
     *,
     regions: Sequence[tuple[int, int, int, int]] = (),
-    note: str | None = None,
-) -> QuarantineItem:
-    """Approve or reject a pending item; a decision is final (a second one is refused)."""
-    if state not in ("approved", "rejected"):
-        raise DecisionError(f"unknown decision {state!r}")
-    if regions and state != "approved":
-        raise DecisionError("regions go with an approval")
+) -> ReviewItem:
+    """Record a curator's decision on one quarantined item (``approved`` or ``rejected``).
+
+    Every front end (the command line, the Airflow plugin's page) calls this one function.
+    Decisions are final: the same decision again is a no-op, the other one is refused.
+    Only items that screening quarantined can be approved (they have a de-identified output
+    waiting in staging); ``regions`` to blank go with an approval.
+    """
+    if decision not in (APPROVED, REJECTED):
+        raise QuarantineDecisionError(f"decision must be {APPROVED} or {REJECTED}, not {decision!r}")
+    user = (user or "").strip()
+    if not user:
+        raise QuarantineDecisionError("a decision needs the curator's user name")
+    if regions and decision != APPROVED:
+        raise QuarantineDecisionError("regions go with an approval")
+    note = (note or "").strip()[:MAX_NOTE_LENGTH] or None
     with catalog.session() as s:
-        item = s.get(QuarantineItem, item_id)
-        if item is None:
-            raise DecisionError(f"no quarantine item {item_id}")
-        if item.state != "pending":
-            raise DecisionError(f"item {item_id} is already {item.state}")
-        if state == "approved" and item.stage not in APPROVABLE_STAGES:
-            raise DecisionError(
-                f"item {item_id} was quarantined at stage '{item.stage}' and has no de-identified output to publish; "
+        row = s.get(QuarantineItem, item_id)
+        if row is None:
+            raise QuarantineDecisionError(f"no quarantined item {item_id}")
+        if row.state == decision:
+            return ReviewItem.of(row)
+        if row.state != PENDING:
+            raise QuarantineDecisionError(
+                f"item {item_id} was already {row.state} by {row.decided_by}; decisions are final"
+            )
+        if decision == APPROVED and row.stage not in APPROVABLE_STAGES:
+            raise QuarantineDecisionError(
+                f"item {item_id} was quarantined at stage '{row.stage}' and has no de-identified output to publish; "
                 "only items quarantined by screening can be approved (resubmit a corrected file instead)"
             )
-        item.state, item.decided_at, item.decided_by = state, utcnow(), by
+        row.state, row.decided_at, row.decided_by = decision, utcnow(), user
         s.add(
             QuarantineDecision(
-                item_id=item.id,
-                state=state,
+                item_id=row.id,
+                state=decision,
                 regions=json.dumps([list(r) for r in regions]) if regions else None,
                 note=note,
-                decided_by=by,
+                decided_by=user,
+            )
+        )
+        s.add(
+            AuditEvent(
+                event_type="quarantine-review",
+                agent=f"curator:{user}",
+                outcome=decision,
+                object_id=f"quarantine/{row.collection_id}/{row.submission_id}/{row.file_id:06d}",
+                collection_id=row.collection_id,
+                detail=note,
             )
         )
         s.flush()
-        s.expunge(item)
-    catalog.audit("curation", f"quarantine-{state}", "success", f"{item.submission_id}/{item.file_id}",
-                  item.collection_id, f"by {by}")
+        item = ReviewItem.of(row)
+    sink = metrics()
+    sink.inc("quarantine_decisions", collection=item.collection_id, decision=decision)
+    sink.set("quarantine_pending", pending_counts(catalog)[item.collection_id], collection=item.collection_id)
     return item
+
+
+def approve(
+    catalog: Catalog, item_id: int, user: str, note: str | None = None, *, regions: Sequence[tuple[int, int, int, int]] = ()
+) -> ReviewItem:
+    """Approve a quarantined file for release (after review, optionally with regions to blank)."""
+    return decide(catalog, item_id, APPROVED, user, note, regions=regions)
+
+
+def reject(catalog: Catalog, item_id: int, user: str, note: str | None = None) -> ReviewItem:
+    """Reject a quarantined file: it is never published."""
+    return decide(catalog, item_id, REJECTED, user, note)
 
 
 def auto_reject(catalog: Catalog, submission_id: str, file_ids: Iterable[int], by: str) -> int:

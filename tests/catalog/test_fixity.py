@@ -88,7 +88,7 @@ def test_an_intact_collection_passes_and_every_check_is_recorded(published: Publ
         checks = [e for e in published.catalog.audit_trail(key) if e.event_type == "fixity check"]
         assert checks and checks[-1].outcome == "success"
         assert checks[-1].detail == "size, stored SHA-256 and re-computed SHA-256/MD5 match"  # S3's checksum was there
-    assert ("fixity.mismatch", 0, {"collection": "demo"}) in counters
+    assert ("fixity_failures", 0, {"collection": "demo"}) in counters
 
 
 def test_a_flipped_byte_fails_the_audit_naming_the_object(
@@ -105,7 +105,7 @@ def test_a_flipped_byte_fails_the_audit_naming_the_object(
     for other in published.keys:
         if other != key:
             assert [e for e in published.catalog.audit_trail(other) if e.event_type == "fixity check"][-1].outcome == "success"
-    assert ("fixity.mismatch", 1, {"collection": "demo"}) in counters
+    assert ("fixity_failures", 1, {"collection": "demo"}) in counters
 
 
 def test_a_rewrite_with_a_matching_s3_checksum_is_still_caught(published: Published) -> None:

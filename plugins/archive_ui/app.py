@@ -1,0 +1,160 @@
+"""The FastAPI app behind the archive's Airflow page (mounted at ``/archive`` by ``archive_plugin``).
+
+Pages (HTML, shown in an iframe inside Airflow's navigation) and the JSON they use:
+
+- ``GET /``: collections, latest version, last run, counts published / quarantined / pending;
+- ``GET /quarantine``: the review queue, with approve and reject buttons;
+- ``GET /api/collections``, ``GET /api/quarantine``: the same data as JSON;
+- ``POST /api/quarantine/{item}/approve`` and ``.../reject`` (JSON body ``{"note": "..."}``).
+
+Every route needs an authenticated Airflow user (401 otherwise). A collection is visible
+to users who may read its DAG; a decision needs permission to edit the DAG's runs (the
+same right that triggers and clears them), else 403. Decisions are JSON POSTs, which an
+HTML form on another site cannot send without a CORS preflight this app never grants.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from archive_ui import overview
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+class Decision(BaseModel):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def current_user(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Any:
+    """The Airflow user of the request (bearer token or the UI's session cookie), else 401.
+
+    Delegates to Airflow's own ``get_user``, imported here rather than at the top: every
+    Airflow component loads plugins, and only the api-server needs its security module.
+    """
+    from airflow.api_fastapi.core_api.security import get_user
+
+    return await get_user(request, None, credentials)
+
+
+User = Annotated[Any, Depends(current_user)]
+
+
+def _can(user: Any, method: str, dag_id: str, run_entity: bool = False) -> bool:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    return bool(
+        get_auth_manager().is_authorized_dag(
+            method=method,  # type: ignore[arg-type]
+            access_entity=DagAccessEntity.RUN if run_entity else None,
+            details=DagDetails(id=dag_id),
+            user=user,
+        )
+    )
+
+
+def _user_name(user: Any) -> str:
+    return str(getattr(user, "get_name", lambda: None)() or getattr(user, "username", None) or "unknown")
+
+
+def _visible(user: Any, collections: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c for c in collections if _can(user, "GET", c["dag_id"])]
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="Imaging archive", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/", response_class=HTMLResponse)
+    def collections_page(request: Request, user: User) -> HTMLResponse:
+        rows = _visible(user, overview.collections())
+        return HTMLResponse(
+            TEMPLATES.get_template("collections.html").render(
+                collections=rows, user=_user_name(user), base=str(request.base_url).rstrip("/")
+            )
+        )
+
+    @app.get("/quarantine", response_class=HTMLResponse)
+    def quarantine_page(request: Request, user: User, collection: str | None = None) -> HTMLResponse:
+        visible = {c["id"]: c for c in _visible(user, overview.collections())}
+        items = [i for i in overview.pending_items(collection) if i["collection"] in visible]
+        for item in items:
+            item["can_decide"] = _can(user, "PUT", visible[item["collection"]]["dag_id"], run_entity=True)
+        return HTMLResponse(
+            TEMPLATES.get_template("quarantine.html").render(
+                items=items, collection=collection, collections=sorted(visible), user=_user_name(user)
+            )
+        )
+
+    @app.get("/api/collections")
+    def collections_json(user: User) -> JSONResponse:
+        return JSONResponse(_jsonable(_visible(user, overview.collections())))
+
+    @app.get("/api/quarantine")
+    def quarantine_json(user: User, collection: str | None = None) -> JSONResponse:
+        visible = {c["id"] for c in _visible(user, overview.collections())}
+        return JSONResponse(_jsonable([i for i in overview.pending_items(collection) if i["collection"] in visible]))
+
+    async def _decide(item_id: int, decision: str, request: Request, user: Any) -> JSONResponse:
+        from pydantic import ValidationError
+
+        from imaging_ingest import quarantine
+
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the decision as JSON")
+        try:
+            body = Decision.model_validate(await request.json())
+        except (ValueError, ValidationError):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, 'expected {"note": "..."}') from None
+        collection = await run_in_threadpool(overview.item_collection, item_id)
+        if collection is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no quarantined item {item_id}")
+        if not _can(user, "PUT", f"ingest__{collection}", run_entity=True):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"you may not review quarantined files of collection {collection}"
+            )
+        try:
+            item = await run_in_threadpool(
+                quarantine.decide, overview.catalog(), item_id, decision, _user_name(user), body.note
+            )
+        except quarantine.QuarantineDecisionError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        log.info("quarantine item %d %s by %s", item_id, decision, _user_name(user))
+        return JSONResponse(_jsonable(overview.item_dict(item)))
+
+    @app.post("/api/quarantine/{item_id}/approve")
+    async def approve(item_id: int, request: Request, user: User) -> JSONResponse:
+        return await _decide(item_id, "approved", request, user)
+
+    @app.post("/api/quarantine/{item_id}/reject")
+    async def reject(item_id: int, request: Request, user: User) -> JSONResponse:
+        return await _decide(item_id, "rejected", request, user)
+
+    return app
+
+
+def _jsonable(value: Any) -> Any:
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(value)

@@ -1,0 +1,225 @@
+"""The production stack's files: docker-compose.yaml (validated by Debian's docker-compose, since no
+container engine runs here), the image, Prometheus alert rules and the Grafana dashboard.
+
+The alert rules and the dashboard may only use metrics that exist: every ``imaging_ingest_*``
+and ``airflow_*`` name in them must be produced by the pipeline's metrics or by a rule of
+the statsd-exporter mapping, which the metrics tests exercise with real traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ops_support import MAPPING, ROOT
+
+from imaging_ingest.metrics import METRICS
+from imaging_ingest.settings import TIERS
+
+COMPOSE = ROOT / "docker-compose.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "imaging-archive.json"
+
+AIRFLOW_SERVICES = {
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+}
+SERVICES = AIRFLOW_SERVICES | {
+    "postgres",
+    "redis",
+    "minio",
+    "minio-init",
+    "sftp",
+    "statsd-exporter",
+    "prometheus",
+    "grafana",
+    "api",
+}
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
+
+
+@cache
+def compose_config() -> dict[str, Any]:
+    """``docker-compose config`` of the shipped file with the example environment (interpolated, merged)."""
+    if shutil.which("docker-compose") is None:
+        pytest.fail("docker-compose is not installed: `make system-deps` installs Debian's package")
+    out = subprocess.run(
+        ["docker-compose", "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE), "config"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    config: dict[str, Any] = yaml.safe_load(out.stdout)
+    return config
+
+
+def test_compose_file_is_valid() -> None:
+    out = subprocess.run(
+        ["docker-compose", "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_compose_refuses_to_start_without_secrets(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    out = subprocess.run(
+        ["docker-compose", "--env-file", str(empty), "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert out.returncode != 0 and "in .env" in out.stderr
+
+
+def test_stack_has_every_service_wired_for_celery() -> None:
+    services = compose_config()["services"]
+    assert set(services) == SERVICES
+    assert services["airflow-worker"]["deploy"]["replicas"] == 2
+    assert services["airflow-worker"]["command"] == ["celery", "worker"]
+    for name in AIRFLOW_SERVICES:
+        service = services[name]
+        env = service["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379"), name
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://"), name
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/", name
+        assert env["AIRFLOW__METRICS__STATSD_HOST"] == "statsd-exporter" and env["IMAGING_INGEST_STATSD_HOST"] == "statsd-exporter"
+        assert env["IMAGING_INGEST_CATALOG_URL"].startswith("postgresql+psycopg://"), name
+        assert json.loads(env["AIRFLOW_CONN_IMAGING_S3"])["extra"]["endpoint_url"] == "http://minio:9000"
+        assert env["AIRFLOW_VAR_IMAGING_INGEST_SECRET"], name
+        mounts = {v["target"] if isinstance(v, dict) else v.split(":")[1] for v in service["volumes"]}
+        assert {"/opt/airflow/dags", "/opt/airflow/include", "/opt/airflow/plugins"} <= mounts, name
+        if name != "airflow-init":
+            assert service["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+            assert "healthcheck" in service, name
+        assert service["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+    assert services["api"]["command"][-1].endswith("imaging-ingest api --host 0.0.0.0 --port 8088")
+    images = {name: s.get("image", "") for name, s in services.items()}
+    assert all(image and not image.endswith(":latest") and ":" in image for image in images.values()), images
+
+
+def test_image_builds_from_airflow_3_3_with_the_constraints() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM apache/airflow:3\.3\.2-python3\.11$", dockerfile, re.MULTILINE)
+    assert "-c constraints.txt" in dockerfile and "--no-deps ." in dockerfile
+    assert compose_config()["services"]["airflow-scheduler"]["build"]["dockerfile"] == "Dockerfile"
+
+
+def test_env_example_sets_every_required_variable() -> None:
+    text = COMPOSE.read_text()
+    required = set(re.findall(r"(?<!\$)\$\{([A-Z0-9_]+):\?", text))
+    example = dict(
+        line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines() if line and not line.startswith("#")
+    )
+    assert required and required <= {k for k, v in example.items() if v}
+    optional = set(re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)(?::-[^}]*)?\}", text))
+    assert optional <= set(example) | {"IMAGING_INGEST_IMAGE"}, optional - set(example)
+
+
+def test_buckets_and_databases_are_created() -> None:
+    script = (ROOT / "deploy" / "minio" / "init-buckets.sh").read_text()
+    assert "for tier in " + " ".join(TIERS) + "; do" in script
+    assert 'mc anonymous set download "archive/${prefix}-public"' in script
+    init_db = (ROOT / "deploy" / "postgres" / "init-databases.sh").read_text()
+    assert "CREATE DATABASE ${CATALOG_DB_NAME}" in init_db
+
+
+@cache
+def known_metric_patterns() -> list[re.Pattern[str]]:
+    """Names the pipeline exposes, and names the statsd-exporter mapping can produce."""
+    names = set()
+    for spec in METRICS:
+        names.add(re.escape(spec.prometheus_name))
+        if spec.kind == "histogram":
+            names.update(re.escape(spec.prometheus_name + s) for s in HISTOGRAM_SUFFIXES)
+    for rule in yaml.safe_load(MAPPING.read_text())["mappings"]:
+        name = re.escape(rule["name"]).replace(r"\$\{1\}", "[a-z_]+")
+        names.add(name)
+        if rule.get("match_metric_type") == "timer" or rule.get("observer_type"):
+            names.update(name + s for s in HISTOGRAM_SUFFIXES)
+    return [re.compile(n) for n in names]
+
+
+def metric_names(expr: str) -> set[str]:
+    without_strings = re.sub(r'"[^"]*"', '""', expr)
+    without_labels = re.sub(r"\{[^}]*\}", "{}", without_strings)
+    without_groupings = re.sub(r"\b(?:by|without|on|ignoring)\s*\([^)]*\)", "", without_labels)
+    return {n for n in re.findall(r"\b(?:imaging_ingest|airflow)_[a-z0-9_]+\b", without_groupings)}
+
+
+def check_expression(expr: str) -> None:
+    assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), expr
+    names = metric_names(expr)
+    assert names, f"no archive metric in {expr}"
+    for name in names:
+        assert any(p.fullmatch(name) for p in known_metric_patterns()), f"{name} is not emitted (in {expr})"
+
+
+def test_alert_rules_cover_failures_quarantine_fixity_and_silence() -> None:
+    rules = [rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]]
+    names = {r["alert"] for r in rules}
+    assert {"IngestRunFailed", "QuarantineGrowing", "FixityMismatch", "NoIngestForDays"} <= names
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"page", "warning"}, rule["alert"]
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
+        if rule["alert"] != "MetricsExporterDown":
+            check_expression(rule["expr"])
+    by_name = {r["alert"]: r["expr"] for r in rules}
+    assert 'state="failed"' in by_name["IngestRunFailed"] and "imaging_ingest_fixity_failures_total" in by_name["FixityMismatch"]
+    assert "imaging_ingest_last_publish_timestamp_seconds" in by_name["NoIngestForDays"]
+
+
+def test_prometheus_scrapes_the_exporter_and_loads_the_rules() -> None:
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    targets = {t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
+    assert "statsd-exporter:9102" in targets
+    prometheus = compose_config()["services"]["prometheus"]
+    mounted = {v["target"] if isinstance(v, dict) else v.split(":")[1] for v in prometheus["volumes"]}
+    assert set(config["rule_files"]) <= mounted
+    exporter = compose_config()["services"]["statsd-exporter"]
+    assert "--statsd.mapping-config=/etc/statsd/mapping.yml" in exporter["command"]
+
+
+def test_grafana_dashboard_is_provisioned_and_uses_emitted_metrics() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "imaging-archive"
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert len(panels) >= 12
+    exprs = [t["expr"] for p in panels for t in p["targets"]]
+    for expr in exprs:
+        check_expression(expr)
+    used = set().union(*(metric_names(e) for e in exprs))
+    for wanted in ("files_in_total", "files_published_total", "files_quarantined_total", "phi_hits_total",
+                   "gate_failures_total", "stage_duration_seconds_bucket", "fixity_failures_total",
+                   "quarantine_pending"):
+        assert f"imaging_ingest_{wanted}" in used, wanted
+    assert "airflow_dagrun_duration_seconds_count" in used
+    datasource = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert {p["datasource"]["uid"] for p in panels} == {datasource["datasources"][0]["uid"]}
+    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/imaging-archive.yml").read_text())
+    grafana = compose_config()["services"]["grafana"]
+    mounts = {v["target"] if isinstance(v, dict) else v.split(":")[1] for v in grafana["volumes"]}
+    assert provider["providers"][0]["options"]["path"] in mounts
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_metric_name_check_catches_unknown_metrics() -> None:
+    with pytest.raises(AssertionError, match="imaging_ingest_made_up_total is not emitted"):
+        check_expression("sum(rate(imaging_ingest_made_up_total[5m]))")
+    with pytest.raises(AssertionError):
+        check_expression("sum(rate(imaging_ingest_files_in_total[5m])")
+    check_expression('sum by (state) (rate(airflow_ti_finish_total{dag_id=~"ingest__.*"}[5m]))')
