@@ -25,20 +25,8 @@ if TYPE_CHECKING:
 
 START_DATE = datetime(2024, 1, 1)
 
-#: The stages, in order: the task ids every ingest DAG has.
-STAGES = (
-    "discover",
-    "claim",
-    "stage_raw",
-    "inventory",
-    "plan_batches",
-    "deidentify",
-    "screen",
-    "verify",
-    "register",
-    "publish",
-    "announce",
-)
+#: The stages, in order: the task ids every ingest DAG has (discover, claim and announce always run).
+STAGES = ("discover", "claim", *SELECTABLE_STAGES, "announce")
 
 #: I/O-bound tasks retry with exponential backoff; CPU-bound ones retry once (a lost worker).
 IO_RETRIES: dict[str, Any] = {

@@ -34,6 +34,7 @@ from .gates import run_gate
 from .intake import stage_entries
 from .inventory import inventory_frame
 from .manifest import STATUS_OK, STATUS_QUARANTINED, ManifestStore, public_projection
+from .manifest import status_counts as _counts
 from .observe import observed
 from .patients import assign_patients
 from .pixels import ScreenContext, screen_images
@@ -96,15 +97,6 @@ def submission_id_for(collection_id: str, source_url: str, fingerprint: str) -> 
     """Collection + where it came from + what it contained: the same drop content is the same submission."""
     digest = hashlib.sha256(f"{collection_id}\x00{source_url}\x00{fingerprint}".encode()).hexdigest()
     return f"sub-{digest[:16]}"
-
-
-def _counts(frame: pd.DataFrame) -> dict[str, int]:
-    status = frame["status"].value_counts()
-    return {
-        "files": len(frame),
-        "ok": int(status.get(STATUS_OK, 0)),
-        "quarantined": int(status.get(STATUS_QUARANTINED, 0)),
-    }
 
 
 class Ingest:
@@ -260,17 +252,14 @@ class Ingest:
             while chunk := src.read(1 << 20):
                 digests.update(chunk)
                 out.write(chunk)
-        raw_key = f"{self.config.id}/{submission_id}/{digests.sha256}"
-        cached = self.cache.path("raw", raw_key)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp.replace(cached)
-        if present.get(raw_key) != digests.size:  # content-addressed: same key and size is the same bytes
-            self.store.put_file("raw", raw_key, cached, sha256=digests.sha256)
-        return {"raw_key": raw_key, "sha256_source": digests.sha256, "size": digests.size, "local": cached}
+        return self._keep_raw(submission_id, tmp, digests, present)
 
     def _stage_local(self, submission_id: str, path: Path, present: dict[str, int]) -> dict[str, Any]:
         """Like ``_stage_one`` for a file already on this machine (an archive member); moves it."""
-        digests = file_digests(path)
+        return self._keep_raw(submission_id, path, file_digests(path), present)
+
+    def _keep_raw(self, submission_id: str, path: Path, digests: Digests, present: dict[str, int]) -> dict[str, Any]:
+        """Move a staged file into the cache under its content address and upload it unless already there."""
         raw_key = f"{self.config.id}/{submission_id}/{digests.sha256}"
         cached = self.cache.path("raw", raw_key)
         cached.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import pandas as pd
 from .deid.uids import keyed_hash
 from .storage import ObjectStore
 
-__all__ = ["STATUS_OK", "STATUS_QUARANTINED", "ManifestStore", "public_projection"]
+__all__ = ["STATUS_OK", "STATUS_QUARANTINED", "ManifestStore", "public_projection", "status_counts"]
 
 STATUS_OK = "ok"
 STATUS_QUARANTINED = "quarantined"
@@ -60,3 +60,13 @@ def public_projection(frame: pd.DataFrame, secret: bytes) -> pd.DataFrame:
                 keyed_hash(secret, "gate", v).hex()[:16] if isinstance(v, str) and v else None for v in frame[column]
             ]
     return out
+
+
+def status_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Files, and how many are still ok or quarantined: the counts every stage reports."""
+    status = frame["status"].value_counts()
+    return {
+        "files": len(frame),
+        "ok": int(status.get(STATUS_OK, 0)),
+        "quarantined": int(status.get(STATUS_QUARANTINED, 0)),
+    }

@@ -146,14 +146,9 @@ def resolve_submission(ingest: Ingest, submission_id: str) -> str:
 
 
 def _counts(frame: pd.DataFrame) -> dict[str, int]:
-    from .manifest import STATUS_OK, STATUS_QUARANTINED
+    from .manifest import status_counts
 
-    status = frame["status"].value_counts()
-    return {
-        "files": len(frame),
-        "ok": int(status.get(STATUS_OK, 0)),
-        "quarantined": int(status.get(STATUS_QUARANTINED, 0)),
-    }
+    return status_counts(frame)
 
 
 def _read(ingest: Ingest, stage: str, submission_id: str, name: str) -> tuple[str, pd.DataFrame]:
