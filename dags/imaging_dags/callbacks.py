@@ -118,11 +118,35 @@ def task_failed(context: Any) -> None:
         exception=context.get("exception"),
         log_url=getattr(ti, "log_url", None),
     )
+    _record_failure(summary.get("submission_id"), task_id, context.get("exception"))
     try:
         target = alert_target(Connection.get(ALERTS_CONNECTION_ID))
     except Exception:  # noqa: BLE001 - no such connection
         target = None
     _send(target, summary)
+
+
+def _record_failure(submission_id: str | None, task_id: str | None, exception: BaseException | None) -> None:
+    """Put the submission in the catalog's ``failed`` state (its next claim resumes it).
+
+    The recorded error names the task and the exception's type only: a message could
+    carry a value from a file.
+    """
+    if not submission_id:
+        return
+    from imaging_dags.runtime import task_settings
+    from imaging_ingest.catalog import Catalog, SubmissionState
+
+    error = f"task {task_id} failed" + (f" ({type(exception).__name__})" if exception is not None else "")
+    try:
+        catalog = Catalog.from_url(task_settings().catalog_url)
+        try:
+            if catalog.submission(submission_id) is not None:
+                catalog.set_state(submission_id, SubmissionState.FAILED, error=error)
+        finally:
+            catalog.dispose()
+    except Exception:  # noqa: BLE001 - a notice must go out even when the catalog is what failed
+        log.warning("could not record the failure in the catalog", exc_info=True)
 
 
 async def deadline_missed(collection: str, minutes: int, context: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -192,3 +192,29 @@ def test_a_failed_task_posts_a_phi_free_summary(
     patient_folders = [p.name for p in submission.iterdir() if p.is_dir()]
     assert patient_folders and not any(name in text for name in [submission.name, *patient_folders])
     assert str(submission.parent) not in text
+
+
+def test_a_failed_task_puts_its_submission_in_the_failed_state(
+    ingest_env: Settings, demo_config, submission: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog's state machine hears of a task that failed for good; the next claim resumes it."""
+    from imaging_dags.callbacks import task_failed
+    from imaging_ingest.catalog import Catalog, SubmissionState
+    from imaging_ingest.ingest import Ingest
+
+    ingest = Ingest(demo_config, ingest_env)
+    sub = ingest.claim().submission_id
+
+    class FakeTaskInstance:
+        dag_id, task_id, run_id, try_number, map_index, log_url = "ingest__demo", "inventory", "manual__x", 2, -1, None
+
+        def xcom_pull(self, task_ids: str) -> str:
+            return sub
+
+    task_failed({"ti": FakeTaskInstance(), "exception": ValueError("a value from a file"), "params": {}})
+    catalog = Catalog.from_url(ingest_env.catalog_url)
+    row = catalog.submission(sub)
+    assert row.state == SubmissionState.FAILED and row.failed_at is not None
+    assert row.error == "task inventory failed (ValueError)"  # the type, never the message
+    assert ingest.claim(sub).extra["state"] == SubmissionState.CLAIMED  # resumed
+    catalog.dispose()
