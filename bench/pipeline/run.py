@@ -46,7 +46,10 @@ else:
     run = run_dag("ingest__demo", {{}})
     state = str(run.state)
     from imaging_ingest.catalog import Catalog
-    summary = {{"published": sum(1 for _ in Catalog.from_url(settings.catalog_url).instances("demo"))}}
+    from imaging_ingest.ingest import Ingest
+    config = load_collection_config({config!r})
+    submission = Catalog.from_url(settings.catalog_url).submissions("demo")[-1].id
+    summary = Ingest(config, settings).summary(submission)
 import resource
 print(json.dumps({{"state": state, "seconds": time.perf_counter() - started, "summary": summary,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
@@ -124,6 +127,7 @@ def main() -> int:
             "files_per_s": round(files / direct["wall_seconds"], 1),
             "peak_rss_mb": round(direct["peak_rss_mb"], 1),
             "published": direct["summary"]["published"],
+            "quarantined": direct["summary"]["quarantined"],
         },
         "dag": {
             "seconds": round(dag["wall_seconds"], 2),
@@ -131,6 +135,7 @@ def main() -> int:
             "peak_rss_mb": round(dag["peak_rss_mb"], 1),
             "state": dag["state"],
             "published": dag["summary"]["published"],
+            "quarantined": dag["summary"]["quarantined"],
         },
         "ratio_dag_over_direct": round(dag["wall_seconds"] / direct["wall_seconds"], 3),
         "goal_ratio": 1.5,
@@ -138,6 +143,10 @@ def main() -> int:
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     result["goal_met"] = result["ratio_dag_over_direct"] <= result["goal_ratio"]
+    result["same_outcome"] = (direct["summary"]["published"], direct["summary"]["quarantined"]) == (
+        dag["summary"]["published"],
+        dag["summary"]["quarantined"],
+    )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

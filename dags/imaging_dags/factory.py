@@ -201,11 +201,11 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
             from airflow.sdk.exceptions import AirflowFailException
 
             from imaging_ingest.rerun import UnknownSubmission, resolve_submission
-            from imaging_ingest.tiers import init_storage
+            from imaging_ingest.tiers import ensure_storage
 
             request = _request(params)
             ingest = _ingest(config)
-            init_storage(ingest.store)  # idempotent set-up of the tiers (buckets, versioning, lifecycle, access)
+            ensure_storage(ingest.store)  # the tiers exist and carry the policy (reconciled when it changed)
             if request.submission:
                 try:
                     return resolve_submission(ingest, request.submission)

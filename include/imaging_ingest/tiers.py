@@ -13,6 +13,7 @@ the policy and changes only what differs, reporting every change.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -283,3 +284,27 @@ def _comparable(rule: dict[str, Any]) -> dict[str, Any]:
             "NoncurrentDays": out["NoncurrentVersionExpiration"].get("NoncurrentDays")
         }
     return out
+
+
+#: Where a run finds the policy last applied (in the staging tier: restricted, and expiring only by rule).
+POLICY_MARKER = ".imaging-ingest/storage-policy.json"
+
+
+def ensure_storage(store: ObjectStore, policy: StoragePolicy | None = None) -> list[Change]:
+    """What every run does before it works: one read when nothing changed, a full ``init_storage`` when it did.
+
+    The full reconciliation costs a few dozen requests; a marker object in the staging
+    tier records the policy it applied, so a run only repeats it for a new deployment or a
+    changed policy. ``imaging-ingest storage init`` always reconciles (and reports drift).
+    """
+    policy = policy or store.policy
+    digest = hashlib.sha256(policy.model_dump_json().encode()).hexdigest()
+    try:
+        marker = json.loads(store.get_bytes("staging", POLICY_MARKER))
+    except (ClientError, ValueError):
+        marker = None
+    if isinstance(marker, dict) and marker.get("policy_sha256") == digest:
+        return []
+    changes = init_storage(store, policy)
+    store.put_json("staging", POLICY_MARKER, {"policy_sha256": digest})
+    return changes

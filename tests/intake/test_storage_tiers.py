@@ -156,3 +156,20 @@ def test_storage_init_command_is_idempotent(
     assert {r["state"] for r in second} == {"unchanged"}
     assert main(["storage", "init"]) == 0
     assert "unchanged" in capsys.readouterr().out
+
+
+def test_runs_reconcile_once_per_policy(fresh: Settings, tmp_path: Path) -> None:
+    """A run's ``ensure_storage`` sets up a new deployment, then costs one read until the policy changes."""
+    from imaging_ingest.tiers import ensure_storage
+
+    store = ObjectStore(fresh)
+    first = ensure_storage(store)
+    assert {c.bucket for c in first if c.what == "bucket" and c.state == "created"} == {fresh.bucket(t) for t in TIERS}
+    calls: list[str] = []
+    store.client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    assert ensure_storage(store) == []
+    assert calls == ["GetObject"]
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text("raw:\n  transition_days: 90\n  transition_class: GLACIER\n")
+    changed = ensure_storage(ObjectStore(fresh, policy=StoragePolicy.load(policy_file)))
+    assert [(c.tier, c.what) for c in changed if c.state == "changed"] == [("raw", "lifecycle")]
