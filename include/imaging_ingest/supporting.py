@@ -230,19 +230,9 @@ def _slide(record: dict[str, Any], env: SupportingEnv) -> dict[str, Any]:
         keep_description_keys=env.config.pathology.keep_description_keys,
         keep_thumbnail=env.config.pathology.keep_thumbnail,
     )
-    digests = file_digests(destination)
-    return {
-        "file_id": int(record["file_id"]),
-        "deid_key": key,
-        "status": "ok",
-        "reason": None,
-        "sha256": digests.sha256,
-        "md5": digests.md5,
-        "size_out": digests.size,
-        "supporting_pseudonym": pseudonym,
-        "supporting_patient_key": patient_key(env.secret, env.config.id, patient_id),
-        **result.summary(),
-    }
+    return _written(
+        record, key, destination, result.summary(), pseudonym, patient_key(env.secret, env.config.id, patient_id)
+    )
 
 
 # -- clinical tables --------------------------------------------------------------------------
@@ -277,19 +267,7 @@ def _clinical(record: dict[str, Any], env: SupportingEnv) -> dict[str, Any]:
     key = clinical_key(env.submission_id, table.name, source_path)
     destination = env.destination_of(key)
     write_table(out, destination, table_format(source_path), sheet=table.name)
-    digests = file_digests(destination)
-    return {
-        "file_id": int(record["file_id"]),
-        "deid_key": key,
-        "status": "ok",
-        "reason": None,
-        "sha256": digests.sha256,
-        "md5": digests.md5,
-        "size_out": digests.size,
-        "supporting_pseudonym": None,
-        "supporting_patient_key": None,
-        **result.summary(),
-    }
+    return _written(record, key, destination, result.summary(), None, None)
 
 
 # -- merge, verify, register ----------------------------------------------------------------
@@ -418,3 +396,27 @@ def supporting_records(frame: pd.DataFrame, tier: str, object_key: Callable[[str
         )
         for r in ok.to_dict("records")
     ]
+
+
+def _written(
+    record: dict[str, Any],
+    key: str,
+    destination: Path,
+    summary: dict[str, Any],
+    pseudonym: str | None,
+    id_key: str | None,
+) -> dict[str, Any]:
+    """The manifest row of a de-identified supporting file: its key, checksums and what was done."""
+    digests = file_digests(destination)
+    return {
+        "file_id": int(record["file_id"]),
+        "deid_key": key,
+        "status": "ok",
+        "reason": None,
+        "sha256": digests.sha256,
+        "md5": digests.md5,
+        "size_out": digests.size,
+        "supporting_pseudonym": pseudonym,
+        "supporting_patient_key": id_key,
+        **summary,
+    }
