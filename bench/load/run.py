@@ -42,10 +42,13 @@ def free_port() -> int:
 
 def start_moto(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = os.environ | {"MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(64 * 1024), "TMPDIR": str(work)}
-    moto = Path(sys.executable).with_name("moto_server")
+    env = os.environ | {"TMPDIR": str(work)}
+    # moto with object bodies on disk, no descriptor held per object (see moto_disk.py)
     process = subprocess.Popen(
-        [str(moto), "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, str(Path(__file__).with_name("moto_disk.py")), "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
