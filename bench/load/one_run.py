@@ -56,6 +56,7 @@ class RssSampler(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.samples: list[tuple[float, float]] = []
+        self.wall: list[tuple[float, float]] = []  # (epoch seconds, MB): to attribute RSS to tasks
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -66,6 +67,27 @@ class RssSampler(threading.Thread):
         while not self.stop.wait(0.5):
             rss = me.memory_info().rss
             self.samples.append((round(time.monotonic() - start, 1), round(rss / 2**20, 1)))
+            self.wall.append((time.time(), rss / 2**20))
+
+
+def rss_by_task(run: object, wall: list[tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """Per task (all map indexes together): RSS when it first started and the peak while any ran."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for ti in run.get_task_instances():  # type: ignore[attr-defined]
+        if ti.start_date and ti.end_date:
+            spans.setdefault(ti.task_id, []).append((ti.start_date.timestamp(), ti.end_date.timestamp()))
+    report = {}
+    for task_id, intervals in spans.items():
+        inside = [mb for at, mb in wall if any(start <= at <= end for start, end in intervals)]
+        first = min(start for start, _ in intervals)
+        before = [mb for at, mb in wall if at <= first]
+        report[task_id] = {
+            "instances": len(intervals),
+            "seconds": round(sum(end - start for start, end in intervals), 1),
+            "rss_at_start_mb": round(before[-1], 1) if before else None,
+            "peak_rss_mb": round(max(inside), 1) if inside else None,
+        }
+    return dict(sorted(report.items(), key=lambda item: min(s for s, _ in spans[item[0]])))
 
 
 def main() -> None:
@@ -137,6 +159,7 @@ workers: {WORKERS}
                 "peak_rss_mb": round(peak_self, 1),
                 "peak_rss_children_mb": round(peak_children, 1),
                 "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+                "rss_by_task": rss_by_task(run, sampler.wall),
                 "rss_samples_mb": sampler.samples[:: max(1, len(sampler.samples) // 40)],
             }
         )

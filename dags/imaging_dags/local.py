@@ -30,6 +30,8 @@ def airflow_environment(airflow_home: Path) -> dict[str, str]:
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
         "AIRFLOW__CORE__PARALLELISM": "4",
         "GX_ANALYTICS_ENABLED": "False",
+        # Arrow's own allocator (mimalloc) keeps what manifest reads freed; the system one gives it back.
+        "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "system"),
     }
 
 

@@ -49,6 +49,7 @@ from .quarantine import (
     submissions_with_approvals,
     unpublished_approvals,
 )
+from .records import iter_records
 from .secret import load_secret
 from .settings import Settings
 from .sources import Drop, DropSubmission, open_drop
@@ -278,7 +279,7 @@ class Ingest:
         manifests = self.manifests(submission_id)
         staged = manifests.read("staged")
         frame = inventory_frame(
-            staged.to_dict("records"),
+            iter_records(staged),
             lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
             self.config.modalities,
             supporting=accept_supporting(self.config),
@@ -480,7 +481,7 @@ class Ingest:
                 sha256=r["sha256"],
                 md5=r["md5"],
             )
-            for r in ok.to_dict("records")
+            for r in iter_records(ok)
         ]
         new = self.catalog.register(self.config.id, submission_id, records)
         supporting = supporting_records(frame, self.config.tier, self.public_key)

@@ -38,6 +38,7 @@ from pydicom.uid import UID
 from .config_sections import PathologyConfig, PixelsConfig, RedactionRule
 from .ocr import OcrResult, OcrUnavailable, evidence_png, frame_image, match_words, needle_tokens, ocr_image
 from .ocr import tesseract_available as tesseract_available
+from .records import chunks, iter_records
 from .redact import RedactionError, redact_file
 
 __all__ = [
@@ -207,26 +208,33 @@ def screen_images(frame: pd.DataFrame, ctx: ScreenContext) -> pd.DataFrame:
             frame[column] = value
     frame["screen_action"] = frame["screen_action"].astype(object)
     frame["redaction_rule"] = frame["redaction_rule"].astype(object)
-    records = {i: frame.loc[i].to_dict() for i in frame.index[frame["status"] == "ok"]}
-    records = {i: r for i, r in records.items() if _is_dicom(r)}
+    ok = frame.index[frame["status"] == "ok"]
     # Tesseract runs as a subprocess per image: threads overlap those runs (files are independent).
+    # Rows go in chunks, so the dicts held at once do not grow with the submission.
     with ThreadPoolExecutor(max(1, ctx.pixels.ocr_workers)) as pool:
-        outcomes = dict(zip(records, pool.map(lambda r: _screen_one(r, ctx), records.values()), strict=True))
-    for index, outcome in outcomes.items():
-        frame.loc[index, ["status", "reason"]] = [outcome.status, outcome.reason if outcome.status != "ok" else None]
-        frame.at[index, "screen_action"] = outcome.action
-        frame.at[index, "redaction_rule"] = outcome.rule
-        frame.at[index, "ocr_words"] = outcome.ocr_words
-        frame.at[index, "ocr_hits"] = outcome.ocr_hits
-        frame.at[index, "frames_decoded"] = outcome.frames_decoded
-        frame.at[index, "screen_evidence"] = outcome.evidence
-        frame.at[index, "policy_rejected"] = outcome.policy_rejected
-        if outcome.redacted:
-            for column, value in outcome.redacted.items():
-                frame.at[index, column] = value
-            if ctx.on_rewrite is not None:
-                ctx.on_rewrite(frame.loc[index].to_dict())
+        for indexes in chunks(ok):
+            records = [(i, r) for i, r in zip(indexes, iter_records(frame.loc[indexes]), strict=True) if _is_dicom(r)]
+            outcomes = pool.map(lambda r: _screen_one(r, ctx), [r for _, r in records])
+            for (index, _), outcome in zip(records, outcomes, strict=True):
+                _apply(frame, index, outcome, ctx)
     return frame
+
+
+def _apply(frame: pd.DataFrame, index: Any, outcome: _Outcome, ctx: ScreenContext) -> None:
+    """Write one file's screening outcome into its manifest row (and re-upload a redacted file)."""
+    frame.loc[index, ["status", "reason"]] = [outcome.status, outcome.reason if outcome.status != "ok" else None]
+    frame.at[index, "screen_action"] = outcome.action
+    frame.at[index, "redaction_rule"] = outcome.rule
+    frame.at[index, "ocr_words"] = outcome.ocr_words
+    frame.at[index, "ocr_hits"] = outcome.ocr_hits
+    frame.at[index, "frames_decoded"] = outcome.frames_decoded
+    frame.at[index, "screen_evidence"] = outcome.evidence
+    frame.at[index, "policy_rejected"] = outcome.policy_rejected
+    if outcome.redacted:
+        for column, value in outcome.redacted.items():
+            frame.at[index, column] = value
+        if ctx.on_rewrite is not None:
+            ctx.on_rewrite(frame.loc[index].to_dict())
 
 
 def _screen_one(record: dict[str, Any], ctx: ScreenContext) -> _Outcome:

@@ -38,6 +38,7 @@ from .catalog.store import CatalogOutOfSync
 from .citation import VersionFacts, citation_line, datacite_record, validated, version_doi
 from .config import CollectionConfig
 from .fixity import stored_sha256
+from .records import iter_records
 from .storage import ObjectStore
 
 __all__ = [
@@ -186,11 +187,11 @@ def _submission_objects(archive: Archive, frame: Any) -> Listing:
     files (clinical tables, pathology slides) with their kind and patient pseudonym.
     """
     ok = frame[frame["status"] == "ok"]
-    rows = ok.to_dict("records")
-    dicom_rows = [r for r in rows if _is_dicom_row(r)]
-    registered = archive.catalog.registered_objects(archive.collection_id, [r["deid_sop_uid"] for r in dicom_rows])
+    registered = archive.catalog.registered_objects(
+        archive.collection_id, [r["deid_sop_uid"] for r in iter_records(ok) if _is_dicom_row(r)]
+    )
     objects: Listing = {}
-    for row in rows:
+    for row in iter_records(ok):
         if not _is_dicom_row(row):
             key = f"{archive.collection_id}/{row['deid_key']}"
             pseudonym = row.get("pseudo_patient_id")
@@ -437,7 +438,7 @@ def publish_submission(
     object in the staging tier. Idempotent: a rerun after a crash completes the same
     version; a rerun after success makes no new version.
     """
-    frame = frame.assign(_staging_key=[staging_key_of(r) if r["status"] == "ok" else None for r in frame.to_dict("records")])
+    frame = frame.assign(_staging_key=[staging_key_of(r) if r["status"] == "ok" else None for r in iter_records(frame)])
     objects = _submission_objects(archive, frame)
     return _make_version(
         archive,

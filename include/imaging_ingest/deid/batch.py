@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import DeidOption
+from ..records import iter_records
 from .engine import Deidentifier, DeidError, DeidOutput, PatientContext
 from .profile import ResolvedProfile
 from .uids import remap_uid
@@ -109,13 +110,6 @@ def deidentify_files(
     return outcomes
 
 
-def _records(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
-    """The rows of a frame as dicts, one at a time (``to_dict("records")`` builds them all at once)."""
-    columns = list(frame.columns)
-    for values in frame.itertuples(index=False, name=None):
-        yield dict(zip(columns, values, strict=True))
-
-
 def output_key(record: dict[str, object], secret: bytes, retain_uids: bool) -> str:
     """``<study>/<series>/<sop>.dcm`` from the new UIDs: known before the file is written, same on every rerun."""
     uids = [str(record[c]) for c in ("study_uid", "series_uid", "sop_uid")]
@@ -144,7 +138,7 @@ def deidentify_frame(
 
     retain_uids = DeidOption.RETAIN_UIDS in profile.options
     jobs, keys = [], {}
-    for record in _records(frame):
+    for record in iter_records(frame):
         key = output_key(record, secret, retain_uids)
         keys[int(record["file_id"])] = key
         patient = PatientContext(
