@@ -39,6 +39,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
 
+from .records import iter_records
+
 __all__ = ["Leak", "Needle", "find_leaks", "identifying_values", "verify_frame"]
 
 #: Attributes whose values identify a person, a visit, a place or a device, whatever their VR.
@@ -431,11 +433,7 @@ def verify_frame(
     if not len(ok):
         return frame
     opts = tuple(str(o) for o in options) if options is not None else None
-    columns = list(frame.columns)
-    pairs = [  # one row at a time: to_dict("records") would hold every row's dict at once
-        (str(source_of(r)), str(output_of(r)), opts)
-        for r in (dict(zip(columns, values, strict=True)) for values in frame.loc[ok].itertuples(index=False, name=None))
-    ]
+    pairs = [(str(source_of(r)), str(output_of(r)), opts) for r in iter_records(frame.loc[ok])]
     if workers > 1 and len(pairs) >= 2 * workers:
         context = multiprocessing.get_context("forkserver")  # no fork of a (possibly threaded) caller
         context.set_forkserver_preload(["pydicom", "pydicom.dataset", "pydicom.filereader", "pandas"])
