@@ -8,7 +8,7 @@ its own, so the archive's storage is not counted in the pipeline's memory.
 Environment:
     LOAD_FILES     largest submission, files (default 20000)
     LOAD_SIZES     comma-separated sizes to run (default "2000,<LOAD_FILES>")
-    LOAD_ROWS      image rows = columns (default 256: ~130 KB per 16-bit CT file)
+    LOAD_ROWS      image rows = columns (default 512: ~0.53 MB per 16-bit CT file, ~10.5 GB at 20,000)
     LOAD_WORKERS   de-identification processes per batch (default 2)
     LOAD_OUT       result file (default bench/results/load.json)
 
@@ -64,7 +64,7 @@ def start_moto(work: Path) -> tuple[subprocess.Popen[bytes], str]:
 def main() -> int:
     largest = int(os.environ.get("LOAD_FILES", "20000"))
     sizes = sorted({int(s) for s in os.environ.get("LOAD_SIZES", f"2000,{largest}").split(",") if s.strip()})
-    rows = int(os.environ.get("LOAD_ROWS", "256"))
+    rows = int(os.environ.get("LOAD_ROWS", "512"))
     workers = int(os.environ.get("LOAD_WORKERS", "2"))
     out = Path(os.environ.get("LOAD_OUT", REPO / "bench" / "results" / "load.json"))
     runs = []
