@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pandas as pd
+if TYPE_CHECKING:  # the catalog uses ``chunks`` without paying for pandas
+    import pandas as pd
 
 __all__ = ["ROWS_PER_CHUNK", "chunks", "iter_records"]
 

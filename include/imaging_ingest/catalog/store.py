@@ -22,6 +22,7 @@ from sqlalchemy import Engine, and_, create_engine, delete, event, func, insert,
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import CollectionConfig
+from ..records import chunks
 from . import migrate
 from .curation import SupportingFile
 from .models import (
@@ -183,9 +184,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _patients_by_hash(s: Session, collection_id: str, id_hashes: Sequence[str], column: Any) -> dict[str, Any]:
+    """``id_hash -> column`` for the collection's patients among these keyed hashes."""
+    found: dict[str, Any] = {}
+    for chunk in chunks(id_hashes, CHUNK):
+        found.update(
+            s.execute(
+                select(Patient.id_hash, column).where(Patient.collection_id == collection_id, Patient.id_hash.in_(chunk))
+            ).tuples().all()
+        )
+    return found
 
 
 def _live_span(version: int) -> Any:
@@ -358,15 +366,7 @@ class Catalog:
         """
         wanted = sorted(set(id_hashes))
         with self.session() as s:
-            known: dict[str, str] = {}
-            for chunk in _chunks(wanted):
-                known.update(
-                    s.execute(
-                        select(Patient.id_hash, Patient.pseudonym).where(
-                            Patient.collection_id == collection_id, Patient.id_hash.in_(chunk)
-                        )
-                    ).tuples().all()
-                )
+            known: dict[str, str] = _patients_by_hash(s, collection_id, wanted, Patient.pseudonym)
             count = s.scalar(select(func.count()).select_from(Patient).where(Patient.collection_id == collection_id)) or 0
             for id_hash in wanted:
                 if id_hash in known:
@@ -392,15 +392,7 @@ class Catalog:
         new_rows: list[dict[str, Any]] = []
         with self.session() as s:
             id_hashes = sorted({r.id_hash for r in records})
-            patients: dict[str, int] = {}
-            for chunk in _chunks(id_hashes):
-                patients.update(
-                    s.execute(
-                        select(Patient.id_hash, Patient.id).where(
-                            Patient.collection_id == collection_id, Patient.id_hash.in_(chunk)
-                        )
-                    ).tuples().all()
-                )
+            patients: dict[str, int] = _patients_by_hash(s, collection_id, id_hashes, Patient.id)
             studies: dict[str, int] = {}
             series: dict[str, int] = {}
             existing = self._objects_by_sop(s, collection_id, sorted({r.sop_uid for r in records}))
@@ -444,7 +436,7 @@ class Catalog:
                         "created_at": utcnow(),
                     }
                 )
-            for chunk in _chunks(stale):
+            for chunk in chunks(stale, CHUNK):
                 s.execute(delete(Instance).where(Instance.id.in_(chunk)))
             if new_rows:
                 s.execute(insert(Instance), new_rows)
@@ -467,7 +459,7 @@ class Catalog:
     @staticmethod
     def _objects_by_sop(s: Session, collection_id: str, sop_uids: Sequence[str]) -> dict[str, list[RegisteredObject]]:
         found: dict[str, list[RegisteredObject]] = defaultdict(list)
-        for chunk in _chunks(sop_uids):
+        for chunk in chunks(sop_uids, CHUNK):
             for row in s.execute(
                 select(
                     Instance.id,
@@ -527,7 +519,7 @@ class Catalog:
             if sop_uids is None:
                 return list(s.scalars(query.order_by(Instance.object_key, Instance.id)))
             rows: list[Instance] = []
-            for chunk in _chunks(sorted(set(sop_uids))):
+            for chunk in chunks(sorted(set(sop_uids)), CHUNK):
                 rows += s.scalars(query.where(Instance.sop_uid.in_(chunk)))
             return sorted(rows, key=lambda i: (i.object_key, i.id))
 
@@ -658,10 +650,10 @@ class Catalog:
                     f"registered, e.g. {unknown[0]}"
                 )
             retire_ids = sorted(i for ids in retire.values() for i in ids)
-            for chunk in _chunks(retire_ids):
+            for chunk in chunks(retire_ids, CHUNK):
                 s.execute(update(Instance).where(Instance.id.in_(chunk)).values(retired_version=number))
             publish_ids = sorted(publish.values())
-            for chunk in _chunks(publish_ids):
+            for chunk in chunks(publish_ids, CHUNK):
                 s.execute(update(Instance).where(Instance.id.in_(chunk)).values(published_version=number))
             s.add(
                 CollectionVersion(
@@ -775,7 +767,7 @@ class Catalog:
                 ],
             )
             keys = sorted({key for key, _, _ in results})
-            for chunk in _chunks(keys):
+            for chunk in chunks(keys, CHUNK):
                 for table in (Instance, SupportingFile):
                     s.execute(
                         update(table)
@@ -855,7 +847,7 @@ class Catalog:
                 ids |= set(s.scalars(select(Instance.object_key).where(Instance.series_id.in_(series_ids))))
             ids |= set(s.scalars(instance_query))
             events: list[AuditEvent] = []
-            for chunk in _chunks(sorted(ids)):
+            for chunk in chunks(sorted(ids), CHUNK):
                 query = select(AuditEvent).where(AuditEvent.object_id.in_(chunk))
                 if collection_id:
                     query = query.where(AuditEvent.collection_id == collection_id)
@@ -864,7 +856,7 @@ class Catalog:
 
     @staticmethod
     def _add_events(s: Session, rows: list[dict[str, Any]]) -> None:
-        for chunk in _chunks(rows, 5000):
+        for chunk in chunks(rows, 5000):
             s.execute(insert(AuditEvent), list(chunk))
 
 
