@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from imaging_ingest.catalog import Catalog
+from imaging_ingest.catalog.models import Submission
 from imaging_ingest.config import CollectionConfig, DropConfig, License
 from imaging_ingest.settings import Settings
 from imaging_ingest.storage import ObjectStore
 
 from .servers import SSHD, FaultPlan, FaultProxy, SSHServer
+
+#: The pseudonymisation key of every intake test (never a production key).
+SECRET = b"test-secret-0123456789abcdef-not-for-production"
 
 
 def make_settings(home: Path, endpoint: str) -> Settings:
@@ -26,6 +33,43 @@ def make_settings(home: Path, endpoint: str) -> Settings:
     )
     ObjectStore(settings).ensure_buckets()
     return settings
+
+
+def run_intake_dag(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    settings: Settings,
+    config: CollectionConfig,
+    connection_id: str,
+    connection: dict[str, object],
+) -> Submission:
+    """Run the ``ingest__intake`` DAG with ``config``, its drop reached through an Airflow Connection.
+
+    Asserts the run succeeded; returns the catalog's submission. The Connection comes from
+    the environment (``AIRFLOW_CONN_<ID>``), the way a deployment's secrets backend gives it.
+    """
+    from imaging_dags.local import run_dag
+
+    collections = tmp_path / "collections"
+    collections.mkdir()
+    (collections / "intake.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    for name, value in {
+        f"AIRFLOW_CONN_{connection_id.upper()}": json.dumps(connection),
+        "IMAGING_INGEST_COLLECTIONS": str(collections),
+        "IMAGING_INGEST_HOME": str(settings.home),
+        "IMAGING_INGEST_CATALOG_URL": settings.catalog_url,
+        "IMAGING_INGEST_S3_ENDPOINT": settings.s3_endpoint or "",
+        "IMAGING_INGEST_BUCKET_PREFIX": settings.bucket_prefix,
+        "IMAGING_INGEST_SECRET": SECRET.decode(),
+    }.items():
+        monkeypatch.setenv(name, value)
+    run = run_dag("ingest__intake")
+    assert str(run.state) == "success", {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    catalog = Catalog.from_url(settings.catalog_url)
+    try:
+        return catalog.submissions("intake")[0]
+    finally:
+        catalog.dispose()
 
 
 def intake_config(url: str, **drop: object) -> CollectionConfig:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
 
 from imaging_ingest.archives import ArchiveRejected, read_archive
 from imaging_ingest.catalog import Catalog
@@ -19,9 +17,7 @@ from imaging_ingest.settings import Settings
 from imaging_ingest.sources import unsafe_name_reason
 from imaging_ingest.storage import ObjectStore
 
-from .conftest import intake_config, make_settings
-
-SECRET = b"test-secret-0123456789abcdef-not-for-production"
+from .conftest import SECRET, intake_config, make_settings, run_intake_dag
 
 
 def _upload_folder(store: ObjectStore, folder: Path, prefix: str) -> None:
@@ -104,8 +100,6 @@ def test_s3_drop_archive_submission_and_prefix_submission(
 def test_dag_from_s3_drop_through_an_airflow_connection(
     small_submission: Path, tmp_path: Path, s3_endpoint: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imaging_dags.local import run_dag
-
     settings = make_settings(tmp_path / "home", s3_endpoint)
     store = ObjectStore(settings)
     store.client.create_bucket(Bucket=f"{settings.bucket_prefix}-drop")
@@ -114,31 +108,16 @@ def test_dag_from_s3_drop_through_an_airflow_connection(
             store.client.upload_file(str(path), f"{settings.bucket_prefix}-drop",
                                      f"incoming/site-b-1/{path.relative_to(small_submission)}")
     config = intake_config(f"s3://{settings.bucket_prefix}-drop/incoming", connection_id="intake_drop_s3")
-    collections = tmp_path / "collections"
-    collections.mkdir()
-    (collections / "intake.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
     connection = {
         "conn_type": "aws",
         "login": "testing",
         "password": "testing",
         "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
     }
-    for name, value in {
-        "AIRFLOW_CONN_INTAKE_DROP_S3": json.dumps(connection),
-        "IMAGING_INGEST_COLLECTIONS": str(collections),
-        "IMAGING_INGEST_HOME": str(settings.home),
-        "IMAGING_INGEST_CATALOG_URL": settings.catalog_url,
-        "IMAGING_INGEST_S3_ENDPOINT": s3_endpoint,
-        "IMAGING_INGEST_BUCKET_PREFIX": settings.bucket_prefix,
-        "IMAGING_INGEST_SECRET": SECRET.decode(),
-    }.items():
-        monkeypatch.setenv(name, value)
-    run = run_dag("ingest__intake")
-    assert str(run.state) == "success", {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    catalog = Catalog.from_url(settings.catalog_url)
-    sub = catalog.submissions("intake")[0]
+    sub = run_intake_dag(monkeypatch, tmp_path, settings, config, "intake_drop_s3", connection)
     assert sub.source_url == f"s3://{settings.bucket_prefix}-drop/incoming/site-b-1/"
     assert (sub.published, sub.quarantined) == (14, 0)
+    catalog = Catalog.from_url(settings.catalog_url)
     release = store.get_json("public", catalog.latest_version("intake").release_key)
     assert release["object_count"] == 14
     catalog.dispose()

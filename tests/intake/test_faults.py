@@ -21,12 +21,11 @@ from imaging_ingest.ingest import Ingest
 from imaging_ingest.settings import Settings
 from imaging_ingest.storage import ObjectStore
 
-from .conftest import intake_config, make_settings
+from .conftest import SECRET, intake_config, make_settings
 from .servers import FaultPlan, FaultProxy
 
 pytestmark = pytest.mark.faults
 
-SECRET = b"test-secret-0123456789abcdef-not-for-production"
 KILLER = Path(__file__).with_name("killer.py")
 
 

@@ -23,10 +23,9 @@ from imaging_ingest.catalog import Catalog
 from imaging_ingest.ingest import Ingest
 from imaging_ingest.storage import ObjectStore
 
-from .conftest import intake_config, make_settings
+from .conftest import SECRET, intake_config, make_settings
 from .hostile import TEST_LIMITS, Case, build_hostile_submission
 
-SECRET = b"test-secret-0123456789abcdef-not-for-production"
 CASE_NAMES = [
     "zero_byte",
     "truncated_dicom",

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
 
 from imaging_ingest import sftp as sftp_module
 from imaging_ingest.catalog import Catalog
@@ -19,12 +17,10 @@ from imaging_ingest.ingest import Ingest
 from imaging_ingest.settings import Settings
 from imaging_ingest.sftp import SFTPDrop, connector
 
-from .conftest import intake_config, make_settings
+from .conftest import SECRET, intake_config, make_settings, run_intake_dag
 from .servers import SSHServer
 
 pytestmark = pytest.mark.sftp
-
-SECRET = b"test-secret-0123456789abcdef-not-for-production"
 
 
 def sftp_config(server: SSHServer, root: Path, **drop: object) -> CollectionConfig:
@@ -152,13 +148,8 @@ def test_dag_from_sftp_drop_through_an_airflow_connection(
     sshd: SSHServer, small_submission: Path, tmp_path: Path, s3_endpoint: str, airflow_db: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from imaging_dags.local import run_dag
-
     settings = make_settings(tmp_path / "home", s3_endpoint)
     config = intake_config(f"sftp://127.0.0.1{small_submission.parent}", connection_id="intake_sftp")
-    collections = tmp_path / "collections"
-    collections.mkdir()
-    (collections / "intake.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
     connection = {
         "conn_type": "sftp",
         "host": "127.0.0.1",
@@ -166,21 +157,9 @@ def test_dag_from_sftp_drop_through_an_airflow_connection(
         "login": sshd.user,
         "extra": {"private_key": sshd.key_file.read_text(), "host_key": sshd.host_key_line},
     }
-    for name, value in {
-        "AIRFLOW_CONN_INTAKE_SFTP": json.dumps(connection),
-        "IMAGING_INGEST_COLLECTIONS": str(collections),
-        "IMAGING_INGEST_HOME": str(settings.home),
-        "IMAGING_INGEST_CATALOG_URL": settings.catalog_url,
-        "IMAGING_INGEST_S3_ENDPOINT": s3_endpoint,
-        "IMAGING_INGEST_BUCKET_PREFIX": settings.bucket_prefix,
-        "IMAGING_INGEST_SECRET": SECRET.decode(),
-    }.items():
-        monkeypatch.setenv(name, value)
-    run = run_dag("ingest__intake")
-    assert str(run.state) == "success", {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    catalog = Catalog.from_url(settings.catalog_url)
-    sub = catalog.submissions("intake")[0]
+    sub = run_intake_dag(monkeypatch, tmp_path, settings, config, "intake_sftp", connection)
     assert sub.source_url.startswith("sftp://127.0.0.1/")
     assert (sub.published, sub.quarantined) == (14, 0)
+    catalog = Catalog.from_url(settings.catalog_url)
     assert catalog.latest_version("intake").objects == 14
     catalog.dispose()
