@@ -11,6 +11,8 @@ of five million instances.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -57,6 +59,8 @@ __all__ = [
 
 #: Rows per IN (...) list: well under SQLite's bound-parameter limit.
 CHUNK = 500
+#: How long a SQLite catalog connection waits for another's lock.
+SQLITE_BUSY_MS = 30_000
 
 #: The PREMIS event type recorded when a submission enters each state.
 _STATE_EVENTS = {
@@ -178,10 +182,29 @@ def replacement_key(object_key: str, sha256: str) -> str:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    _use_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL, waiting out concurrent openers.
+
+    SQLite answers a journal-mode switch that meets another connection's lock with
+    "database is locked" at once, without its busy handler; several processes opening a
+    new catalog together (task workers, the API) would fail. So: retry within the busy
+    timeout. WAL is a property of the file, so only the first openers ever race.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _patients_by_hash(s: Session, collection_id: str, id_hashes: Sequence[str], column: Any) -> dict[str, Any]:
