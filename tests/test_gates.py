@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from imaging_ingest.gates import GateFailed, load_suite, run_gate
+from imaging_ingest.gates import GateFailed, gate_inputs, load_suite, run_gate, suite_columns
 from imaging_ingest.manifest import public_projection
 
 PARAMS = {"files_in": 3, "modalities": ["CT", "MR"], "pseudonym_regex": r"^DEMO-\d{4,}$", "uid_regex": r"^2\.25\.\d+$"}
@@ -39,6 +39,14 @@ def test_inventory_gate_passes_and_writes_reports(tmp_path: Path) -> None:
     result = run_gate("inventory", _frame(), PARAMS, tmp_path)
     assert result.success and result.evaluated == len(load_suite("inventory")["expectations"])
     assert result.json_report.exists() and "<html" in result.html_report.read_text().lower()
+
+
+def test_a_gate_needs_only_the_columns_its_suite_names(tmp_path: Path) -> None:
+    columns = suite_columns("inventory")
+    assert columns[0] == "file_id" and "kind" in columns  # "kind" is only named in a row condition
+    assert set(columns) <= set(_frame().columns)
+    assert run_gate("inventory", _frame()[columns], PARAMS, tmp_path).success
+    assert "sop_uid" in gate_inputs("inventory") and "sop_uid_h" not in gate_inputs("inventory")
 
 
 def test_failed_gate_names_expectations_and_files(tmp_path: Path) -> None:

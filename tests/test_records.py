@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from imaging_ingest.records import chunks, iter_records
+from imaging_ingest.records import chunks, frame_from_records, iter_records
 
 
 def test_iter_records_matches_to_dict_records() -> None:
@@ -28,3 +28,13 @@ def test_chunks_cover_everything_in_order_and_never_exceed_the_size() -> None:
 def test_chunk_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         list(chunks([1], 0))
+
+
+def test_frame_from_records_matches_a_frame_built_at_once() -> None:
+    rows = [{"file_id": i, "reason": None if i % 3 else "bad", "size": i * 2} for i in range(10)]
+    rows[7]["extra"] = "late column"
+    built = frame_from_records(iter(rows), size=3)
+    expected = pd.DataFrame(rows)
+    assert list(built.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(built, expected, check_dtype=False)
+    assert frame_from_records(iter([])).empty

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-__all__ = ["GateFailed", "GateResult", "load_suite", "run_gate"]
+__all__ = ["GateFailed", "GateResult", "gate_inputs", "load_suite", "run_gate", "suite_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,38 @@ def load_suite(name: str) -> dict[str, Any]:
     text = (resources.files("imaging_ingest") / "data" / "expectations" / f"{name}.yaml").read_text(encoding="utf-8")
     suite: dict[str, Any] = yaml.safe_load(text)
     return suite
+
+
+#: A name compared in a row condition, e.g. ``kind`` in ``status=="ok" and kind=="dicom"``.
+_CONDITION_NAME = re.compile(r"\b([A-Za-z_]\w*)\s*(?:==|!=|<=|>=|<|>)")
+
+
+def suite_columns(name: str) -> list[str]:
+    """The columns suite ``name`` reads (``file_id`` first: failures are reported by it).
+
+    A gate validates only these, so a whole-submission stage can read a narrow slice of
+    its manifest instead of every column.
+    """
+    columns = {"file_id": None}
+    for item in load_suite(name)["expectations"]:
+        kwargs = item.get("kwargs", {})
+        for key in ("column", "column_A", "column_B"):
+            if isinstance(kwargs.get(key), str):
+                columns[kwargs[key]] = None
+        for column in kwargs.get("column_list") or []:
+            columns[column] = None
+        for column in _CONDITION_NAME.findall(str(kwargs.get("row_condition") or "")):
+            columns[column] = None
+    return list(columns)
+
+
+def gate_inputs(name: str) -> list[str]:
+    """The manifest columns gate ``name`` is computed from.
+
+    Its suite's columns, where a hashed column (``sop_uid_h``, made by
+    ``manifest.public_projection``) stands for the manifest column it hashes.
+    """
+    return list(dict.fromkeys(c.removesuffix("_h") for c in suite_columns(name)))
 
 
 def _describe(result: Any) -> str:

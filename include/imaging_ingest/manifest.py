@@ -9,19 +9,37 @@ tiers (logs, gate reports, XComs) is a PHI-free projection (``public_projection`
 from __future__ import annotations
 
 import io
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .deid.uids import keyed_hash
 from .storage import ObjectStore
 
-__all__ = ["STATUS_OK", "STATUS_QUARANTINED", "ManifestStore", "public_projection", "status_counts"]
+__all__ = [
+    "ROWS_PER_GROUP",
+    "STATUS_OK",
+    "STATUS_QUARANTINED",
+    "ManifestStore",
+    "public_projection",
+    "rows_with_ids",
+    "status_counts",
+]
 
 STATUS_OK = "ok"
 STATUS_QUARANTINED = "quarantined"
+PARQUET = "application/vnd.apache.parquet"
 
 #: Columns that never leave the restricted tiers as they are.
 PHI_COLUMNS = ("source_path", "patient_id", "study_uid", "series_uid", "sop_uid")
+
+#: Rows per Parquet row group. A streamed read (``iter_frames``) decodes one group at a
+#: time, so whole-submission stages hold a bounded number of rows whatever the file count.
+ROWS_PER_GROUP = 2048
 
 
 class ManifestStore:
@@ -36,19 +54,94 @@ class ManifestStore:
 
     def write(self, name: str, frame: pd.DataFrame) -> str:
         buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
+        frame.to_parquet(buffer, index=False, row_group_size=ROWS_PER_GROUP)
         key = self.key(name)
-        self.store.put_bytes("staging", key, buffer.getvalue(), "application/vnd.apache.parquet")
+        self.store.put_bytes("staging", key, buffer.getvalue(), PARQUET)
         return key
 
-    def read_key(self, key: str) -> pd.DataFrame:
-        return pd.read_parquet(io.BytesIO(self.store.get_bytes("staging", key)))
+    def write_frames(self, name: str, frames: Iterable[pd.DataFrame]) -> str:
+        """Write a manifest given as consecutive parts, holding one part in memory at a time.
 
-    def read(self, name: str) -> pd.DataFrame:
-        return self.read_key(self.key(name))
+        Parts may disagree on types where a column is empty in one of them (all None
+        here, text there) or on which columns they have: each part is spooled to disk,
+        and the manifest is written with the schema that covers them all.
+        """
+        key = self.key(name)
+        with tempfile.TemporaryDirectory(prefix="manifest-") as tmp:
+            parts = []
+            for number, frame in enumerate(frames):
+                parts.append(Path(tmp) / f"{number:06d}.parquet")
+                frame.to_parquet(parts[-1], index=False)
+            if not parts:
+                raise ValueError(f"manifest {name}: no parts to write")
+            schema = pa.unify_schemas(
+                [pq.read_schema(p).remove_metadata() for p in parts], promote_options="permissive"
+            )
+            out = Path(tmp) / "manifest.parquet"
+            with pq.ParquetWriter(out, schema) as writer:
+                for part in parts:
+                    writer.write_table(_conform(pq.read_table(part), schema), row_group_size=ROWS_PER_GROUP)
+            self.store.put_file("staging", key, out, content_type=PARQUET)
+        return key
+
+    def read_key(self, key: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """A manifest as one frame; ``columns`` reads only those (the ones it has)."""
+        parquet = pq.ParquetFile(io.BytesIO(self.store.get_bytes("staging", key)))
+        wanted = _present(parquet, columns)
+        return parquet.read(columns=wanted).to_pandas()
+
+    def read(self, name: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        return self.read_key(self.key(name), columns)
+
+    def read_table(self, key: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """A manifest as an Arrow table: every row, with no Python object per value."""
+        parquet = pq.ParquetFile(io.BytesIO(self.store.get_bytes("staging", key)))
+        table: pa.Table = parquet.read(columns=_present(parquet, columns))
+        return table.replace_schema_metadata(None)
+
+    def iter_frames(
+        self, name: str, columns: Sequence[str] | None = None, rows: int | None = None
+    ) -> Iterator[pd.DataFrame]:
+        """A manifest as consecutive frames of at most ``rows`` rows (``ROWS_PER_GROUP``), in order.
+
+        Yields at least one frame (an empty one, with the manifest's columns, when it has
+        no rows), so a stage that transforms part by part always writes a manifest.
+        """
+        parquet = pq.ParquetFile(io.BytesIO(self.store.get_bytes("staging", self.key(name))))
+        wanted = _present(parquet, columns)
+        empty = True
+        for batch in parquet.iter_batches(batch_size=rows or ROWS_PER_GROUP, columns=wanted):
+            empty = False
+            yield pa.Table.from_batches([batch]).to_pandas()
+        if empty:
+            yield parquet.schema_arrow.empty_table().select(wanted or parquet.schema_arrow.names).to_pandas()
 
     def exists(self, name: str) -> bool:
         return self.store.head("staging", self.key(name)) is not None
+
+
+def _present(parquet: pq.ParquetFile, columns: Sequence[str] | None) -> list[str] | None:
+    if columns is None:
+        return None
+    names = set(parquet.schema_arrow.names)
+    return [c for c in dict.fromkeys(columns) if c in names]
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns, in its order and types (missing ones all null)."""
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def rows_with_ids(table: pa.Table, file_ids: Iterable[int]) -> pd.DataFrame:
+    """The rows of ``table`` whose ``file_id`` is one of ``file_ids``, as a frame, in the table's order."""
+    import pyarrow.compute as pc
+
+    wanted = pa.array([int(i) for i in file_ids], pa.int64())
+    return table.filter(pc.is_in(table.column("file_id"), value_set=wanted)).to_pandas()
 
 
 def public_projection(frame: pd.DataFrame, secret: bytes) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:  # the catalog uses ``chunks`` without paying for pandas
     import pandas as pd
 
-__all__ = ["ROWS_PER_CHUNK", "chunks", "iter_records"]
+__all__ = ["ROWS_PER_CHUNK", "chunks", "frame_from_records", "iter_records"]
 
 #: Rows a whole-submission stage holds as Python objects at once.
 ROWS_PER_CHUNK = 256
@@ -38,3 +38,18 @@ def chunks(items: Iterable[T], size: int = ROWS_PER_CHUNK) -> Iterator[list[T]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+def frame_from_records(records: Iterable[dict[str, Any]], size: int = ROWS_PER_CHUNK) -> pd.DataFrame:
+    """``pd.DataFrame(list(records))`` without holding a dict for every row at once.
+
+    Rows become a frame a chunk at a time; the chunks are concatenated (columns in the
+    order they first appear). A stage that produces one dict per file builds its
+    manifest with this, so its Python objects stay bounded by ``size``.
+    """
+    import pandas as pd
+
+    parts = [pd.DataFrame(chunk) for chunk in chunks(records, size)]
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
