@@ -16,7 +16,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
@@ -24,16 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from .catalog import Catalog, InstanceRecord, SubmissionState
 from .checksum import Digests, file_digests
 from .config import CollectionConfig, DeidOption, License
 from .deid import Profile, ResolvedProfile
 from .deid.batch import deidentify_frame
-from .gates import run_gate
+from .gates import gate_inputs, run_gate
 from .intake import stage_entries
 from .inventory import inventory_frame
-from .manifest import STATUS_OK, STATUS_QUARANTINED, ManifestStore, public_projection
+from .manifest import STATUS_OK, STATUS_QUARANTINED, ManifestStore, public_projection, rows_with_ids
 from .manifest import status_counts as _counts
 from .observe import observed
 from .patients import assign_patients
@@ -49,7 +50,7 @@ from .quarantine import (
     submissions_with_approvals,
     unpublished_approvals,
 )
-from .records import iter_records
+from .records import frame_from_records, iter_records
 from .secret import load_secret
 from .settings import Settings
 from .sources import Drop, DropSubmission, open_drop
@@ -66,7 +67,8 @@ from .supporting import (
     supporting_records,
     verify_all,
 )
-from .versions import Archive, publish_submission
+from .verify import leak_scan_pool
+from .versions import PUBLISH_COLUMNS, Archive, publish_submission
 
 __all__ = ["Ingest", "NothingToDo", "StageResult", "submission_id_for"]
 
@@ -74,6 +76,20 @@ log = logging.getLogger(__name__)
 
 #: Concurrent object-store requests per task: S3 latency, not CPU, bounds copies and uploads.
 IO_THREADS = 8
+
+# Whole-submission stages read only the manifest columns they use (see ``ManifestStore.read``):
+#: what the stage counts report from
+COUNT_COLUMNS = ("file_id", "status", "leaks")
+#: what planning batches groups by
+PLAN_COLUMNS = ("file_id", "status", "kind", "series_uid")
+#: what keeping a quarantined original needs
+QUARANTINE_COLUMNS = ("file_id", "status", "reason", "raw_key", "source_path")
+#: what registering instances and supporting files reads
+REGISTER_COLUMNS = (
+    "file_id", "status", "kind", "pseudo_patient_id", "patient_key", "deid_key", "size_out", "sha256", "md5",
+    "deid_study_uid", "deid_series_uid", "deid_sop_uid", "deid_sop_class_uid", "out_StudyDate",
+    "out_StudyDescription", "out_Modality", "out_BodyPartExamined", "out_Manufacturer", "out_SeriesDescription",
+)
 
 
 class NothingToDo(Exception):
@@ -236,8 +252,7 @@ class Ingest:
             self.config.drop.archives,
             work,
         )
-        rows = [{"kind": None, "raw_key": None} | row for row in rows]
-        staged = pd.DataFrame(rows)
+        staged = frame_from_records({"kind": None, "raw_key": None} | row for row in rows)
         key = self.manifests(submission_id).write("staged", staged)
         self._quarantine(submission_id, staged, "stage_raw")
         self.catalog.set_state(submission_id, SubmissionState.STAGED, files_in=len(staged))
@@ -301,7 +316,7 @@ class Ingest:
         manifests = self.manifests(submission_id)
         if self._submission(submission_id).state == APPROVALS_STATE:
             return sorted(o.key for o in self.store.list("staging", manifests.key("batches/").removesuffix(".parquet")))
-        frame = manifests.read("inventory")
+        frame = manifests.read("inventory", columns=PLAN_COLUMNS)
         dicom = frame["kind"].fillna("dicom") == "dicom" if "kind" in frame.columns else frame["status"].notna()
         ok = frame[(frame["status"] == STATUS_OK) & dicom].sort_values(["series_uid", "file_id"])
         batches: list[list[int]] = [[]]
@@ -313,10 +328,12 @@ class Ingest:
                 if batches[-1] and len(batches[-1]) >= self.config.batch_size:
                     batches.append([])
                 batches[-1].extend(ids[start : start + self.config.batch_size])
+        inventory = manifests.read_table(manifests.key("inventory"))  # Arrow: every column, compactly
         keys = []
         for number, ids in enumerate(b for b in batches if b):
-            keys.append(manifests.write(f"batches/{number:04d}", frame[frame["file_id"].isin(ids)]))
-        supporting = plan_supporting(frame)
+            keys.append(manifests.write(f"batches/{number:04d}", rows_with_ids(inventory, ids)))
+        supporting = plan_supporting(rows_with_ids(inventory, frame.loc[~dicom, "file_id"]))
+        del inventory
         log.info("plan: %d DICOM files in %d batch(es), %d supporting file(s)", len(ok), len(keys), len(supporting))
         keys += [manifests.write(name, item) for name, item in supporting]
         return keys
@@ -390,22 +407,35 @@ class Ingest:
     def screen(self, submission_id: str, batch_results: Iterable[str]) -> StageResult:
         """Merge the batches' results; screen images for burned-in PHI (attributes, OCR, redaction rules, curators)."""
         manifests = self.manifests(submission_id)
-        inventory = manifests.read("inventory")
-        parts = [manifests.read_key(k) for k in batch_results]
-        deid = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"file_id": pd.Series(dtype="int64")})
+        results = self._batch_results(manifests, batch_results)
         self.catalog.set_state(submission_id, SubmissionState.DEIDENTIFIED)
-        frame = screen_images(merge_all(inventory, deid), self._screen_context(submission_id))
-        key = manifests.write("screened", frame)
-        self._quarantine(submission_id, frame, "screen")
-        auto_reject(self.catalog, submission_id, frame.loc[frame["policy_rejected"].astype(bool), "file_id"], "policy")
-        for row in frame[(frame["status"] == STATUS_OK) & frame["redaction_rule"].notna()].itertuples():
-            self.catalog.audit("redaction", "screen", "success", f"{submission_id}/{row.file_id}", self.config.id,
-                               f"rule {row.redaction_rule}")
-        self._gate("deidentified", submission_id, frame)
+        context = self._screen_context(submission_id)
+
+        def screened() -> Iterator[pd.DataFrame]:
+            for part in manifests.iter_frames("inventory"):
+                frame = screen_images(merge_all(part, rows_with_ids(results, part["file_id"])), context)
+                self._quarantine(submission_id, frame, "screen")
+                auto_reject(self.catalog, submission_id, frame.loc[frame["policy_rejected"].astype(bool), "file_id"], "policy")
+                for row in frame[(frame["status"] == STATUS_OK) & frame["redaction_rule"].notna()].itertuples():
+                    self.catalog.audit("redaction", "screen", "success", f"{submission_id}/{row.file_id}", self.config.id,
+                                       f"rule {row.redaction_rule}")
+                yield frame
+
+        key = manifests.write_frames("screened", screened())
+        view = self._gate_view(manifests, "screened", "deidentified")
+        self._gate("deidentified", submission_id, view)
         self.catalog.set_state(submission_id, SubmissionState.SCREENED)
-        counts = _counts(frame)
+        counts = _counts(view)
         log.info("screen: %s", counts)
         return StageResult("screen", submission_id, key, counts)
+
+    @staticmethod
+    def _batch_results(manifests: ManifestStore, keys: Iterable[str]) -> pa.Table:
+        """Every batch's de-identification results, as one Arrow table (compact: no Python objects per row)."""
+        tables = [manifests.read_table(k) for k in keys]
+        if not tables:
+            return pa.table({"file_id": pa.array([], pa.int64())})
+        return pa.concat_tables(tables, promote_options="permissive")
 
     def _screen_context(self, submission_id: str) -> ScreenContext:
         def output_of(r: dict[str, Any]) -> Path:
@@ -435,21 +465,37 @@ class Ingest:
     def verify(self, submission_id: str) -> StageResult:
         """Search every output for its source's identifying values; a hit quarantines the file."""
         manifests = self.manifests(submission_id)
-        frame, clinical = verify_all(
-            manifests.read("screened"),
-            lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
-            lambda r: self.cache.fetch("staging", self._deid_object(submission_id, r["deid_key"]), int(r["size_out"])),
-            self._supporting_env(submission_id),
-            options=self.config.deid.options,
-            workers=self.config.workers,
-        )
-        key = manifests.write("verified", frame)
-        self._quarantine(submission_id, frame, "verify")
-        self._gate("verified", submission_id, frame)
-        if not clinical.empty:
-            self._gate("clinical", submission_id, clinical)
+        env: SupportingEnv | None = None
+        clinical: list[pd.DataFrame] = []
+        with leak_scan_pool(self.config.workers) as pool:
+
+            def verified() -> Iterator[pd.DataFrame]:
+                nonlocal env
+                for part in manifests.iter_frames("screened"):
+                    if env is None and part["kind"].isin(SUPPORTING_KINDS).any():
+                        env = self._supporting_env(submission_id)  # reads the inventory: only when needed
+                    frame, projection = verify_all(
+                        part,
+                        lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
+                        lambda r: self.cache.fetch(
+                            "staging", self._deid_object(submission_id, r["deid_key"]), int(r["size_out"])
+                        ),
+                        env,
+                        options=self.config.deid.options,
+                        pool=pool,
+                    )
+                    if not projection.empty:
+                        clinical.append(projection)
+                    self._quarantine(submission_id, frame, "verify")
+                    yield frame
+
+            key = manifests.write_frames("verified", verified())
+        view = self._gate_view(manifests, "verified", "verified")
+        self._gate("verified", submission_id, view)
+        if clinical:
+            self._gate("clinical", submission_id, pd.concat(clinical, ignore_index=True))
         self.catalog.set_state(submission_id, SubmissionState.VERIFIED)
-        counts = _counts(frame) | {"leaks_caught": int((frame["leaks"] > 0).sum())}
+        counts = _counts(view) | {"leaks_caught": int((view["leaks"] > 0).sum())}
         log.info("verify: %s", counts)
         return StageResult("verify", submission_id, key, counts)
 
@@ -459,37 +505,42 @@ class Ingest:
     def register(self, submission_id: str) -> StageResult:
         """Upsert the de-identified patients, studies, series and instances into the catalog."""
         manifests = self.manifests(submission_id)
-        frame = manifests.read("verified")
-        ok = frame[(frame["status"] == STATUS_OK) & ~frame["kind"].isin(SUPPORTING_KINDS)]
-        records = [
-            InstanceRecord(
-                pseudonym=r["pseudo_patient_id"],
-                id_hash=r["patient_key"],
-                study_uid=r["deid_study_uid"],
-                study_date=_opt(r.get("out_StudyDate")),
-                study_description=_opt(r.get("out_StudyDescription")),
-                series_uid=r["deid_series_uid"],
-                modality=_opt(r.get("out_Modality")),
-                body_part=_opt(r.get("out_BodyPartExamined")),
-                manufacturer=_opt(r.get("out_Manufacturer")),
-                series_description=_opt(r.get("out_SeriesDescription")),
-                sop_uid=r["deid_sop_uid"],
-                sop_class_uid=r["deid_sop_class_uid"],
-                object_key=self.public_key(r["deid_key"]),
-                tier=self.config.tier,
-                size=int(r["size_out"]),
-                sha256=r["sha256"],
-                md5=r["md5"],
-            )
-            for r in iter_records(ok)
-        ]
-        new = self.catalog.register(self.config.id, submission_id, records)
-        supporting = supporting_records(frame, self.config.tier, self.public_key)
+        instances = new = 0
+        supporting = []
+        # A chunk at a time, each in its own transaction: a rerun after a crash skips what is
+        # already registered (same SOP Instance UID, same bytes), so a partial register is safe.
+        for frame in manifests.iter_frames("verified", columns=REGISTER_COLUMNS):
+            ok = frame[(frame["status"] == STATUS_OK) & ~frame["kind"].isin(SUPPORTING_KINDS)]
+            records = [self._instance_record(r) for r in iter_records(ok)]
+            new += self.catalog.register(self.config.id, submission_id, records)
+            instances += len(records)
+            supporting += supporting_records(frame, self.config.tier, self.public_key)
         register_supporting(self.catalog, self.config.id, submission_id, supporting)
         self.catalog.set_state(submission_id, SubmissionState.REGISTERED)
-        counts = {"instances": len(records), "new_instances": new, "supporting_files": len(supporting)}
+        counts = {"instances": instances, "new_instances": new, "supporting_files": len(supporting)}
         log.info("register: %s", counts)
         return StageResult("register", submission_id, manifests.key("verified"), counts)
+
+    def _instance_record(self, r: dict[str, Any]) -> InstanceRecord:
+        return InstanceRecord(
+            pseudonym=r["pseudo_patient_id"],
+            id_hash=r["patient_key"],
+            study_uid=r["deid_study_uid"],
+            study_date=_opt(r.get("out_StudyDate")),
+            study_description=_opt(r.get("out_StudyDescription")),
+            series_uid=r["deid_series_uid"],
+            modality=_opt(r.get("out_Modality")),
+            body_part=_opt(r.get("out_BodyPartExamined")),
+            manufacturer=_opt(r.get("out_Manufacturer")),
+            series_description=_opt(r.get("out_SeriesDescription")),
+            sop_uid=r["deid_sop_uid"],
+            sop_class_uid=r["deid_sop_class_uid"],
+            object_key=self.public_key(r["deid_key"]),
+            tier=self.config.tier,
+            size=int(r["size_out"]),
+            sha256=r["sha256"],
+            md5=r["md5"],
+        )
 
     def public_key(self, deid_key: str) -> str:
         return f"{self.config.id}/{deid_key}"
@@ -513,14 +564,15 @@ class Ingest:
         replaces the published one in the new version.
         """
         manifests = self.manifests(submission_id)
-        frame = manifests.read("verified")
+        frame = manifests.read("verified", columns=[*PUBLISH_COLUMNS, *QUARANTINE_COLUMNS])
         outcome = publish_submission(
             Archive(self.config, self.store, self.catalog, self.publish_tier),
             submission_id,
             frame,
             lambda row: self._deid_object(submission_id, row["deid_key"]),
         )
-        manifests.write("published", frame)
+        # publishing changes no row: the published manifest is the verified one (a server-side copy)
+        self.store.copy("staging", manifests.key("verified"), "staging", manifests.key("published"))
         self._quarantine(submission_id, frame, "publish")
         mark_supporting_published(self.catalog, self.config.id, outcome.published_keys, outcome.version or 0)
         ok_ids = frame.loc[frame["status"] == STATUS_OK, "file_id"]
@@ -587,8 +639,13 @@ class Ingest:
             raise KeyError(f"unknown submission {submission_id}")
         return row
 
+    @staticmethod
+    def _gate_view(manifests: ManifestStore, manifest: str, gate: str) -> pd.DataFrame:
+        """The columns of a manifest that its gate and the stage's counts read (not every column)."""
+        return manifests.read(manifest, columns=[*gate_inputs(gate), *COUNT_COLUMNS])
+
     def _gate(self, name: str, submission_id: str, frame: pd.DataFrame) -> None:
-        projection = public_projection(frame, self.secret)
+        projection = public_projection(frame[[c for c in gate_inputs(name) if c in frame.columns]], self.secret)
         uid_regex = r"^[0-9.]{1,64}$" if DeidOption.RETAIN_UIDS in self.config.deid.options else r"^2\.25\.[1-9]\d{0,38}$"
         parameters = {
             "files_in": len(frame),

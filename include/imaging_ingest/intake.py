@@ -18,7 +18,7 @@ or quarantined.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,27 +48,31 @@ def stage_entries(
     stage_file: StageFile,
     limits: ArchiveLimits,
     work: Path,
-) -> list[dict[str, Any]]:
-    """One row per file or archive member, in a stable order; ``file_id`` is the row's position."""
-    rows: list[dict[str, Any]] = []
+) -> Iterator[dict[str, Any]]:
+    """One row per file or archive member, in a stable order; ``file_id`` is the row's position.
+
+    Rows are yielded as each entry is staged, so the caller decides how many it keeps.
+    """
+    file_id = 0
     for entry in sorted(entries, key=lambda e: e.path):
         if entry.kind == "symlink":
-            rows.append(_row(entry.path, entry.size, "quarantined", REASON_SYMLINK))
-            continue
-        if entry.kind != "file":
-            rows.append(_row(entry.path, entry.size, "quarantined", REASON_SPECIAL))
-            continue
-        row = _row(entry.path, entry.size) | stage_entry(entry)
-        if entry.name_problem:
-            row.update(status="quarantined", reason=entry.name_problem)
-        elif is_archive_name(entry.path):
-            rows.extend(_expand(row, stage_file, limits, work / f"archive-{len(rows):06d}"))
-            continue
-        rows.append(row)
-    for file_id, row in enumerate(rows):
-        row["file_id"] = file_id
-        row.pop("local", None)
-    return rows
+            rows = [_row(entry.path, entry.size, "quarantined", REASON_SYMLINK)]
+        elif entry.kind != "file":
+            rows = [_row(entry.path, entry.size, "quarantined", REASON_SPECIAL)]
+        else:
+            row = _row(entry.path, entry.size) | stage_entry(entry)
+            if entry.name_problem:
+                row.update(status="quarantined", reason=entry.name_problem)
+                rows = [row]
+            elif is_archive_name(entry.path):
+                rows = _expand(row, stage_file, limits, work / f"archive-{file_id:06d}")
+            else:
+                rows = [row]
+        for row in rows:
+            row["file_id"] = file_id
+            row.pop("local", None)
+            file_id += 1
+            yield row
 
 
 def _expand(archive_row: dict[str, Any], stage_file: StageFile, limits: ArchiveLimits, work: Path) -> list[dict[str, Any]]:

@@ -20,6 +20,8 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from .records import frame_from_records
+
 __all__ = ["HEADER_COLUMNS", "FileKind", "check_submission", "inventory_frame", "read_header"]
 
 #: Manifest columns filled from the header (PHI: the manifest lives in the restricted staging tier).
@@ -149,9 +151,8 @@ def check_submission(manifest: pd.DataFrame) -> pd.DataFrame:
     """
     manifest = manifest.copy()
     ok = manifest["status"] == "ok"
-    for _, group in manifest[ok].groupby("sop_uid", sort=False):
-        if len(group) < 2:
-            continue
+    shared = ok & manifest["sop_uid"].notna() & manifest.duplicated("sop_uid", keep=False)
+    for _, group in manifest[shared].groupby("sop_uid", sort=False):
         if group["sha256_source"].nunique() > 1:
             manifest.loc[group.index, ["status", "reason"]] = [
                 "quarantined",
@@ -184,8 +185,8 @@ def inventory_frame(
     every supporting file is quarantined as undeclared.
     """
     accepted = {m.upper() for m in modalities}
-    rows = []
-    for record in records:
+
+    def read(record: dict[str, Any]) -> dict[str, Any]:
         record = dict(record)
         if record["status"] == "ok":
             header = read_header(path_of(record), record["source_path"])
@@ -205,8 +206,9 @@ def inventory_frame(
                 record.update(
                     status="quarantined", reason=f"modality {record.get('modality')} is not accepted by this collection"
                 )
-        rows.append(record)
-    frame = pd.DataFrame(rows)
+        return record
+
+    frame = frame_from_records(read(record) for record in records)
     for column in ("kind", *HEADER_COLUMNS):
         if column not in frame.columns:
             frame[column] = None

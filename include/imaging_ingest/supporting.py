@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -296,16 +297,18 @@ def verify_all(
     *,
     options: Iterable[str] | None = None,
     workers: int = 1,
+    pool: Executor | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Verify DICOM rows with the leak scan and supporting rows with their own checks.
 
     ``options`` are the de-identification options applied (values a Retain option keeps
-    on purpose are not leaks); ``workers`` > 1 runs the leak scan in a process pool.
+    on purpose are not leaks); ``workers`` > 1 runs the leak scan in a process pool, or
+    ``pool`` in a shared one (``verify.leak_scan_pool``).
     Returns the verified manifest and the clinical gate's PHI-free projection (empty when
     there are no clinical tables).
     """
     dicom = _is_dicom(frame)
-    verified = verify_frame(frame[dicom], source_of, output_of, options=options, workers=workers)
+    verified = verify_frame(frame[dicom], source_of, output_of, options=options, workers=workers, pool=pool)
     others = frame[~dicom].copy()
     others["leaks"] = 0
     others["verified"] = False

@@ -25,7 +25,8 @@ import multiprocessing
 import re
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from pydicom.uid import UID_dictionary
 
 from .records import iter_records
 
-__all__ = ["Leak", "Needle", "find_leaks", "identifying_values", "verify_frame"]
+__all__ = ["Leak", "Needle", "find_leaks", "identifying_values", "leak_scan_pool", "verify_frame"]
 
 #: Attributes whose values identify a person, a visit, a place or a device, whatever their VR.
 IDENTIFYING_KEYWORDS = frozenset(
@@ -414,6 +415,21 @@ def _scan(pair: tuple[str, str, tuple[str, ...] | None]) -> tuple[int, str | Non
     return len(leaks), leaks[0].reason if leaks else None
 
 
+@contextmanager
+def leak_scan_pool(workers: int) -> Iterator[Executor | None]:
+    """Processes for ``verify_frame`` to share across calls (None: scan in this process).
+
+    A stage that verifies a submission part by part starts its processes once, not per part.
+    """
+    if workers <= 1:
+        yield None
+        return
+    context = multiprocessing.get_context("forkserver")  # no fork of a (possibly threaded) caller
+    context.set_forkserver_preload(["pydicom", "pydicom.dataset", "pydicom.filereader", "pandas"])
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield pool
+
+
 def verify_frame(
     frame: pd.DataFrame,
     source_of: Callable[[dict[str, Any]], Path],
@@ -421,10 +437,12 @@ def verify_frame(
     *,
     options: Iterable[str] | None = None,
     workers: int = 1,
+    pool: Executor | None = None,
 ) -> pd.DataFrame:
     """Leak-scan every still-ok row; a hit quarantines the file, naming the elements (never the value).
 
-    ``workers`` > 1 scans in a process pool (the paths are resolved here, in the caller).
+    ``workers`` > 1 scans in a process pool of its own, ``pool`` in a shared one (see
+    ``leak_scan_pool``); the paths are resolved here, in the caller.
     """
     frame = frame.copy()
     frame["leaks"] = 0
@@ -434,11 +452,12 @@ def verify_frame(
         return frame
     opts = tuple(str(o) for o in options) if options is not None else None
     pairs = [(str(source_of(r)), str(output_of(r)), opts) for r in iter_records(frame.loc[ok])]
-    if workers > 1 and len(pairs) >= 2 * workers:
-        context = multiprocessing.get_context("forkserver")  # no fork of a (possibly threaded) caller
-        context.set_forkserver_preload(["pydicom", "pydicom.dataset", "pydicom.filereader", "pandas"])
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            results = list(pool.map(_scan, pairs, chunksize=max(1, min(64, len(pairs) // (workers * 4)))))
+    if pool is not None:
+        results = list(pool.map(_scan, pairs, chunksize=16))
+    elif workers > 1 and len(pairs) >= 2 * workers:
+        with leak_scan_pool(workers) as own:
+            assert own is not None
+            results = list(own.map(_scan, pairs, chunksize=max(1, min(64, len(pairs) // (workers * 4)))))
     else:
         results = [_scan(p) for p in pairs]
     counts = [max(n, 0) for n, _ in results]

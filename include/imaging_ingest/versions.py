@@ -38,10 +38,11 @@ from .catalog.store import CatalogOutOfSync
 from .citation import VersionFacts, citation_line, datacite_record, validated, version_doi
 from .config import CollectionConfig
 from .fixity import stored_sha256
-from .records import iter_records
+from .records import chunks, iter_records
 from .storage import ObjectStore
 
 __all__ = [
+    "PUBLISH_COLUMNS",
     "Archive",
     "Change",
     "PublishOutcome",
@@ -262,8 +263,8 @@ def _ensure_objects(archive: Archive, entries: Iterable[Mapping[str, Any]]) -> i
             )
         return copied
 
-    with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-        return sum(pool.map(ensure, entries))
+    with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:  # a chunk at a time: not a future per object at once
+        return sum(sum(pool.map(ensure, chunk)) for chunk in chunks(entries))
 
 
 # -- writing a version --------------------------------------------------------------------
@@ -427,6 +428,13 @@ def _make_version(
             number, key, created=True, added=len(added), dropped=dropped, changed_series=tuple(changed),
             published_keys=tuple(listing),
         )
+
+
+#: The verified manifest's columns ``publish_submission`` reads.
+PUBLISH_COLUMNS = (
+    "file_id", "status", "kind", "deid_key", "size_out", "sha256", "md5", "pseudo_patient_id",
+    "deid_study_uid", "deid_series_uid", "deid_sop_uid",
+)
 
 
 def publish_submission(
