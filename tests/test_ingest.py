@@ -26,6 +26,19 @@ def _dicom_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*.dcm")]
 
 
+def _fresh_archive(config: CollectionConfig, secret: bytes, home: Path, s3_endpoint: str) -> tuple[Ingest, ObjectStore]:
+    """An ingest into an empty catalog and empty buckets of its own (named after ``home``)."""
+    settings = Settings(
+        home=home,
+        catalog_url=f"sqlite:///{home / 'c.sqlite'}",
+        s3_endpoint=s3_endpoint,
+        bucket_prefix=f"{home.name}-{home.parent.name[-8:].lower().replace('_', '-')}",
+    )
+    store = ObjectStore(settings)
+    store.ensure_buckets()
+    return Ingest(config, settings, secret=secret), store
+
+
 def test_discover_sees_only_complete_submissions(ingest: Ingest, submission: Path, drop_root: Path) -> None:
     (drop_root / "still-uploading").mkdir()
     (drop_root / "still-uploading" / "a.dcm").write_bytes(b"x")
@@ -133,15 +146,8 @@ def test_rerun_into_a_fresh_archive_gives_identical_bytes_and_keys(
     demo_config: CollectionConfig, submission: Path, secret: bytes, tmp_path: Path, s3_endpoint: str
 ) -> None:
     def run_into(name: str) -> dict[str, str]:
-        settings = Settings(
-            home=tmp_path / name,
-            catalog_url=f"sqlite:///{tmp_path / name / 'c.sqlite'}",
-            s3_endpoint=s3_endpoint,
-            bucket_prefix=f"fresh-{name}-{tmp_path.name[-8:].lower().replace('_', '-')}",
-        )
-        store = ObjectStore(settings)
-        store.ensure_buckets()
-        Ingest(demo_config, settings, secret=secret).run()
+        ingest, store = _fresh_archive(demo_config, secret, tmp_path / f"fresh-{name}", s3_endpoint)
+        ingest.run()
         return {o.key: store.head("public", o.key).sha256 for o in store.list("public", "demo/") if o.key.endswith(".dcm")}
 
     assert run_into("one") == run_into("two")
@@ -216,15 +222,7 @@ def test_stages_streamed_in_small_parts_give_the_same_manifests_and_release(
     from imaging_ingest import manifest
 
     def run_into(name: str) -> tuple[dict[str, pd.DataFrame], list[dict[str, str]]]:
-        settings = Settings(
-            home=tmp_path / name,
-            catalog_url=f"sqlite:///{tmp_path / name / 'c.sqlite'}",
-            s3_endpoint=s3_endpoint,
-            bucket_prefix=f"parts-{name}-{tmp_path.name[-8:].lower().replace('_', '-')}",
-        )
-        store = ObjectStore(settings)
-        store.ensure_buckets()
-        ingest = Ingest(demo_config, settings, secret=secret)
+        ingest, store = _fresh_archive(demo_config, secret, tmp_path / f"parts-{name}", s3_endpoint)
         summary = ingest.run()
         manifests = ingest.manifests(summary["submission_id"])
         frames = {n: manifests.read(n) for n in ("inventory", "screened", "verified", "published")}

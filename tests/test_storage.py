@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,14 @@ def test_json_round_trip_and_listing(store: ObjectStore) -> None:
     store.put_json("public", "x/versions/1/release.json", {"objects": [], "version": 1})
     assert store.get_json("public", "x/versions/1/release.json")["version"] == 1
     assert [o.key for o in store.list("public", "x/")] == ["x/versions/1/release.json"]
+
+
+def test_json_is_stored_indented_sorted_and_verified(store: ObjectStore) -> None:
+    document = {"version": 2, "objects": [{"key": f"c/{i}.dcm", "size": i, "patient": "Zoë"} for i in range(500)]}
+    store.put_json("public", "c/versions/2/release.json", document)
+    data = store.get_bytes("public", "c/versions/2/release.json")
+    assert data == json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
+    assert store.head("public", "c/versions/2/release.json").sha256 == hashlib.sha256(data).hexdigest()
 
 
 def test_local_cache_refetches_what_is_missing_or_wrong(store: ObjectStore, settings: Settings) -> None:

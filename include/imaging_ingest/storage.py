@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,8 +198,17 @@ class ObjectStore:
         )
 
     def put_json(self, tier: str, key: str, document: Any) -> None:
-        data = json.dumps(document, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-        self.put_bytes(tier, key, data, "application/json")
+        """Upload a document as indented JSON, encoded a piece at a time into a temporary file.
+
+        A version's ``release.json`` lists every object: encoding it into one string (and
+        that string into bytes) would hold two copies of tens of MB for a large collection.
+        """
+        with tempfile.TemporaryDirectory(prefix="json-") as tmp:
+            path = Path(tmp) / "document.json"
+            with open(path, "w", encoding="utf-8") as out:
+                json.dump(document, out, indent=2, sort_keys=True)
+                out.write("\n")
+            self.put_file(tier, key, path, content_type="application/json")
 
     def copy(
         self, src_tier: str, src_key: str, dst_tier: str, dst_key: str, storage_class: str | None = None, size: int = 0
