@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from imaging_ingest import manifest
-from imaging_ingest.manifest import ManifestStore, rows_with_ids
+from imaging_ingest.manifest import ManifestStore, rows_with_file_ids, rows_with_ids
 from imaging_ingest.storage import ObjectStore
 
 
@@ -70,3 +70,17 @@ def test_rows_with_ids_keeps_the_tables_order() -> None:
     table = pa.table({"file_id": [5, 3, 9, 1], "value": ["a", "b", "c", "d"]})
     assert rows_with_ids(table, [1, 5, 7])["value"].tolist() == ["a", "d"]
     assert rows_with_ids(table, []).empty
+
+
+def test_rows_are_picked_by_file_id_from_the_row_groups_that_can_hold_them(
+    manifests: ManifestStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(manifest, "ROWS_PER_GROUP", 4)
+    manifests.write("inventory", _frame(12).iloc[::-1])  # any order: groups are chosen by their file_id range
+    parquet = manifests.parquet("inventory")
+    assert parquet.num_row_groups == 3
+    picked = rows_with_file_ids(parquet, [10, 1, 2, 99])
+    assert picked["file_id"].tolist() == [10, 2, 1]  # the manifest's order
+    assert picked["size"].tolist() == [100, 20, 10]
+    assert rows_with_file_ids(parquet, []).empty
+    assert list(rows_with_file_ids(parquet, [50]).columns) == ["file_id", "status", "size"]

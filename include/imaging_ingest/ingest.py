@@ -34,7 +34,14 @@ from .deid.batch import deidentify_frame
 from .gates import gate_inputs, run_gate
 from .intake import stage_entries
 from .inventory import inventory_frame
-from .manifest import STATUS_OK, STATUS_QUARANTINED, ManifestStore, public_projection, rows_with_ids
+from .manifest import (
+    STATUS_OK,
+    STATUS_QUARANTINED,
+    ManifestStore,
+    public_projection,
+    rows_with_file_ids,
+    rows_with_ids,
+)
 from .manifest import status_counts as _counts
 from .observe import observed
 from .patients import assign_patients
@@ -328,12 +335,11 @@ class Ingest:
                 if batches[-1] and len(batches[-1]) >= self.config.batch_size:
                     batches.append([])
                 batches[-1].extend(ids[start : start + self.config.batch_size])
-        inventory = manifests.read_table(manifests.key("inventory"))  # Arrow: every column, compactly
+        inventory = manifests.parquet("inventory")
         keys = []
-        for number, ids in enumerate(b for b in batches if b):
-            keys.append(manifests.write(f"batches/{number:04d}", rows_with_ids(inventory, ids)))
-        supporting = plan_supporting(rows_with_ids(inventory, frame.loc[~dicom, "file_id"]))
-        del inventory
+        for number, ids in enumerate(b for b in batches if b):  # a batch's rows: a few row groups of the inventory
+            keys.append(manifests.write(f"batches/{number:04d}", rows_with_file_ids(inventory, ids)))
+        supporting = plan_supporting(rows_with_file_ids(inventory, frame.loc[~dicom, "file_id"]))
         log.info("plan: %d DICOM files in %d batch(es), %d supporting file(s)", len(ok), len(keys), len(supporting))
         keys += [manifests.write(name, item) for name, item in supporting]
         return keys

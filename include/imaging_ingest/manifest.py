@@ -8,6 +8,7 @@ tiers (logs, gate reports, XComs) is a PHI-free projection (``public_projection`
 
 from __future__ import annotations
 
+import bisect
 import io
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,6 +27,7 @@ __all__ = [
     "STATUS_QUARANTINED",
     "ManifestStore",
     "public_projection",
+    "rows_with_file_ids",
     "rows_with_ids",
     "status_counts",
 ]
@@ -99,6 +101,10 @@ class ManifestStore:
         table: pa.Table = parquet.read(columns=_present(parquet, columns))
         return table.replace_schema_metadata(None)
 
+    def parquet(self, name: str) -> pq.ParquetFile:
+        """A manifest opened for reading parts of it (see ``rows_with_file_ids``); compressed, in memory."""
+        return pq.ParquetFile(io.BytesIO(self.store.get_bytes("staging", self.key(name))))
+
     def iter_frames(
         self, name: str, columns: Sequence[str] | None = None, rows: int | None = None
     ) -> Iterator[pd.DataFrame]:
@@ -134,6 +140,27 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         for f in schema
     ]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def rows_with_file_ids(parquet: pq.ParquetFile, file_ids: Iterable[int]) -> pd.DataFrame:
+    """The rows of a manifest whose ``file_id`` is one of ``file_ids``, in the manifest's order.
+
+    Only the row groups whose ``file_id`` range can hold a wanted id are decoded, so
+    picking a batch out of a large manifest costs a few groups, not the whole table.
+    """
+    wanted = sorted({int(i) for i in file_ids})
+    column = parquet.schema_arrow.get_field_index("file_id")
+    groups = []
+    for number in range(parquet.num_row_groups):
+        stats = parquet.metadata.row_group(number).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            groups.append(number)
+            continue
+        first = bisect.bisect_left(wanted, stats.min)
+        if first < len(wanted) and wanted[first] <= stats.max:
+            groups.append(number)
+    table = parquet.read_row_groups(groups) if groups else parquet.schema_arrow.empty_table()
+    return rows_with_ids(table.replace_schema_metadata(None), wanted)
 
 
 def rows_with_ids(table: pa.Table, file_ids: Iterable[int]) -> pd.DataFrame:
