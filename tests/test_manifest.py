@@ -34,6 +34,16 @@ def test_parts_are_written_as_one_manifest_whose_schema_covers_them_all(manifest
     assert list(frame.columns) == ["file_id", "status", "size", "reason", "leaks"]
 
 
+def test_a_column_without_values_in_a_part_takes_its_type_from_the_others(manifests: ManifestStore) -> None:
+    first = _frame(2).assign(deid_key=[float("nan")] * 2, never=[None, None])  # NaN: pandas says float
+    second = _frame(2, start=2).assign(deid_key=["a/b.dcm", None], never=[None, None])
+    manifests.write_frames("screened", [first, second])
+    frame = manifests.read("screened")
+    assert frame["deid_key"].isna().tolist() == [True, True, False, True]
+    assert frame["deid_key"].iloc[2] == "a/b.dcm"
+    assert frame["never"].isna().all()
+
+
 def test_writing_no_parts_is_refused(manifests: ManifestStore) -> None:
     with pytest.raises(ValueError, match="verified: no parts"):
         manifests.write_frames("verified", iter([]))

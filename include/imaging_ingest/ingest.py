@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 
 from .catalog import Catalog, InstanceRecord, SubmissionState
 from .checksum import Digests, file_digests
@@ -40,7 +39,6 @@ from .manifest import (
     ManifestStore,
     public_projection,
     rows_with_file_ids,
-    rows_with_ids,
 )
 from .manifest import status_counts as _counts
 from .observe import observed
@@ -413,13 +411,13 @@ class Ingest:
     def screen(self, submission_id: str, batch_results: Iterable[str]) -> StageResult:
         """Merge the batches' results; screen images for burned-in PHI (attributes, OCR, redaction rules, curators)."""
         manifests = self.manifests(submission_id)
-        results = self._batch_results(manifests, batch_results)
+        results = _BatchResults(manifests, batch_results)
         self.catalog.set_state(submission_id, SubmissionState.DEIDENTIFIED)
         context = self._screen_context(submission_id)
 
         def screened() -> Iterator[pd.DataFrame]:
             for part in manifests.iter_frames("inventory"):
-                frame = screen_images(merge_all(part, rows_with_ids(results, part["file_id"])), context)
+                frame = screen_images(merge_all(part, results.rows(part["file_id"])), context)
                 self._quarantine(submission_id, frame, "screen")
                 auto_reject(self.catalog, submission_id, frame.loc[frame["policy_rejected"].astype(bool), "file_id"], "policy")
                 for row in frame[(frame["status"] == STATUS_OK) & frame["redaction_rule"].notna()].itertuples():
@@ -434,14 +432,6 @@ class Ingest:
         counts = _counts(view)
         log.info("screen: %s", counts)
         return StageResult("screen", submission_id, key, counts)
-
-    @staticmethod
-    def _batch_results(manifests: ManifestStore, keys: Iterable[str]) -> pa.Table:
-        """Every batch's de-identification results, as one Arrow table (compact: no Python objects per row)."""
-        tables = [manifests.read_table(k) for k in keys]
-        if not tables:
-            return pa.table({"file_id": pa.array([], pa.int64())})
-        return pa.concat_tables(tables, promote_options="permissive")
 
     def _screen_context(self, submission_id: str) -> ScreenContext:
         def output_of(r: dict[str, Any]) -> Path:
@@ -698,6 +688,37 @@ class Ingest:
                 )
             items.append((file_id, str(record["source_path"]), stage, str(record["reason"]), key))
         self.catalog.add_quarantine(self.config.id, submission_id, items)
+
+
+class _BatchResults:
+    """Every batch's de-identification results, read a few batches at a time by file id.
+
+    Screening walks the inventory part by part; each part needs the results of the
+    batches that hold its files, not the results of the whole submission at once.
+    """
+
+    def __init__(self, manifests: ManifestStore, keys: Iterable[str]) -> None:
+        self._manifests = manifests
+        self._keys = list(keys)
+        self._batch_of: dict[int, int] = {}
+        columns: dict[str, None] = {"file_id": None}
+        for index, key in enumerate(self._keys):
+            batch = manifests.read_key(key)
+            columns |= dict.fromkeys(batch.columns)
+            for file_id in batch["file_id"]:
+                self._batch_of[int(file_id)] = index
+        self._columns = list(columns)  # every part gets every batch's columns, in one order
+
+    def rows(self, file_ids: Iterable[int]) -> pd.DataFrame:
+        """The results of these files (those a batch holds), in batch order."""
+        wanted = {int(i) for i in file_ids}
+        batches = sorted({self._batch_of[i] for i in wanted if i in self._batch_of})
+        if not batches:
+            return pd.DataFrame({c: pd.Series(dtype="int64" if c == "file_id" else object) for c in self._columns})
+        frame = pd.concat([self._manifests.read_key(self._keys[b]) for b in batches], ignore_index=True)
+        frame = frame.loc[frame["file_id"].isin(wanted)]
+        missing = {c: pd.Series(None, index=frame.index, dtype=object) for c in self._columns if c not in frame.columns}
+        return frame.assign(**missing)[self._columns]
 
 
 def _opt(value: Any) -> str | None:

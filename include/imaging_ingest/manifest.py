@@ -64,20 +64,26 @@ class ManifestStore:
     def write_frames(self, name: str, frames: Iterable[pd.DataFrame]) -> str:
         """Write a manifest given as consecutive parts, holding one part in memory at a time.
 
-        Parts may disagree on types where a column is empty in one of them (all None
-        here, text there) or on which columns they have: each part is spooled to disk,
-        and the manifest is written with the schema that covers them all.
+        Parts may disagree on which columns they have, or on a column's type where it has
+        no values in a part (all None or NaN there, text elsewhere): such a column says
+        nothing about its type in that part. Each part is spooled to disk, and the manifest
+        is written with the schema that covers them all.
         """
         key = self.key(name)
         with tempfile.TemporaryDirectory(prefix="manifest-") as tmp:
-            parts = []
+            parts: list[Path] = []
+            fallback: dict[str, pa.DataType] = {}  # a column's type where no part gives it a value
             for number, frame in enumerate(frames):
+                table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+                for field in table.schema:
+                    fallback.setdefault(field.name, field.type)
                 parts.append(Path(tmp) / f"{number:06d}.parquet")
-                frame.to_parquet(parts[-1], index=False)
+                pq.write_table(_without_empty_types(table), parts[-1])
             if not parts:
                 raise ValueError(f"manifest {name}: no parts to write")
-            schema = pa.unify_schemas(
-                [pq.read_schema(p).remove_metadata() for p in parts], promote_options="permissive"
+            schema = pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
+            schema = pa.schema(
+                [pa.field(f.name, fallback[f.name]) if pa.types.is_null(f.type) else f for f in schema]
             )
             out = Path(tmp) / "manifest.parquet"
             with pq.ParquetWriter(out, schema) as writer:
@@ -131,6 +137,12 @@ def _present(parquet: pq.ParquetFile, columns: Sequence[str] | None) -> list[str
         return None
     names = set(parquet.schema_arrow.names)
     return [c for c in dict.fromkeys(columns) if c in names]
+
+
+def _without_empty_types(table: pa.Table) -> pa.Table:
+    """``table`` with every column that holds no value typed as null (it tells no type)."""
+    columns = [pa.nulls(len(table)) if c.null_count == len(table) else c for c in table.columns]
+    return pa.Table.from_arrays(columns, names=table.column_names)
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
