@@ -69,6 +69,9 @@ def test_duplicates_and_mixed_patients(tmp_path: Path, synth_cache: Path) -> Non
     mixed.loc[mixed["source_path"] == "0.dcm", "status"] = "ok"
     out = check_submission(mixed)
     assert set(out.loc[out["source_path"].isin(["0.dcm", "2.dcm"]), "reason"]) == {"series mixes 2 patients"}
+    assert mixed.loc[mixed["source_path"] == "0.dcm", "reason"].isna().all()  # the caller's frame is left as it was
+    assert check_submission(mixed, copy=False) is mixed  # unless the caller hands it over
+    assert set(mixed.loc[mixed["source_path"].isin(["0.dcm", "2.dcm"]), "reason"]) == {"series mixes 2 patients"}
 
 
 def test_unaccepted_modality_is_quarantined(synth_cache: Path) -> None:

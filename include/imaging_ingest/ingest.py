@@ -304,7 +304,7 @@ class Ingest:
             self.config.modalities,
             supporting=accept_supporting(self.config),
         )
-        frame = assign_patients(frame, self.secret, self.catalog, self.config)
+        frame = assign_patients(frame, self.secret, self.catalog, self.config, copy=False)
         key = manifests.write("inventory", frame)
         self._quarantine(submission_id, frame, "inventory")
         self._gate("inventory", submission_id, frame)

@@ -142,14 +142,18 @@ def _header_problem(values: dict[str, Any]) -> str | None:
     return None
 
 
-def check_submission(manifest: pd.DataFrame) -> pd.DataFrame:
+def check_submission(manifest: pd.DataFrame, *, copy: bool = True) -> pd.DataFrame:
     """Submission-wide rules over rows still 'ok'; returns the manifest with new quarantines.
 
     - the same SOP Instance UID with identical bytes: the first copy goes on, others are duplicates;
     - the same SOP Instance UID with different bytes: no copy can be trusted, all are quarantined;
     - a series whose files name more than one patient: the whole series is quarantined.
+
+    ``copy=False`` changes ``manifest`` itself (for a caller that owns it: no second copy
+    of a large submission's manifest).
     """
-    manifest = manifest.copy()
+    if copy:
+        manifest = manifest.copy()
     ok = manifest["status"] == "ok"
     shared = ok & manifest["sop_uid"].notna() & manifest.duplicated("sop_uid", keep=False)
     for _, group in manifest[shared].groupby("sop_uid", sort=False):
@@ -212,4 +216,4 @@ def inventory_frame(
     for column in ("kind", *HEADER_COLUMNS):
         if column not in frame.columns:
             frame[column] = None
-    return check_submission(frame)
+    return check_submission(frame, copy=False)

@@ -102,7 +102,7 @@ def deidentify_tree(
     try:
         records = _staged_records(src, work / "staged", config)
         frame = inventory_frame(records, lambda r: Path(r["locator"]), config.modalities, accept_supporting(config))
-        frame = assign_patients(frame, secret, catalog, config)
+        frame = assign_patients(frame, secret, catalog, config, copy=False)
         ok = frame[frame["status"] == "ok"]
         supporting = ok["kind"].isin(SUPPORTING_KINDS)
         tick = progress("de-identifying", len(ok)) if progress else None

@@ -21,9 +21,15 @@ def patient_key(secret: bytes, collection_id: str, patient_id: str) -> str:
     return keyed_hash(secret, "patient", f"{collection_id}\x00{patient_id}").hex()
 
 
-def assign_patients(frame: pd.DataFrame, secret: bytes, catalog: Catalog, config: CollectionConfig) -> pd.DataFrame:
-    """Add ``patient_key``, ``pseudo_patient_id``, ``date_offset_days`` and ``patients_in_series`` to ok rows."""
-    frame = frame.copy()
+def assign_patients(
+    frame: pd.DataFrame, secret: bytes, catalog: Catalog, config: CollectionConfig, *, copy: bool = True
+) -> pd.DataFrame:
+    """Add ``patient_key``, ``pseudo_patient_id``, ``date_offset_days`` and ``patients_in_series`` to ok rows.
+
+    ``copy=False`` adds them to ``frame`` itself (for a caller that owns it).
+    """
+    if copy:
+        frame = frame.copy()
     ok = frame["status"] == "ok"
     keys = {pid: patient_key(secret, config.id, pid) for pid in frame.loc[ok, "patient_id"].dropna().unique()}
     pseudonyms = catalog.assign_pseudonyms(config.id, config.pseudonym_prefix, keys.values())
