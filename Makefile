@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # The browser tests drive Debian's chromium (APT_PACKAGES); playwright never downloads a browser.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline serve bench-api bench-catalog bench-pixels bench-load bench-deid clean airflow-ui docs-screenshots compose-config
+.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline serve bench-api bench-catalog bench-pixels bench-load bench-load-stages bench-deid clean airflow-ui docs-screenshots compose-config
 
 venv: $(STAMP)
 
@@ -73,6 +73,9 @@ bench-pixels: venv system-deps
 # 20,000 generated files through the DAG (LOAD_FILES, LOAD_SIZES, LOAD_ROWS to change): bench/results/load.json
 bench-load: venv
 	$(PY) bench/load/run.py
+
+bench-load-stages: venv
+	$(PY) bench/load/stages.py
 
 clean:
 	rm -rf .demo .imaging-ingest .pytest_cache .mypy_cache .ruff_cache
