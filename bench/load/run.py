@@ -102,12 +102,10 @@ def write_report(out: Path, runs: list[dict], rows: int, workers: int, planned: 
     biggest = max(runs, key=lambda r: r["files"])
     bytes_per_file_target = 512 * 512 * 2 + 2048
     report = {
-        "benchmark": "load",
-        "what": "one generated submission through the ingest DAG (dag.test(), in one process), "
-        "SQLite catalog, moto S3 server in a separate process on loopback",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "settings": {"rows": rows, "columns": rows, "deid_workers": workers, "batch_size": 200, "sizes_planned": planned},
+        **report_header(
+            "load", "one generated submission through the ingest DAG (dag.test(), in one process), "
+            "SQLite catalog, moto S3 server in a separate process on loopback", rows, workers, sizes_planned=planned
+        ),
         "runs": runs,
         "peak_rss_mb_by_files": {str(r["files"]): r["peak_rss_mb"] for r in runs},
         "rss_growth_mb_per_1000_files": _growth(runs),
@@ -128,6 +126,17 @@ def write_report(out: Path, runs: list[dict], rows: int, workers: int, planned: 
     except OSError:
         load = None
     print(f"load average now {load}")
+
+
+def report_header(benchmark: str, what: str, rows: int, workers: int, **settings: object) -> dict:
+    """What every load result file starts with: what ran, when, where, with which settings."""
+    return {
+        "benchmark": benchmark,
+        "what": what,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "settings": {"rows": rows, "columns": rows, "deid_workers": workers, "batch_size": 200, **settings},
+    }
 
 
 def _growth(runs: list[dict]) -> float | None:

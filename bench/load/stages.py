@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,13 +133,13 @@ def main() -> int:
         )
         for stage in STAGES
     }
+    from run import report_header
+
     report = {
-        "benchmark": "load-stages",
-        "what": "each stage of one generated submission in a fresh process, as Airflow runs a task; "
-        "stage_mb = peak RSS minus RSS after the task's imports",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "settings": {"rows": rows, "columns": rows, "deid_workers": workers, "batch_size": 200, "sizes": sizes},
+        **report_header(
+            "load-stages", "each stage of one generated submission in a fresh process, as Airflow runs a task; "
+            "stage_mb = peak RSS minus RSS after the task's imports", rows, workers, sizes=sizes
+        ),
         "runs": runs,
         "stage_mb_growth_per_1000_files": growth if len(runs) > 1 else None,
     }
