@@ -66,7 +66,6 @@ def test_columns_are_read_by_name_and_missing_ones_are_skipped(manifests: Manife
         "file_id",
     ]
     assert [list(p.columns) for p in manifests.iter_frames("inventory", columns=["size"])] == [["size"]]
-    assert manifests.read_table(manifests.key("inventory"), columns=["size"]).column_names == ["size"]
 
 
 def test_an_empty_manifest_streams_as_one_empty_frame_with_its_columns(manifests: ManifestStore) -> None:

@@ -703,9 +703,9 @@ class _BatchResults:
         self._batch_of: dict[int, int] = {}
         columns: dict[str, None] = {"file_id": None}
         for index, key in enumerate(self._keys):
-            batch = manifests.read_key(key)
-            columns |= dict.fromkeys(batch.columns)
-            for file_id in batch["file_id"]:
+            batch = manifests.parquet_key(key)  # its columns and file ids; the rows are read when needed
+            columns |= dict.fromkeys(batch.schema_arrow.names)
+            for file_id in batch.read(columns=["file_id"]).column("file_id").to_pylist():
                 self._batch_of[int(file_id)] = index
         self._columns = list(columns)  # every part gets every batch's columns, in one order
 

@@ -94,22 +94,18 @@ class ManifestStore:
 
     def read_key(self, key: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """A manifest as one frame; ``columns`` reads only those (the ones it has)."""
-        parquet = pq.ParquetFile(io.BytesIO(self.store.get_bytes("staging", key)))
-        wanted = _present(parquet, columns)
-        return parquet.read(columns=wanted).to_pandas()
+        parquet = self.parquet_key(key)
+        return parquet.read(columns=_present(parquet, columns)).to_pandas()
 
     def read(self, name: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
         return self.read_key(self.key(name), columns)
 
-    def read_table(self, key: str, columns: Sequence[str] | None = None) -> pa.Table:
-        """A manifest as an Arrow table: every row, with no Python object per value."""
-        parquet = pq.ParquetFile(io.BytesIO(self.store.get_bytes("staging", key)))
-        table: pa.Table = parquet.read(columns=_present(parquet, columns))
-        return table.replace_schema_metadata(None)
-
     def parquet(self, name: str) -> pq.ParquetFile:
         """A manifest opened for reading parts of it (see ``rows_with_file_ids``); compressed, in memory."""
-        return pq.ParquetFile(io.BytesIO(self.store.get_bytes("staging", self.key(name))))
+        return self.parquet_key(self.key(name))
+
+    def parquet_key(self, key: str) -> pq.ParquetFile:
+        return pq.ParquetFile(io.BytesIO(self.store.get_bytes("staging", key)))
 
     def iter_frames(
         self, name: str, columns: Sequence[str] | None = None, rows: int | None = None
@@ -119,7 +115,7 @@ class ManifestStore:
         Yields at least one frame (an empty one, with the manifest's columns, when it has
         no rows), so a stage that transforms part by part always writes a manifest.
         """
-        parquet = pq.ParquetFile(io.BytesIO(self.store.get_bytes("staging", self.key(name))))
+        parquet = self.parquet(name)
         wanted = _present(parquet, columns)
         empty = True
         for batch in parquet.iter_batches(batch_size=rows or ROWS_PER_GROUP, columns=wanted):
