@@ -7,10 +7,20 @@ writes to a path taken from a member name: members are streamed to numbered file
 work folder, byte counts are enforced while writing, and every member that cannot be
 taken gets a reason instead of being dropped. The limits come from the collection's
 ``drop.archives`` settings.
+
+Limits count what the archive costs, not only what its members declare: a tar archive's
+headers are scanned from the (decompressed) stream before ``tarfile`` sees it, so that PAX
+extended headers and GNU long names (which ``tarfile`` reads whole into memory) count
+against ``max_header_bytes`` and every header byte counts towards the archive's expanded
+size and compression ratio; a zip archive's whole expansion ratio is checked as well as
+each member's.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import os
 import posixpath
 import stat
@@ -20,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+from zlib import error as zlib_error
 
 from .config import ArchiveLimits
 from .sources import display_path, unsafe_name_reason
@@ -86,13 +97,135 @@ def read_archive(archive: Path, work: Path, limits: ArchiveLimits) -> Iterator[A
     if zipfile.is_zipfile(archive):
         yield from _read_zip(archive, work, limits)
         return
-    try:
-        is_tar = tarfile.is_tarfile(archive)
-    except OSError:
-        is_tar = False
-    if not is_tar:
-        raise ArchiveRejected("archive is neither a readable zip nor a tar file")
+    # tarfile.is_tarfile would already read the first member's extended header whole: scan first.
+    scan_tar(archive, limits)
     yield from _read_tar(archive, work, limits)
+
+
+_BLOCK = 512
+_TAR_HEADER_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                     tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+
+
+def _open_stream(archive: Path) -> IO[bytes]:
+    """The archive's bytes, decompressed by its magic number (gzip, bzip2, xz, or none)."""
+    with open(archive, "rb") as fh:
+        magic = fh.read(6)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.open(archive, "rb")  # type: ignore[return-value]
+    if magic.startswith(b"BZh"):
+        return bz2.open(archive, "rb")
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.open(archive, "rb")
+    return open(archive, "rb")
+
+
+def _read_exact(stream: IO[bytes], size: int) -> bytes:
+    parts, left = [], size
+    while left > 0:
+        chunk = stream.read(min(left, _CHUNK))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _skip(stream: IO[bytes], size: int) -> None:
+    """Read past ``size`` bytes a chunk at a time (never held whole); short means truncated."""
+    left = size
+    while left > 0:
+        chunk = stream.read(min(left, _CHUNK))
+        if not chunk:
+            raise ArchiveRejected("truncated tar archive (a member's data ends early)")
+        left -= len(chunk)
+
+
+def _pax_size(data: bytes) -> int | None:
+    """The ``size`` record of a PAX extended header, which overrides the next member's header."""
+    for record in data.split(b"\n"):
+        _, _, keyword = record.partition(b" ")
+        if keyword.startswith(b"size="):
+            try:
+                return int(keyword[5:])
+            except ValueError:
+                raise ArchiveRejected("tar archive has an invalid PAX size record") from None
+    return None
+
+
+def scan_tar(archive: Path, limits: ArchiveLimits) -> None:
+    """Walk a tar archive's headers without keeping any member's data; raise ``ArchiveRejected`` past a limit.
+
+    Counts members, the bytes of extended headers (PAX, GNU long names: ``max_header_bytes``),
+    and every byte the archive expands to, headers and padding included (``max_total_bytes``
+    and, against the file's size on disk, ``max_ratio``). A header over the limit is refused
+    before a byte of it is read, so a small archive with a huge header costs no memory.
+    """
+    compressed = max(os.path.getsize(archive), 1)
+    members = header_bytes = expanded = 0
+    next_size: int | None = None
+    try:
+        with _open_stream(archive) as stream:
+            while True:
+                block = _read_exact(stream, _BLOCK)
+                if len(block) < _BLOCK:
+                    if expanded == 0:
+                        raise ArchiveRejected("archive is neither a readable zip nor a tar file")
+                    raise ArchiveRejected("truncated tar archive (no end-of-archive marker)")
+                if block == bytes(_BLOCK):
+                    return
+                try:
+                    info = tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
+                except tarfile.HeaderError:
+                    if expanded == 0:
+                        raise ArchiveRejected("archive is neither a readable zip nor a tar file") from None
+                    raise ArchiveRejected("corrupt tar archive (a header is invalid)") from None
+                expanded += _BLOCK
+                size = info.size
+                if info.type in _TAR_HEADER_TYPES:
+                    header_bytes += size
+                    if header_bytes > limits.max_header_bytes:
+                        raise ArchiveRejected(
+                            f"archive headers (PAX or GNU long names) take more than {limits.max_header_bytes} "
+                            "bytes, over the limit"
+                        )
+                    data = _read_exact(stream, size)
+                    if len(data) < size:
+                        raise ArchiveRejected("truncated tar archive (an extended header ends early)")
+                    _skip(stream, -size % _BLOCK)
+                    if info.type in (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE):
+                        next_size = _pax_size(data)
+                    expanded += size + (-size % _BLOCK)
+                else:
+                    members += 1
+                    if next_size is not None:
+                        size, next_size = next_size, None
+                    if info.type == tarfile.GNUTYPE_SPARSE:
+                        extended = block[482]
+                        while extended:  # old GNU sparse maps continue in extra header blocks
+                            more = _read_exact(stream, _BLOCK)
+                            if len(more) < _BLOCK:
+                                raise ArchiveRejected("truncated tar archive (a sparse map ends early)")
+                            expanded += _BLOCK
+                            extended = more[504]
+                    if info.type in tarfile.REGULAR_TYPES or info.type not in tarfile.SUPPORTED_TYPES:
+                        _skip(stream, size + (-size % _BLOCK))
+                        expanded += size + (-size % _BLOCK)
+                if members > limits.max_members:
+                    raise ArchiveRejected(f"archive has more than {limits.max_members} members, over the limit")
+                if expanded > limits.max_total_bytes:
+                    raise ArchiveRejected(f"archive expands to more than {limits.max_total_bytes} bytes, over the limit")
+                if expanded > RATIO_FLOOR and expanded / compressed > limits.max_ratio:
+                    raise ArchiveRejected(
+                        f"archive compression ratio over {expanded / compressed:.0f}:1 "
+                        f"is over the limit of {limits.max_ratio:.0f}:1"
+                    )
+    except (OSError, EOFError, lzma.LZMAError, zlib_error) as exc:
+        raise ArchiveRejected(f"unreadable or corrupt tar archive ({type(exc).__name__})") from None
+
+
+def _member_ratio_over(info: zipfile.ZipInfo, limits: ArchiveLimits) -> bool:
+    return info.file_size > RATIO_FLOOR and info.file_size / max(info.compress_size, 1) > limits.max_ratio
 
 
 def _read_zip(archive: Path, work: Path, limits: ArchiveLimits) -> Iterator[ArchiveMember]:
@@ -109,6 +242,14 @@ def _read_zip(archive: Path, work: Path, limits: ArchiveLimits) -> Iterator[Arch
             raise ArchiveRejected(
                 f"archive expands to {declared} bytes, over the limit of {limits.max_total_bytes}"
             )
+        # Many members each under the floor can still make a bomb: what would be expanded counts as a
+        # whole too (a member over the ratio on its own is quarantined unread, so it costs nothing).
+        expandable = sum(i.file_size for i in infos if not _member_ratio_over(i, limits))
+        whole = expandable / max(os.path.getsize(archive), 1)
+        if expandable > RATIO_FLOOR and whole > limits.max_ratio:
+            raise ArchiveRejected(
+                f"archive compression ratio {whole:.0f}:1 is over the limit of {limits.max_ratio:.0f}:1"
+            )
         remaining = limits.max_total_bytes
         for index, info in enumerate(infos):
             if info.is_dir():
@@ -124,11 +265,7 @@ def _read_zip(archive: Path, work: Path, limits: ArchiveLimits) -> Iterator[Arch
                 reason = _link_problem(info.filename, target)
             elif reason is None and mode and not stat.S_ISREG(mode) and stat.S_IFMT(mode):
                 reason = "archive member is a device file or pipe"
-            elif (
-                reason is None
-                and info.file_size > RATIO_FLOOR
-                and info.file_size / max(info.compress_size, 1) > limits.max_ratio
-            ):
+            elif reason is None and _member_ratio_over(info, limits):
                 ratio = info.file_size / info.compress_size
                 reason = f"archive member compression ratio {ratio:.0f}:1 is over the limit of {limits.max_ratio:.0f}:1"
             if reason is not None:

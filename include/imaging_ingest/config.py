@@ -126,16 +126,20 @@ class ArchiveLimits(BaseModel):
     """Limits on zip/tar archives in a drop: what a member may be before it is a bomb.
 
     An archive over ``max_members`` or ``max_total_bytes`` (uncompressed, as its headers
-    declare, and as actually written) is quarantined whole; a single zip member whose
-    compression ratio exceeds ``max_ratio`` is quarantined alone.
+    declare, and as actually written, tar headers included) is quarantined whole, as is one
+    whose whole expansion ratio or extended headers are over ``max_ratio`` or
+    ``max_header_bytes``; a single zip member whose compression ratio exceeds
+    ``max_ratio`` is quarantined alone.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_members: int = Field(default=100_000, ge=1, description="Members (files, links, folders) per archive.")
     max_total_bytes: int = Field(default=500 * 1024**3, ge=1, description="Uncompressed bytes per archive.")
-    max_ratio: float = Field(default=200.0, gt=1, description="Uncompressed/compressed size of one member (zip) "
-                             "or of the whole stream (compressed tar).")
+    max_ratio: float = Field(default=200.0, gt=1, description="Uncompressed/compressed size of one zip member, "
+                             "and of the whole archive (zip or tar, headers included).")
+    max_header_bytes: int = Field(default=1024 * 1024, ge=1, description="Bytes of tar extended headers (PAX, "
+                                  "GNU long names) per archive; tarfile holds each whole in memory.")
 
 
 class DropConfig(BaseModel):

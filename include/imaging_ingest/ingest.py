@@ -58,7 +58,7 @@ from .quarantine import (
 from .records import frame_from_records, iter_records
 from .secret import load_secret
 from .settings import Settings
-from .sources import Drop, DropSubmission, open_drop
+from .sources import Drop, DropSubmission, SubmissionChanged, open_drop
 from .storage import LocalCache, ObjectStore, PublicTierViolation
 from .submission_index import write_index
 from .supporting import (
@@ -241,13 +241,14 @@ class Ingest:
         row = self._submission(submission_id)
         if row.state == APPROVALS_STATE:
             return self._reused("stage_raw", submission_id, "staged")
-        sub = self.drop.submission(row.name)
-        if submission_id_for(self.config.id, sub.url, sub.fingerprint) != submission_id and self.manifests(
-            submission_id
-        ).exists("staged"):
-            log.info("stage_raw: drop changed since the claim; re-using the staged originals")
-            staged = self.manifests(submission_id).read("staged")
-            return StageResult("stage_raw", submission_id, self.manifests(submission_id).key("staged"), _counts(staged))
+        sub = self.drop.submission(row.name)  # a submission folder that became a link is refused here
+        if submission_id_for(self.config.id, sub.url, sub.fingerprint) != submission_id:
+            if self.manifests(submission_id).exists("staged"):
+                log.info("stage_raw: drop changed since the claim; re-using the staged originals")
+                staged = self.manifests(submission_id).read("staged")
+                return StageResult("stage_raw", submission_id, self.manifests(submission_id).key("staged"), _counts(staged))
+            # Never adopt a listing other than the one claimed: it may be another collection's folder.
+            raise SubmissionChanged(f"stage_raw: the drop's listing of {submission_id} changed since it was claimed: refused")
         present = self.store.sizes("raw", f"{self.config.id}/{submission_id}/")
         work = self.cache.root / "incoming" / submission_id / "archives"
         rows = stage_entries(

@@ -39,7 +39,15 @@ from paramiko.sftp import CMD_CLOSE, CMD_OPENDIR, CMD_READDIR
 from paramiko.sftp_attr import SFTPAttributes
 
 from .config import DropConfig
-from .sources import Drop, DropEntry, DropSubmission, display_path, is_archive_name, unsafe_name_reason
+from .sources import (
+    Drop,
+    DropEntry,
+    DropSubmission,
+    SubmissionChanged,
+    display_path,
+    is_archive_name,
+    unsafe_name_reason,
+)
 
 __all__ = ["SFTPDrop", "SubmissionChanged", "connector", "connector_from_env"]
 
@@ -51,10 +59,6 @@ Connector = Callable[[], paramiko.SFTPClient]
 TRANSIENT = (paramiko.SSHException, EOFError, OSError, socket.timeout)
 #: Bytes asked of the server at once while reading (paramiko splits them into pipelined requests).
 READ_WINDOW = 1 << 20
-
-
-class SubmissionChanged(RuntimeError):
-    """A file changed on the server between the listing and the (resumed) transfer."""
 
 
 def connector(
@@ -299,6 +303,8 @@ class SFTPDrop(Drop):
 
         def listing(client: paramiko.SFTPClient) -> DropSubmission:
             attr = client.lstat(base)
+            if stat.S_ISLNK(attr.st_mode or 0):
+                raise SubmissionChanged("the submission folder is a symbolic link: refused")
             if stat.S_ISREG(attr.st_mode or 0) and is_archive_name(name):
                 entry = DropEntry(name, int(attr.st_size or 0), "file", f"{attr.st_mtime}", base.decode(), unsafe_name_reason(name))
                 try:
@@ -347,7 +353,7 @@ class ResumableReader(io.RawIOBase):
         if not stat.S_ISREG(attr.st_mode or 0) or int(attr.st_size or 0) != self.entry.size or (
             f"{attr.st_mtime}" != self.entry.token
         ):
-            raise SubmissionChanged(f"{self.entry.path} changed on the server since it was listed")
+            raise SubmissionChanged("a file of the submission changed on the server since it was listed: refused")
         fh = client.open(self.path, "rb")
         fh.seek(self.offset)
         return fh

@@ -10,7 +10,9 @@ so that they can be quarantined with a reason instead of silently skipped.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
 import stat
 from abc import ABC, abstractmethod
@@ -35,6 +37,7 @@ __all__ = [
     "DropSubmission",
     "LocalDrop",
     "S3Drop",
+    "SubmissionChanged",
     "display_path",
     "is_archive_name",
     "open_drop",
@@ -79,11 +82,21 @@ def display_path(raw: bytes) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
+class SubmissionChanged(RuntimeError):
+    """The drop changed between the listing and the read (a link swapped in, a file replaced or grown).
+
+    The submission is refused, never partly staged: what a changing drop holds is not what
+    the site declared complete. Messages never name the file (a name may carry PHI).
+    """
+
+
 @dataclass(frozen=True)
 class DropEntry:
     """One entry of a submission; ``kind`` is 'file', 'symlink' or 'special'.
 
     ``name_problem`` says why the entry's raw name is unsafe (see ``unsafe_name_reason``).
+    ``device`` and ``inode`` identify a local file as listed (0 where the drop has none):
+    opening checks them, so a file replaced after the listing is refused.
     """
 
     path: str
@@ -92,6 +105,8 @@ class DropEntry:
     token: str
     locator: str
     name_problem: str | None = None
+    device: int = 0
+    inode: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,46 +121,171 @@ class DropSubmission:
         """A digest of the listing: names, sizes and modification tokens."""
         digest = hashlib.sha256()
         for entry in sorted(self.entries, key=lambda e: e.path):
-            digest.update(f"{entry.path}\x00{entry.size}\x00{entry.kind}\x00{entry.token}\n".encode())
+            ident = f"\x00{entry.inode}" if entry.inode else ""
+            digest.update(f"{entry.path}\x00{entry.size}\x00{entry.kind}\x00{entry.token}{ident}\n".encode())
         return digest.hexdigest()
 
 
-def walk_tree(root: Path) -> list[DropEntry]:
-    """Every entry under ``root``, without following symbolic links (a link is an entry of kind 'symlink')."""
-    entries = []
-    base_bytes = os.fsencode(root)
-    for dirpath, dirnames, filenames in os.walk(base_bytes, followlinks=False):
-        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
-        dirnames[:] = sorted(d for d in dirnames if d not in links)
-        for fname in sorted([*filenames, *links]):
-            full = os.path.join(dirpath, fname)
-            rel = os.path.relpath(full, base_bytes)
-            st = os.lstat(full)
-            if stat.S_ISLNK(st.st_mode):
-                kind = "symlink"
-            elif stat.S_ISREG(st.st_mode):
-                kind = "file"
-            else:
-                kind = "special"
-            entries.append(
-                DropEntry(
-                    path=display_path(rel),
-                    size=st.st_size if kind == "file" else 0,
-                    kind=kind,
-                    token=str(st.st_mtime_ns),
-                    locator=os.fsdecode(full),
-                    name_problem=unsafe_name_reason(rel),
-                )
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: A folder, opened relative to its parent's descriptor, never through a link.
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _O_NOFOLLOW | _O_CLOEXEC
+#: A file, likewise; O_NONBLOCK so that a FIFO swapped in cannot hang the reader.
+_FILE_FLAGS = os.O_RDONLY | _O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _O_CLOEXEC
+_LINK_ERRNOS = (errno.ELOOP, errno.ENOTDIR, getattr(errno, "EMLINK", errno.ELOOP))
+
+
+def _open_dir(name: bytes, dir_fd: int | None) -> int:
+    """Open the folder ``name`` under ``dir_fd``; a link (or anything not a folder) is refused."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in _LINK_ERRNOS:
+            raise SubmissionChanged("a folder of the submission is a symbolic link or not a folder: refused") from None
+        raise
+
+
+def _same_object(st: os.stat_result, expected: os.stat_result) -> bool:
+    return (st.st_dev, st.st_ino) == (expected.st_dev, expected.st_ino)
+
+
+def _walk_fd(dir_fd: int, rel: bytes, display_base: bytes, entries: list[DropEntry]) -> None:
+    """Every entry under the open folder ``dir_fd`` (``rel`` from the root), never through a link."""
+    for text in sorted(os.listdir(dir_fd)):
+        name = os.fsencode(text)
+        child = os.path.join(rel, name) if rel else name
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            sub_fd = _open_dir(name, dir_fd)
+            try:
+                if not _same_object(os.fstat(sub_fd), st):
+                    raise SubmissionChanged("a folder of the submission was replaced while it was listed: refused")
+                _walk_fd(sub_fd, child, display_base, entries)
+            finally:
+                os.close(sub_fd)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            kind = "symlink"
+        elif stat.S_ISREG(st.st_mode):
+            kind = "file"
+        else:
+            kind = "special"
+        entries.append(
+            DropEntry(
+                path=display_path(child),
+                size=st.st_size if kind == "file" else 0,
+                kind=kind,
+                token=str(st.st_mtime_ns),
+                locator=os.fsdecode(os.path.join(display_base, child)),
+                name_problem=unsafe_name_reason(child),
+                device=st.st_dev,
+                inode=st.st_ino,
             )
+        )
+
+
+def walk_tree(root: Path) -> list[DropEntry]:
+    """Every entry under ``root``, without following symbolic links (a link is an entry of kind 'symlink').
+
+    ``root`` itself is opened as a folder; a ``root`` that is a link is refused.
+    """
+    entries: list[DropEntry] = []
+    base_bytes = os.fsencode(root)
+    try:
+        fd = _open_dir(base_bytes, None)
+    except FileNotFoundError:
+        return []
+    try:
+        _walk_fd(fd, b"", base_bytes, entries)
+    finally:
+        os.close(fd)
     return sorted(entries, key=lambda e: e.path)
 
 
-def open_local(entry: DropEntry) -> IO[bytes]:
-    """Open a listed regular file, refusing to follow a link swapped in since the listing."""
+class SealedReader(io.RawIOBase):
+    """Reads one opened drop file; refuses a file that ends short of, or runs past, its listed size.
+
+    On the last byte it checks ``fstat`` again: a file written to while it was read (its size
+    or modification time moved) is refused rather than staged half old, half new.
+    """
+
+    def __init__(self, fd: int, entry: DropEntry) -> None:
+        super().__init__()
+        self._fd = fd
+        self.entry = entry
+        self.remaining = entry.size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self.remaining <= 0:
+            if os.read(self._fd, 1):
+                raise SubmissionChanged("a file of the submission grew after it was listed: refused")
+            _check_listed(os.fstat(self._fd), self.entry)
+            return 0
+        data = os.read(self._fd, min(len(view), self.remaining))
+        if not data:
+            raise SubmissionChanged("a file of the submission shrank after it was listed: refused")
+        view[: len(data)] = data
+        self.remaining -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def _check_listed(st: os.stat_result, entry: DropEntry) -> None:
+    """The opened file is the listed one: a regular file, same device, inode, size and mtime."""
+    if not stat.S_ISREG(st.st_mode):
+        raise SubmissionChanged("a file of the submission is no longer a regular file: refused")
+    if entry.inode and (st.st_dev, st.st_ino) != (entry.device, entry.inode):
+        raise SubmissionChanged("a file of the submission was replaced after it was listed: refused")
+    if st.st_size != entry.size or str(st.st_mtime_ns) != entry.token:
+        raise SubmissionChanged("a file of the submission changed (size or time) after it was listed: refused")
+
+
+def open_sealed(root: Path, entry: DropEntry) -> SealedReader:
+    """Open a listed regular file under ``root`` component by component, never through a link.
+
+    Every folder between ``root`` and the file is opened with ``O_NOFOLLOW`` relative to its
+    parent's descriptor, so a folder swapped for a link after the listing is refused; the
+    file is then checked against the listing (``_check_listed``).
+    """
     if entry.kind != "file":
-        raise ValueError(f"{entry.path}: not a regular file ({entry.kind})")
-    fd = os.open(entry.locator, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    return os.fdopen(fd, "rb")
+        raise ValueError("not a regular file")
+    rel = os.path.relpath(os.fsencode(entry.locator), os.fsencode(root))
+    parts = rel.split(b"/")
+    if rel.startswith(b"/") or b".." in parts or not parts:
+        raise SubmissionChanged("a listed file is not under the drop: refused")
+    fd = _open_dir(os.fsencode(root), None)
+    try:
+        for part in parts[:-1]:
+            parent, fd = fd, _open_dir(part, fd)
+            os.close(parent)
+        try:
+            file_fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno in _LINK_ERRNOS:
+                raise SubmissionChanged("a file of the submission became a symbolic link: refused") from None
+            raise
+    finally:
+        os.close(fd)
+    try:
+        _check_listed(os.fstat(file_fd), entry)
+    except BaseException:
+        os.close(file_fd)
+        raise
+    return SealedReader(file_fd, entry)
+
+
+def open_local(entry: DropEntry) -> IO[bytes]:
+    """Open a listed regular file of a local tree (the CLI's own folder), refusing a link or a changed file."""
+    root = Path(os.path.dirname(entry.locator) or ".")
+    return io.BufferedReader(open_sealed(root, entry), 1 << 20)
 
 
 class Drop(ABC):
@@ -186,20 +326,53 @@ class LocalDrop(Drop):
         )
 
     def submission(self, name: str) -> DropSubmission:
+        """The listing of one submission, walked from the root's descriptor; a linked folder is refused."""
         base = self.root / name
-        if is_archive_name(name) and base.is_file():
-            st = os.lstat(base)
-            entry = DropEntry(name, st.st_size, "file", str(st.st_mtime_ns), str(base), unsafe_name_reason(name))
-            marker_path = self.root / f"{name}.{self.config.marker}"
-            return DropSubmission(name, base.as_uri(), (entry,), marker_path.is_file())
-        entries = walk_tree(base)
-        marker = any(e.path == self.config.marker for e in entries)
+        raw = os.fsencode(name)
+        if b"/" in raw or raw in (b"", b".", b".."):
+            raise ValueError("a submission name is one folder or archive of the drop")
+        root_fd = _open_dir(os.fsencode(self.root), None) if self.root.is_dir() else None
+        if root_fd is None:
+            return DropSubmission(name=name, url=base.as_uri(), entries=(), marker_present=False)
+        try:
+            try:
+                st = os.stat(raw, dir_fd=root_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return DropSubmission(name=name, url=base.as_uri(), entries=(), marker_present=False)
+            if stat.S_ISLNK(st.st_mode):
+                raise SubmissionChanged("the submission folder is a symbolic link: refused")
+            if is_archive_name(name) and stat.S_ISREG(st.st_mode):
+                entry = DropEntry(name, st.st_size, "file", str(st.st_mtime_ns), str(base), unsafe_name_reason(name),
+                                  st.st_dev, st.st_ino)
+                marker = self._is_regular(root_fd, os.fsencode(f"{name}.{self.config.marker}"))
+                return DropSubmission(name, base.as_uri(), (entry,), marker)
+            if not stat.S_ISDIR(st.st_mode):
+                raise SubmissionChanged("the submission is neither a folder nor an archive: refused")
+            fd = _open_dir(raw, root_fd)
+        finally:
+            os.close(root_fd)
+        try:
+            if not _same_object(os.fstat(fd), st):
+                raise SubmissionChanged("the submission folder was replaced while it was listed: refused")
+            found: list[DropEntry] = []
+            _walk_fd(fd, b"", os.fsencode(base), found)
+        finally:
+            os.close(fd)
+        entries = sorted(found, key=lambda e: e.path)
+        marker = any(e.path == self.config.marker and e.kind == "file" for e in entries)
         entries = [e for e in entries if e.path != self.config.marker]
         return DropSubmission(name=name, url=base.as_uri(), entries=tuple(entries), marker_present=marker)
 
+    @staticmethod
+    def _is_regular(dir_fd: int, name: bytes) -> bool:
+        try:
+            return stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            return False
+
     @contextmanager
     def open(self, entry: DropEntry) -> Iterator[IO[bytes]]:
-        with open_local(entry) as fh:
+        with io.BufferedReader(open_sealed(self.root, entry), 1 << 20) as fh:
             yield fh
 
 
