@@ -27,8 +27,12 @@ export AIRFLOW__CORE__PARALLELISM=4
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=5
 export AIRFLOW__API__PORT=$PORT
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$PORT/execution/
-export AIRFLOW__API_AUTH__JWT_SECRET=${AIRFLOW__API_AUTH__JWT_SECRET:-local-ui-jwt-secret-change-me}
-export AIRFLOW__API__SECRET_KEY=${AIRFLOW__API__SECRET_KEY:-local-ui-secret-key-change-me}
+# Keys generated once per demo home (never a fixed default a visitor could know).
+for key in jwt.secret api.secret; do
+  [ -f "$HOME_DIR/$key" ] || { "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))' > "$HOME_DIR/$key"; chmod 600 "$HOME_DIR/$key"; }
+done
+export AIRFLOW__API_AUTH__JWT_SECRET=${AIRFLOW__API_AUTH__JWT_SECRET:-$(cat "$HOME_DIR/jwt.secret")}
+export AIRFLOW__API__SECRET_KEY=${AIRFLOW__API__SECRET_KEY:-$(cat "$HOME_DIR/api.secret")}
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$AIRFLOW_HOME/passwords.json
 echo '{"admin": "admin"}' > "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"

@@ -35,7 +35,8 @@ from imaging_ingest.config import CollectionConfig, load_collection_config  # no
 from imaging_ingest.settings import Settings  # noqa: E402
 from imaging_ingest.storage import ObjectStore  # noqa: E402
 
-SECRET = b"test-secret-0123456789abcdef-not-for-production"
+#: A test-only key (public, so never a production key): 64 hex characters, as check_secret requires.
+SECRET = b"af2188caf095f81a0a45290744f42dfbd688ce31337066f35c633ada608322b4"
 DEMO_CONFIG = ROOT / "dags" / "collections" / "demo.yaml"
 
 

@@ -109,7 +109,7 @@ def test_short_secret_is_a_clear_error(tree: Path, tmp_path: Path) -> None:
     weak.write_text("short")
     result = _cli("deidentify", str(tree), str(tmp_path / "dst"), "--secret-file", str(weak))
     assert result.returncode == 1
-    assert "shorter than 16 bytes" in result.stderr
+    assert "64 hexadecimal characters" in result.stderr
     assert "Traceback" not in result.stderr
 
 

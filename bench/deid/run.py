@@ -49,7 +49,7 @@ PEERS = ("dicognito", "dicom-anonymizer", "deid")
 PEER_VENV = REPO / "bench" / ".venv-peers"
 WORK = REPO / "bench" / ".work-deid"
 RESULTS = REPO / "bench" / "results" / "deid.json"
-SECRET = "bench-only-secret-0123456789abcdef0123456789"
+SECRET = "6f32572d0b6889cb6c12969e6db6221f542cf1e9959792e2f13596448df4e107"  # benchmark-only key (public)
 
 PYDICOM_RW = """
 import hashlib, io, json, sys, time, pydicom

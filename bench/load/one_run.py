@@ -18,7 +18,7 @@ SIZE = int(os.environ["LOAD_SIZE"])
 ROWS = int(os.environ["LOAD_ROWS"])
 WORKERS = int(os.environ["LOAD_WORKERS"])
 ENDPOINT = os.environ["LOAD_ENDPOINT"]
-SECRET = "load-benchmark-secret-0123456789abcdef"
+SECRET = "6f32572d0b6889cb6c12969e6db6221f542cf1e9959792e2f13596448df4e107"  # benchmark-only key (public)
 FILES_PER_SERIES = 200
 FILES_PER_PATIENT = 2000
 

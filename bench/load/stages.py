@@ -29,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-SECRET = "load-benchmark-secret-0123456789abcdef"
+SECRET = "6f32572d0b6889cb6c12969e6db6221f542cf1e9959792e2f13596448df4e107"  # benchmark-only key (public)
 STAGES = ("claim", "stage_raw", "inventory", "plan", "deidentify", "screen", "verify", "register", "publish")
 GATED = {"inventory", "screen", "verify", "register", "publish"}
 

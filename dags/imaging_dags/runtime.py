@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from imaging_ingest.secret import check_secret
+from imaging_ingest.secret import check_secret, configured_secret
 from imaging_ingest.settings import Settings
 
 if TYPE_CHECKING:
@@ -47,11 +47,17 @@ def task_settings() -> Settings:
 
 
 def task_secret() -> bytes | None:
-    """The pseudonymisation secret from the Variable, else None (the library then reads the environment)."""
+    """The pseudonymisation secret from the Variable, else from the environment, checked at the task's start.
+
+    None when neither names one (stages that need it then refuse). A placeholder or a
+    guessable value fails every task at once, before any stage does work.
+    """
     from airflow.sdk import Variable
 
     value = Variable.get(SECRET_VARIABLE, default=None)
-    return check_secret(value.encode("utf-8"), f"Variable {SECRET_VARIABLE}") if value else None
+    if value:
+        return check_secret(value.encode("utf-8"), f"Variable {SECRET_VARIABLE}")
+    return configured_secret()
 
 
 def _truthy(value: Any) -> bool:

@@ -39,7 +39,7 @@ from imaging_ingest.synth import generate_submission
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = ROOT / "dags" / "collections" / "demo.yaml"
-SECRET = b"api-test-secret-0123456789abcdef-not-for-production"
+SECRET = b"b4fd58cce48365f40f7667e1de9a1a95f880989b960509a1b566300e6ff13fa9"  # test-only key (public)
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22"}
 GRANTS = {"alice": ["demo_restricted"], "bob": ["demo_restricted_b"]}
 

@@ -60,10 +60,12 @@ def test_settings_need_a_long_secret_with_users(tmp_path: Path) -> None:
     users = _users(tmp_path, alice=["c1"])
     with pytest.raises(ValueError, match="no token secret"):
         ApiSettings.from_env({"IMAGING_INGEST_API_USERS_FILE": str(users)})
-    with pytest.raises(ValueError, match="shorter than 32 bytes"):
+    with pytest.raises(ValueError, match="shorter than 32 characters"):
         ApiSettings.from_env({"IMAGING_INGEST_API_USERS_FILE": str(users), "IMAGING_INGEST_API_TOKEN_SECRET": "short"})
+    with pytest.raises(ValueError, match="too little entropy"):
+        ApiSettings.from_env({"IMAGING_INGEST_API_USERS_FILE": str(users), "IMAGING_INGEST_API_TOKEN_SECRET": "s" * 40})
     secret = tmp_path / "secret"
-    secret.write_text("s" * 40 + "\n")
+    secret.write_text("3c9f1e6a0b27d84f5e9a1c3b7d2f6e80a4b9c1d5e7f20a3b" + "\n")
     settings = ApiSettings.from_env({"IMAGING_INGEST_API_USERS_FILE": str(users),
                                      "IMAGING_INGEST_API_TOKEN_SECRET_FILE": str(secret),
                                      "IMAGING_INGEST_API_REFRESH_S": "0.5"})

@@ -27,7 +27,7 @@ from imaging_ingest.storage import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = ROOT / "dags" / "collections" / "demo.yaml"
-SECRET = b"test-secret-0123456789abcdef-not-for-production"
+SECRET = b"af2188caf095f81a0a45290744f42dfbd688ce31337066f35c633ada608322b4"  # test-only key (public)
 PG_BASE = os.environ.get("IMAGING_INGEST_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

@@ -19,7 +19,7 @@ from imaging_ingest.config import DeidConfig, DeidOption
 from imaging_ingest.deid import PatientContext, Profile, ResolvedProfile
 from imaging_ingest.synth import SynthSummary
 
-SECRET = b"test-secret-0123456789abcdef-not-for-production"
+SECRET = b"af2188caf095f81a0a45290744f42dfbd688ce31337066f35c633ada608322b4"  # test-only key (public)
 PSEUDONYM = "TESTCOLL-0001"
 OFFSET = -400
 

@@ -20,7 +20,8 @@ from imaging_ingest.storage import ObjectStore
 from .servers import SSHD, FaultPlan, FaultProxy, SSHServer
 
 #: The pseudonymisation key of every intake test (never a production key).
-SECRET = b"test-secret-0123456789abcdef-not-for-production"
+#: A test-only key (public, so never a production key): 64 hex characters, as check_secret requires.
+SECRET = b"af2188caf095f81a0a45290744f42dfbd688ce31337066f35c633ada608322b4"
 
 
 def make_settings(home: Path, endpoint: str) -> Settings:

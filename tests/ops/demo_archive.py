@@ -18,7 +18,7 @@ from imaging_ingest.ingest import Ingest
 from imaging_ingest.settings import Settings
 from imaging_ingest.storage import ObjectStore
 
-SECRET = "ops-tests-secret-0123456789abcdef-not-for-production"
+SECRET = "b4fd58cce48365f40f7667e1de9a1a95f880989b960509a1b566300e6ff13fa9"  # test-only key (public)
 
 
 @dataclass

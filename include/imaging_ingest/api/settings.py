@@ -14,9 +14,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from ..secret import MIN_KEY_CHARS, SecretMissing, check_key
+
 __all__ = ["ApiSettings", "MIN_TOKEN_SECRET_BYTES"]
 
-MIN_TOKEN_SECRET_BYTES = 32
+MIN_TOKEN_SECRET_BYTES = MIN_KEY_CHARS
 
 
 class ApiSettings(BaseModel):
@@ -44,11 +46,11 @@ class ApiSettings(BaseModel):
                 "IMAGING_INGEST_API_USERS_FILE is set but no token secret: set IMAGING_INGEST_API_TOKEN_SECRET_FILE "
                 "(or IMAGING_INGEST_API_TOKEN_SECRET) to a random key of at least 32 bytes"
             )
-        if self.token_secret is not None and len(self.token_secret.get_secret_value().strip()) < MIN_TOKEN_SECRET_BYTES:
-            raise ValueError(
-                f"the API token secret is shorter than {MIN_TOKEN_SECRET_BYTES} bytes; generate one with: "
-                "python -c 'import secrets; print(secrets.token_hex(32))'"
-            )
+        if self.token_secret is not None:
+            try:  # placeholders, short and patterned keys are refused at start: tokens could be forged
+                check_key(self.token_secret.get_secret_value(), "the API token secret")
+            except SecretMissing as exc:
+                raise ValueError(str(exc)) from None
         return self
 
     @classmethod

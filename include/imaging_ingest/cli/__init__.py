@@ -97,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from ..secret import configured_secret
+
+        configured_secret()  # a placeholder or guessable secret in the environment: refused before any command
         return int(args.func(args))
     except UsageError as exc:
         parser.error(str(exc))  # exits with code 2

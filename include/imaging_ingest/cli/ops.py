@@ -8,7 +8,7 @@ import signal
 import threading
 from pathlib import Path
 
-from . import CommandFactory, UsageError
+from . import CommandFactory, UsageError, print_table
 
 DEFAULT_MAPPING = Path(__file__).resolve().parents[3] / "deploy" / "statsd" / "mapping.yml"
 
@@ -38,7 +38,22 @@ def cmd_metrics_exporter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_secrets(args: argparse.Namespace) -> int:
+    """Refuse a deployment whose environment holds a placeholder or guessable secret (the stack's init)."""
+    from ..secret import check_stack_secrets
+
+    checked = check_stack_secrets()
+    print_table([{"secret": name, "state": "ok"} for name in checked], ["secret", "state"], args.json)
+    return 0
+
+
 def register(command: CommandFactory) -> None:
+    command(
+        "check-secrets",
+        cmd_check_secrets,
+        "check every secret of the environment (pseudonymisation, JWT, Fernet, API keys, passwords): "
+        "placeholders and low-entropy values are refused",
+    )
     exporter = command(
         "metrics-exporter",
         cmd_metrics_exporter,
