@@ -38,6 +38,7 @@ from .catalog.store import CatalogOutOfSync
 from .citation import VersionFacts, citation_line, datacite_record, validated, version_doi
 from .config import CollectionConfig
 from .fixity import stored_sha256
+from .publish.index import write_release_index
 from .records import chunks, iter_records
 from .storage import ObjectStore
 
@@ -286,8 +287,9 @@ def _write_version(
     submission_id: str | None,
     kind: str,
     changes: dict[str, list[str]],
+    previous_listing: Listing,
 ) -> dict[str, Any]:
-    """Write a version's metadata, bag and citation, then its ``release.json`` (last)."""
+    """Write a version's metadata, bag, citation and release index, then its ``release.json`` (last)."""
     config, store, tier = archive.config, archive.store, archive.tier
     created = datetime.now(UTC).replace(microsecond=0)
     objects = [_public(listing[key]) for key in sorted(listing)]
@@ -322,7 +324,7 @@ def _write_version(
     for name, data in files.items():
         content_type = "application/json" if name.endswith(".json") else "text/plain; charset=utf-8"
         store.put_bytes(tier, f"{prefix}/{name}", data, content_type)
-    release = {
+    release: dict[str, Any] = {
         "collection": config.id,
         "title": config.title,
         "license": config.license.value,
@@ -340,6 +342,7 @@ def _write_version(
         "total_bytes": total,
         "objects": objects,
     }
+    release["index"] = write_release_index(store, archive.catalog, tier, release, listing, previous_listing)
     store.put_json(tier, release_key(config.id, number), release)  # LAST: this makes the version
     return release
 
@@ -408,6 +411,7 @@ def _make_version(
                 submission_id=submission_id,
                 kind=kind.value,
                 changes={change_name: changed} if changed else {},
+                previous_listing=previous,
             )
         archive.catalog.apply_release(
             collection_id,

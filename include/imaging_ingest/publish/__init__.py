@@ -1,0 +1,1 @@
+"""Publishing: collection versions, their citations, bags, fixity, and the release index."""
