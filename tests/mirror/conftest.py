@@ -25,6 +25,7 @@ from imaging_dags.local import s3_server
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.ingest import Ingest
 from imaging_ingest.storage import ObjectStore
+from imaging_ingest.tiers import init_storage
 
 __all__ = ["second_submission"]
 
@@ -48,6 +49,7 @@ def archive(
     settings = make_settings(base / "home", url, s3_endpoint)
     config = demo_config_for(drop)
     store = ObjectStore(settings)
+    init_storage(store)  # the tiers' policies: the public tier is readable anonymously
     catalog = Catalog.from_url(url)
     ingest = Ingest(config, settings, secret=SECRET, catalog=catalog, store=store)
     shutil.copytree(synth_cache, drop / "site-a-batch-1")

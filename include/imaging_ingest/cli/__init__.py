@@ -66,6 +66,7 @@ COMMAND_MODULES = (
     "imaging_ingest.cli.quarantine",
     "imaging_ingest.cli.ops",
     "imaging_ingest.cli.api",
+    "imaging_ingest.cli.download",
 )
 
 CommandFactory = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
