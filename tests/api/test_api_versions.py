@@ -56,5 +56,5 @@ def test_latest_by_default_and_a_pinned_version(api_server: str, api_archive: Ap
 def test_unknown_versions_are_not_found(api_server: str) -> None:
     for path in ("collections/demo/versions/3", "collections/nothing/versions/1"):
         answer = httpx.get(f"{api_server}/{path}/nbia-api/services/v4/getSeries")
-        assert answer.status_code == 404 and "no published version" in answer.json()["detail"]
+        assert answer.status_code == 404 and answer.json()["detail"] == "No such published collection version."
     assert httpx.get(f"{api_server}/collections/demo/versions/0/nbia-api/services/v4/getSeries").status_code == 400

@@ -4,9 +4,10 @@ Two rules, applied here and nowhere else:
 
 * Listing never shows a restricted collection the caller has no grant for: not its
   patients, series, values, nor its name.
-* Naming it (``Collection=``, a series, study or SOP Instance UID of it) answers 401
-  without a token and 403 with a token that does not grant it, so that a client learns
-  it must log in rather than receive a silent empty answer.
+* Naming it (``Collection=``, a series, study or SOP Instance UID of it) answers exactly
+  as naming something that does not exist, byte for byte: a 401 or 403 would tell anyone
+  which restricted collections, versions and UIDs exist (an existence oracle). Clients
+  that hold a grant send their token; the API documentation says so.
 """
 
 from __future__ import annotations
@@ -34,10 +35,7 @@ class Scope:
         """The visible collections, or the one named (case-insensitively, as NBIA matches)."""
         if not name:
             return self.visible()
-        matches = [v for v in self.views if v.id.upper() == name.upper()]
-        for view in matches:
-            self.caller.require(view.id, view.restricted)
-        return matches
+        return [v for v in self.views if v.id.upper() == name.upper() and self.caller.can_see(v.id, v.restricted)]
 
     def series(self, collection: str | None = None) -> Iterator[tuple[CollectionView, SeriesView]]:
         for view in self.collections(collection):
@@ -67,18 +65,16 @@ class Scope:
         return found
 
     def find_series(self, uid: str) -> tuple[CollectionView, SeriesView] | None:
-        """The series with this UID, if published in scope; 401/403 when the caller may not see it."""
+        """The series with this UID, if published in scope and visible to the caller (else None, as if missing)."""
         for view in self.views:
             series = view.series.get(uid)
-            if series is not None:
-                self.caller.require(view.id, view.restricted)
+            if series is not None and self.caller.can_see(view.id, view.restricted):
                 return view, series
         return None
 
     def find_study(self, uid: str) -> tuple[CollectionView, StudyView] | None:
         for view in self.views:
             study = view.studies.get(uid)
-            if study is not None:
-                self.caller.require(view.id, view.restricted)
+            if study is not None and self.caller.can_see(view.id, view.restricted):
                 return view, study
         return None

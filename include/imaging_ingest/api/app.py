@@ -2,9 +2,11 @@
 
 ``create_app`` wires the pieces: the catalog (read-only), the object store, the cache of
 header fields, the published-version index (``Archive``) and the token service. Errors
-answer with a status and a sentence: 400 for bad parameters (naming them), 401/403 for
-restricted data, 404 for what is not published, 503 when the catalog or the object
-store cannot be reached.
+answer with a status and a sentence: 400 for bad parameters (naming them), 401 for a bad
+token, 404 alike for what is not published and what is restricted from the caller, 413
+for a body over the limit, 429 for too many login attempts, 503 when the catalog or the
+object store cannot be reached. The protections against abuse live in ``limits.py``
+(throttling, body limit, headers) and ``auth.py`` (rotated refresh tokens, sessions).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from .. import __version__
 from ..settings import Settings
 from ..storage import ObjectStore
 from .access import Scope
-from .auth import AuthError, Caller, TokenService, load_users
+from .auth import NOT_FOUND, AuthError, Caller, NotVisible, TokenService, load_users
 from .headers import HeaderCache
+from .limits import BodyLimit, LoginThrottle, SecurityHeaders, Throttled
 from .queries import connect
 from .releases import Archive, is_restricted
 from .routes import nbia_router
@@ -50,6 +53,7 @@ class ApiState:
     tokens: TokenService
     store: ObjectStore
     headers: HeaderCache
+    throttle: LoginThrottle
 
     def close(self) -> None:
         self.headers.close()
@@ -80,8 +84,13 @@ def build_state(settings: Settings, api_settings: ApiSettings) -> ApiState:
     )
     secret = api_settings.token_secret.get_secret_value().strip().encode("utf-8") if api_settings.token_secret else None
     tokens = TokenService(secret, load_users(api_settings.users_file), api_settings.access_token_ttl_s,
-                          api_settings.refresh_token_ttl_s)
-    return ApiState(api_settings, archive, tokens, store, headers)
+                          api_settings.refresh_token_ttl_s, api_settings.session_max_s)
+    throttle = LoginThrottle(
+        client_rate_per_min=api_settings.login_rate_per_min, client_burst=api_settings.login_burst,
+        account_failures=api_settings.login_failures, base_lockout_s=api_settings.lockout_s,
+        max_lockout_s=api_settings.max_lockout_s,
+    )
+    return ApiState(api_settings, archive, tokens, store, headers, throttle)
 
 
 _bearer = HTTPBearer(auto_error=False, description="A token from /nbia-api/oauth/token; needed for restricted data only.")
@@ -106,12 +115,18 @@ def pinned_scope(
     collection: Annotated[str, Path(description="Collection id", min_length=1)],
     version: Annotated[int, Path(description="Published version number", ge=1, le=2**31 - 1)],
 ) -> Scope:
-    """One named version of one collection: a citable, unchanging snapshot."""
+    """One named version of one collection: a citable, unchanging snapshot.
+
+    Who may see it is decided from the catalog's version rows *before* the view is built,
+    so that an anonymous request cannot make the server build a restricted version's view.
+    """
     state: ApiState = request.app.state.api
+    row = next((r for r in state.archive.versions().get(collection, []) if r.number == version), None)
+    if row is None or not caller.can_see(collection, is_restricted(row.license, row.tier)):
+        raise HTTPException(404, NOT_FOUND)
     view = state.archive.pinned(collection, version)
     if view is None:
-        raise HTTPException(404, f"Collection {collection} has no published version {version}.")
-    caller.require(view.id, view.restricted)
+        raise HTTPException(404, NOT_FOUND)
     return Scope((view,), caller)
 
 
@@ -153,6 +168,17 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         lifespan=lifespan,
     )
     app.state.api = state
+    app.add_middleware(BodyLimit, max_bytes=api_settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders, no_store_paths=("/nbia-api/oauth/token",))
+
+    @app.exception_handler(NotVisible)
+    async def not_visible(request: Request, exc: NotVisible) -> JSONResponse:
+        return JSONResponse({"detail": NOT_FOUND}, status_code=404)
+
+    @app.exception_handler(Throttled)
+    async def throttled(request: Request, exc: Throttled) -> JSONResponse:
+        return JSONResponse({"error": "slow_down", "error_description": exc.message}, status_code=429,
+                            headers={"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
@@ -200,7 +226,17 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         if grant_type == "password":
             if username is None:
                 raise AuthError(400, "username and password are required for grant_type=password", "invalid_request")
-            return tokens.password_grant(username, password or "")
+            throttle: LoginThrottle = request.app.state.api.throttle
+            client = request.client.host if request.client else "unknown"
+            throttle.check(client, username)  # before any hashing
+            try:
+                answer = tokens.password_grant(username, password or "")
+            except AuthError as exc:
+                if exc.error == "invalid_grant":
+                    throttle.failed(username)
+                raise
+            throttle.succeeded(client, username)
+            return answer
         if grant_type == "refresh_token":
             if not refresh_token:
                 raise AuthError(400, "refresh_token is required for grant_type=refresh_token", "invalid_request")
@@ -212,7 +248,7 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     def collections(request: Request, caller: Annotated[Caller, Depends(_caller)]) -> Any:
         """The collections you may see, each with its published versions and their pinned base URLs."""
         state: ApiState = request.app.state.api
-        base = str(request.base_url).rstrip("/")
+        base = (state.settings.public_url or "").rstrip("/")  # configured, never the request's Host
         listing = []
         for collection_id, rows in sorted(state.archive.versions().items()):
             latest = rows[-1]
@@ -240,9 +276,10 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
 
     @app.get("/healthz", tags=["Versions"])
     def healthz(request: Request) -> dict[str, Any]:
-        """Alive, and the catalog answers."""
+        """Alive, and the catalog answers (no counts: they would tell how many restricted collections exist)."""
         state: ApiState = request.app.state.api
-        return {"status": "ok", "collections": len(state.archive.versions())}
+        state.archive.versions()
+        return {"status": "ok"}
 
     return app
 

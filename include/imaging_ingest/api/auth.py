@@ -15,6 +15,12 @@ The users file (YAML, never in the repository)::
         collections: [lung_trial_restricted]
 
 ``nbia_guest`` (any password, as on NBIA) gets a token with no grants: public data only.
+
+Refresh tokens are rotated and single use: each refresh answers a new pair and spends the
+refresh token it was given; presenting a spent one again (a stolen copy, replayed) ends
+the whole session (its ``sid``), access tokens included. A session also ends
+``session_max_s`` after the password was checked, however often it is refreshed. What
+was spent or ended is kept in memory (one API process; see docs/security.md).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +41,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
     "GUEST_USER",
+    "NOT_FOUND",
     "AuthError",
     "Caller",
     "TokenService",
     "UserGrant",
     "UsersFile",
     "hash_password",
+    "NotVisible",
     "load_users",
     "verify_password",
 ]
@@ -133,13 +142,21 @@ class Caller:
         return not restricted or collection_id in self.grants
 
     def require(self, collection_id: str, restricted: bool) -> None:
-        """Raise 401 without a token, 403 with a token that does not grant this collection."""
-        if self.can_see(collection_id, restricted):
-            return
-        if not self.authenticated:
-            raise AuthError(401, "this data is restricted: log in at /nbia-api/oauth/token and send the bearer token",
-                            error="authentication_required")
-        raise AuthError(403, "your token does not grant access to this data", error="insufficient_scope")
+        """Raise ``NotVisible`` (answered as 404, as for data that does not exist) unless the caller may see it.
+
+        Restricted and missing must read the same to anyone without access: a 401 or 403
+        would confirm that a restricted collection, version or UID exists.
+        """
+        if not self.can_see(collection_id, restricted):
+            raise NotVisible()
+
+
+class NotVisible(Exception):
+    """Not published, or not for this caller: the two are answered alike (``NOT_FOUND``)."""
+
+
+#: The one answer to a named collection version that does not exist or is restricted from the caller.
+NOT_FOUND = "No such published collection version."
 
 
 ANONYMOUS = Caller()
@@ -148,12 +165,19 @@ ANONYMOUS = Caller()
 class TokenService:
     """Issues and checks HS256-signed access and refresh tokens."""
 
-    def __init__(self, secret: bytes | None, users: UsersFile, access_ttl_s: int, refresh_ttl_s: int) -> None:
+    def __init__(
+        self, secret: bytes | None, users: UsersFile, access_ttl_s: int, refresh_ttl_s: int,
+        session_max_s: int = 86400,
+    ) -> None:
         self._secret = secret
         self.users = users
         self.access_ttl_s = access_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
+        self.session_max_s = session_max_s
         self._dummy: str | None = None
+        self._spent: dict[str, float] = {}  # refresh token id -> its expiry (then forgotten)
+        self._ended: dict[str, float] = {}  # session id -> when the session would have ended anyway
+        self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -181,22 +205,52 @@ class TokenService:
         return self._dummy
 
     def refresh_grant(self, refresh_token: str) -> dict[str, Any]:
+        """A new token pair for a valid, unspent refresh token of a live session; the token is spent."""
         claims = self._verify(refresh_token, "refresh")
-        user = claims["sub"]
-        return self._grant(user, [] if user == GUEST_USER else sorted(self._current_grants(user)))
+        user, jti, sid, auth_time = claims["sub"], claims.get("jti"), claims.get("sid"), claims.get("auth_time")
+        if not isinstance(jti, str) or not isinstance(sid, str) or not isinstance(auth_time, int):
+            raise AuthError(401, "the token is not a valid refresh token")
+        now = time.time()
+        with self._lock:
+            self._forget_expired(now)
+            if sid in self._ended:
+                raise AuthError(401, "this session has ended; log in again at /nbia-api/oauth/token")
+            if jti in self._spent:  # replayed: someone else holds a copy; end the session for both
+                self._ended[sid] = auth_time + self.session_max_s
+                raise AuthError(401, "this refresh token was already used; the session has ended, log in again")
+            self._spent[jti] = float(claims["exp"])
+        if now >= auth_time + self.session_max_s:
+            raise AuthError(401, "the session has reached its maximum lifetime; log in again")
+        return self._grant(user, [] if user == GUEST_USER else sorted(self._current_grants(user)), sid, auth_time)
 
-    def _grant(self, user: str, collections: list[str]) -> dict[str, Any]:
+    def end_session(self, sid: str) -> None:
+        with self._lock:
+            self._ended[sid] = time.time() + self.session_max_s
+
+    def _forget_expired(self, now: float) -> None:
+        for table in (self._spent, self._ended):
+            if len(table) > 1024:
+                for key in [k for k, until in table.items() if until < now]:
+                    del table[key]
+
+    def _grant(self, user: str, collections: list[str], sid: str | None = None,
+               auth_time: int | None = None) -> dict[str, Any]:
         now = int(time.time())
+        sid = sid or secrets.token_hex(16)
+        auth_time = now if auth_time is None else auth_time
+        ends = auth_time + self.session_max_s
+        refresh_exp = min(now + self.refresh_ttl_s, ends)
+        access_exp = min(now + self.access_ttl_s, ends)
         access = self._sign({"sub": user, "collections": collections, "typ": "access", "iat": now,
-                             "exp": now + self.access_ttl_s, "jti": secrets.token_hex(8)})
-        refresh = self._sign({"sub": user, "typ": "refresh", "iat": now, "exp": now + self.refresh_ttl_s,
-                              "jti": secrets.token_hex(8)})
+                             "exp": access_exp, "jti": secrets.token_hex(8), "sid": sid})
+        refresh = self._sign({"sub": user, "typ": "refresh", "iat": now, "exp": refresh_exp,
+                              "jti": secrets.token_hex(16), "sid": sid, "auth_time": auth_time})
         return {
             "access_token": access,
             "token_type": "Bearer",
-            "expires_in": self.access_ttl_s,
+            "expires_in": access_exp - now,
             "refresh_token": refresh,
-            "refresh_expires_in": self.refresh_ttl_s,
+            "refresh_expires_in": refresh_exp - now,
             "scope": " ".join(f"collection:{c}" for c in collections),
         }
 
@@ -210,6 +264,8 @@ class TokenService:
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError(401, "the Authorization header must be 'Bearer <token>'", error="invalid_request")
         claims = self._verify(token.strip(), "access")
+        if claims.get("sid") in self._ended:
+            raise AuthError(401, "this session has ended; log in again at /nbia-api/oauth/token")
         user = claims["sub"]
         if user == GUEST_USER:
             return Caller(user=user)

@@ -38,6 +38,20 @@ class ApiSettings(BaseModel):
     )
     header_workers: int = Field(default=8, ge=1, le=64, description="Parallel object reads when filling the cache.")
     chunk_size: int = Field(default=1024 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
+    public_url: str | None = Field(
+        default=None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        description="The API's public base URL (behind the TLS proxy); links are built from it, never from Host. "
+        "Without it links are relative (path only).",
+    )
+    session_max_s: int = Field(default=86400, ge=60, le=30 * 86400,
+                               description="Absolute lifetime of a login session, however often it is refreshed.")
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024,
+                                description="Largest request body accepted (the API takes small forms only).")
+    login_rate_per_min: float = Field(default=10.0, gt=0, description="Password attempts per client per minute.")
+    login_burst: int = Field(default=10, ge=1, description="Password attempts a client may make at once.")
+    login_failures: int = Field(default=5, ge=1, description="Failed logins in a row before an account is locked.")
+    lockout_s: float = Field(default=30.0, gt=0, description="First lockout; each further failure doubles it.")
+    max_lockout_s: float = Field(default=900.0, gt=0, description="Longest lockout.")
 
     @model_validator(mode="after")
     def _secret_with_users(self) -> ApiSettings:
@@ -73,6 +87,13 @@ class ApiSettings(BaseModel):
             "header_cache": "IMAGING_INGEST_API_HEADER_CACHE",
             "header_workers": "IMAGING_INGEST_API_HEADER_WORKERS",
             "chunk_size": "IMAGING_INGEST_API_CHUNK_SIZE",
+            "public_url": "IMAGING_INGEST_API_PUBLIC_URL",
+            "session_max_s": "IMAGING_INGEST_API_SESSION_MAX_S",
+            "max_body_bytes": "IMAGING_INGEST_API_MAX_BODY_BYTES",
+            "login_rate_per_min": "IMAGING_INGEST_API_LOGIN_RATE_PER_MIN",
+            "login_burst": "IMAGING_INGEST_API_LOGIN_BURST",
+            "login_failures": "IMAGING_INGEST_API_LOGIN_FAILURES",
+            "lockout_s": "IMAGING_INGEST_API_LOCKOUT_S",
         }
         for field, name in names.items():
             if env.get(name):
