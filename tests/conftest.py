@@ -123,6 +123,7 @@ def ingest_env(monkeypatch: pytest.MonkeyPatch, settings: Settings, drop_root: P
     monkeypatch.setenv("IMAGING_INGEST_S3_ENDPOINT", settings.s3_endpoint or "")
     monkeypatch.setenv("IMAGING_INGEST_BUCKET_PREFIX", settings.bucket_prefix)
     monkeypatch.setenv("IMAGING_INGEST_SECRET", SECRET.decode())
+    monkeypatch.setenv("IMAGING_INGEST_CURATORS", "curator,curator-a,curator-b")  # who may approve in tests
     return settings
 
 

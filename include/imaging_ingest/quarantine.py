@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -159,13 +160,18 @@ def decide(
     note: str | None = None,
     *,
     regions: Sequence[tuple[int, int, int, int]] = (),
+    approvals_required: int = 1,
 ) -> ReviewItem:
     """Record a curator's decision on one quarantined item (``approved`` or ``rejected``).
 
-    Every front end (the command line, the Airflow plugin's page) calls this one function.
+    Every front end (the command line, the Airflow plugin's page) calls this one function,
+    after checking that the user is a curator (``curators.require_curator``).
     Decisions are final: the same decision again is a no-op, the other one is refused.
     Only items that screening quarantined can be approved (they have a de-identified output
-    waiting in staging); ``regions`` to blank go with an approval.
+    waiting in staging); ``regions`` to blank go with an approval. With
+    ``approvals_required`` above 1 (the collection's ``release_approvals``), an approval is
+    recorded (audited) but the item stays pending until that many *different* curators
+    have approved it; one rejection is enough to refuse it.
     """
     if decision not in (APPROVED, REJECTED):
         raise QuarantineDecisionError(f"decision must be {APPROVED} or {REJECTED}, not {decision!r}")
@@ -190,6 +196,20 @@ def decide(
                 f"item {item_id} was quarantined at stage '{row.stage}' and has no de-identified output to publish; "
                 "only items quarantined by screening can be approved (resubmit a corrected file instead)"
             )
+        object_id = f"quarantine/{row.collection_id}/{row.submission_id}/{row.file_id:06d}"
+        if decision == APPROVED and approvals_required > 1:
+            earlier = _approvers(s, object_id)
+            if user in earlier:
+                raise QuarantineDecisionError(
+                    f"you already approved item {item_id}; a different curator must give approval "
+                    f"{len(earlier) + 1} of {approvals_required}"
+                )
+            s.add(AuditEvent(event_type=APPROVAL_EVENT, agent=f"curator:{user}",
+                             outcome=f"{len(earlier) + 1}/{approvals_required}", object_id=object_id,
+                             collection_id=row.collection_id, detail=note))
+            if len(earlier) + 1 < approvals_required:
+                s.flush()
+                return ReviewItem.of(row)
         row.state, row.decided_at, row.decided_by = decision, utcnow(), user
         s.add(
             QuarantineDecision(
@@ -218,11 +238,23 @@ def decide(
     return item
 
 
+#: The audit event of one curator's approval under a two-person rule (the final one is a quarantine-review too).
+APPROVAL_EVENT = "quarantine-approval"
+
+
+def _approvers(session: Any, object_id: str) -> set[str]:
+    agents = session.scalars(
+        select(AuditEvent.agent).where(AuditEvent.event_type == APPROVAL_EVENT, AuditEvent.object_id == object_id)
+    )
+    return {a.removeprefix("curator:") for a in agents}
+
+
 def approve(
-    catalog: Catalog, item_id: int, user: str, note: str | None = None, *, regions: Sequence[tuple[int, int, int, int]] = ()
+    catalog: Catalog, item_id: int, user: str, note: str | None = None, *,
+    regions: Sequence[tuple[int, int, int, int]] = (), approvals_required: int = 1,
 ) -> ReviewItem:
     """Approve a quarantined file for release (after review, optionally with regions to blank)."""
-    return decide(catalog, item_id, APPROVED, user, note, regions=regions)
+    return decide(catalog, item_id, APPROVED, user, note, regions=regions, approvals_required=approvals_required)
 
 
 def reject(catalog: Catalog, item_id: int, user: str, note: str | None = None) -> ReviewItem:

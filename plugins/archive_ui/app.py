@@ -8,14 +8,18 @@ Pages (HTML, shown in an iframe inside Airflow's navigation) and the JSON they u
 - ``POST /api/quarantine/{item}/approve`` and ``.../reject`` (JSON body ``{"note": "..."}``).
 
 Every route needs an authenticated Airflow user (401 otherwise). A collection is visible
-to users who may read its DAG; a decision needs permission to edit the DAG's runs (the
-same right that triggers and clears them), else 403. Decisions are JSON POSTs, which an
-HTML form on another site cannot send without a CORS preflight this app never grants.
+to users who may read its DAG; a decision needs a curator (the Airflow role ``Curator``,
+or a name in ``IMAGING_INGEST_CURATORS``: ``imaging_ingest.curators``) who may read the
+DAG, else 403: editing runs, the right of Airflow's User and Op roles, is not enough.
+A collection's ``release_approvals`` asks for that many different curators. Decisions are
+JSON POSTs, which an HTML form on another site cannot send without a CORS preflight this
+app never grants.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +31,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from archive_ui import overview
+from imaging_ingest.curators import CURATOR_ROLE, is_curator, release_approvals
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +104,9 @@ def create_app() -> FastAPI:
     def quarantine_page(request: Request, user: User, collection: str | None = None) -> HTMLResponse:
         visible = {c["id"]: c for c in _visible(user, overview.collections())}
         items = [i for i in overview.pending_items(collection) if i["collection"] in visible]
+        curator = is_curator(user)
         for item in items:
-            item["can_decide"] = _can(user, "PUT", visible[item["collection"]]["dag_id"], run_entity=True)
+            item["can_decide"] = curator
         return HTMLResponse(
             TEMPLATES.get_template("quarantine.html").render(
                 items=items, collection=collection, collections=sorted(visible), user=_user_name(user)
@@ -130,13 +136,16 @@ def create_app() -> FastAPI:
         collection = await run_in_threadpool(overview.item_collection, item_id)
         if collection is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no quarantined item {item_id}")
-        if not _can(user, "PUT", f"ingest__{collection}", run_entity=True):
+        if not is_curator(user) or not _can(user, "GET", f"ingest__{collection}"):
             raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"you may not review quarantined files of collection {collection}"
+                status.HTTP_403_FORBIDDEN,
+                f"only curators may review quarantined files of collection {collection} (role {CURATOR_ROLE})",
             )
+        needed = await run_in_threadpool(release_approvals, collection, overview.collections_folder())
         try:
             item = await run_in_threadpool(
-                quarantine.decide, overview.catalog(), item_id, decision, _user_name(user), body.note
+                partial(quarantine.decide, approvals_required=needed),
+                overview.catalog(), item_id, decision, _user_name(user), body.note,
             )
         except quarantine.QuarantineDecisionError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None

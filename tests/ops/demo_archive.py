@@ -37,6 +37,7 @@ class DemoArchive:
             "IMAGING_INGEST_S3_ENDPOINT": self.settings.s3_endpoint or "",
             "IMAGING_INGEST_BUCKET_PREFIX": self.settings.bucket_prefix,
             "IMAGING_INGEST_SECRET": SECRET,
+            "IMAGING_INGEST_CURATORS": "admin",  # the simple auth manager has no Curator role
             "IMAGING_INGEST_COLLECTIONS": str(self.collections),
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",

@@ -171,7 +171,7 @@ def test_archive_pages_need_an_airflow_login(ui: UI) -> None:
         assert page.status_code == 200 and "Collections" in page.text
 
 
-def test_only_users_who_may_edit_runs_decide_on_quarantined_files(published: UI) -> None:
+def test_only_curators_decide_on_quarantined_files(published: UI) -> None:
     ui = published
     with ui.stack.client("viewer") as viewer, ui.stack.client("admin") as admin:
         queue = viewer.get("/archive/api/quarantine", params={"collection": "demo"})

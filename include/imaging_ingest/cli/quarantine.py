@@ -106,16 +106,25 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace, state: str) -> int:
+    """Only curators decide (``curators.require_curator``); the collection's ``release_approvals`` applies."""
+    from ..curators import NotCurator, release_approvals, require_curator
     from ..quarantine import DecisionError, decide
 
+    try:
+        curator = require_curator(_curator(args))
+    except NotCurator as exc:
+        raise UsageError(str(exc)) from None
     catalog = catalog_for()
     regions = getattr(args, "redact", None) or []
+    needed = release_approvals(_item(catalog, args.item).collection_id)
     try:
-        item = decide(catalog, args.item, state, _curator(args), regions=regions, note=args.note)
+        item = decide(catalog, args.item, state, curator, regions=regions, note=args.note, approvals_required=needed)
     except DecisionError as exc:
         raise UsageError(str(exc)) from None
     result = {"id": item.id, "state": item.state, "decided_by": item.decided_by, "regions": len(regions)}
-    if state == "approved":
+    if state == "approved" and item.state == "pending":
+        result["next"] = f"recorded; {needed} different curators must approve before it is released"
+    elif state == "approved":
         result["next"] = f"published by the next run of ingest__{item.collection_id}"
     print_table([result], list(result), args.json)
     return 0
