@@ -44,6 +44,7 @@ from .manifest import status_counts as _counts
 from .observe import observed
 from .patients import assign_patients
 from .pixels import ScreenContext, screen_images
+from .publish.reclassify import reconcile_tier
 from .quarantine import (
     APPROVALS_STATE,
     auto_reject,
@@ -164,6 +165,7 @@ class Ingest:
     @cached_property
     def catalog(self) -> Catalog:
         catalog = self._catalog or Catalog.from_url(self.settings.catalog_url)
+        reconcile_tier(catalog, self.store, self.config)  # public -> restricted withdraws; the reverse is refused
         catalog.ensure_collection(self.config)
         return catalog
 

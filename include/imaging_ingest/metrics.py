@@ -94,6 +94,10 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "quarantine_decisions", "counter", "Curator decisions on quarantined files.", ("collection", "decision")
     ),
+    MetricSpec(
+        "collection_reclassifications", "counter",
+        "Collections whose published objects moved between the public and restricted tiers.", ("collection", "to_tier"),
+    ),
 )
 
 _SPECS = {spec.key: spec for spec in METRICS}

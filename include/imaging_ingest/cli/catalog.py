@@ -287,7 +287,39 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reclassify(args: argparse.Namespace) -> int:
+    """Move a collection's published objects between the public and restricted tiers (audited, alerted).
+
+    Withdrawing (``--to restricted``) is what a run does by itself after a config change;
+    releasing (``--to public``) is never automatic and needs a curator (``--by``).
+    """
+    from ..curators import NotCurator, require_curator
+    from ..publish.reclassify import reclassify
+    from ..storage import ObjectStore
+
+    by = args.by or os.environ.get("USER", "unknown")
+    if args.to == "public":
+        try:
+            by = require_curator(by)
+        except NotCurator as exc:
+            raise UsageError(f"making a collection public releases its data: {exc}") from None
+    catalog = catalog_for()
+    if catalog.collection(args.collection) is None:
+        raise UsageError(f"no collection {args.collection} in the catalog")
+    done = reclassify(catalog, ObjectStore(settings_from_env()), args.collection, args.to, by=f"curator:{by}"
+                      if args.to == "public" else by)
+    print_table([{"collection": done.collection_id, "from": done.from_tier, "to": done.to_tier, "moved": done.moved}],
+                ["collection", "from", "to", "moved"], args.json)
+    return 0
+
+
 def register(command: CommandFactory) -> None:
+    reclassify = command("reclassify", cmd_reclassify,
+                         "move a collection's published objects to the public or restricted tier (public needs a curator)")
+    reclassify.add_argument("collection")
+    reclassify.add_argument("--to", required=True, choices=["public", "restricted"])
+    reclassify.add_argument("--by", metavar="NAME", help="who decides (a curator for --to public; default: $USER)")
+
     versions = command("versions", cmd_versions, "list a collection's versions; show, diff, withdraw or fetch one")
     versions.usage = VERSIONS_USAGE
     versions.add_argument("words", nargs="+", metavar="ARGS", help="see usage")
