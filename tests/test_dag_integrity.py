@@ -122,6 +122,43 @@ def test_a_bad_config_becomes_a_visible_invalid_dag_and_spares_the_others(tmp_pa
     env = os.environ | SOURCE_PATH | {"IMAGING_INGEST_COLLECTIONS": str(folder)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert [d for d in report["dags"] if d != "fixity_audit"] == ["ingest__good", "invalid_config__broken"]
+    assert [d for d in report["dags"] if d != "fixity_audit" and not d.startswith("mirror__")] == [
+        "ingest__good", "invalid_config__broken"]
     assert "broken.yaml" in report["doc"] and "drop.url" in report["doc"]
     assert "broken.yaml" in out.stderr + out.stdout  # logged at parse time, naming the file
+
+
+def test_one_mirror_dag_per_target_scheduled_on_the_collections_assets(bag) -> None:
+    targets = sorted(p.stem for p in (DAGS / "mirrors").glob("*.yaml"))
+    assert targets, "dags/mirrors ships an example target"
+    assert sorted(d.removeprefix("mirror__") for d in bag.dags if d.startswith("mirror__")) == targets
+    dag = bag.dags["mirror__offsite"]
+    assert [t.task_id for t in dag.tasks] == ["plan", "sync", "audit"]
+    assert "plan" in dag.task_dict["sync"].upstream_task_ids and "sync" in dag.task_dict["audit"].upstream_task_ids
+    assert type(dag.task_dict["sync"]).__name__.endswith("MappedOperator")  # one task instance per collection
+    assert dag.max_active_runs == 1 and dag.is_paused_upon_creation is True
+    assert [a.name for a in dag.timetable.asset_condition.objects] == ["imaging-collection-demo"]
+    assert {"collection", "repair"} <= set(dag.params)
+
+
+def test_a_bad_mirror_target_becomes_a_visible_invalid_dag(tmp_path: Path) -> None:
+    folder = tmp_path / "mirrors"
+    folder.mkdir()
+    (folder / "good.yaml").write_text("id: good\nbucket: mirror-good\nendpoint: http://127.0.0.1:1\n")
+    (folder / "bad.yaml").write_text("id: bad\nbucket: Not_A_Bucket\nrestricted: maybe\n")
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(DAGS)!r})
+        from airflow.dag_processing.dagbag import BundleDagBag
+        bag = BundleDagBag({str(DAGS)!r}, bundle_path={str(DAGS)!r})
+        dag = bag.dags.get("invalid_mirror__bad")
+        print(json.dumps({{"dags": sorted(bag.dags), "doc": dag.doc_md if dag else None, "errors": list(bag.import_errors)}}))
+        """
+    )
+    env = os.environ | SOURCE_PATH | {"IMAGING_INGEST_MIRRORS": str(folder)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["errors"] == []
+    assert [d for d in report["dags"] if "mirror" in d] == ["invalid_mirror__bad", "mirror__good"]
+    assert "bad.yaml" in report["doc"] and "bucket" in report["doc"] and "restricted" in report["doc"]
