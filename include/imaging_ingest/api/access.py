@@ -54,15 +54,7 @@ class Scope:
 
     def find_patients(self, collection: str | None, patient_id: str) -> list[tuple[CollectionView, PatientView]]:
         """Patients with this ID (ignoring case, as NBIA) in the visible or named collections."""
-        found = []
-        for view in self.collections(collection):
-            index = view.cache.get(("patients-by-upper-id", ""))
-            if index is None:
-                index = view.cache[("patients-by-upper-id", "")] = {p.upper(): v for p, v in view.patients.items()}
-            patient = index.get(patient_id.upper())
-            if patient is not None:
-                found.append((view, patient))
-        return found
+        return [(view, p) for view in self.collections(collection) for p in view.find_patients_ignoring_case(patient_id)]
 
     def find_series(self, uid: str) -> tuple[CollectionView, SeriesView] | None:
         """The series with this UID, if published in scope and visible to the caller (else None, as if missing)."""

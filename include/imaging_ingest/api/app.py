@@ -12,7 +12,6 @@ object store cannot be reached. The protections against abuse live in ``limits.p
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -78,7 +77,7 @@ def build_state(settings: Settings, api_settings: ApiSettings) -> ApiState:
     )
     archive = Archive(
         connect(settings.catalog_url),
-        store.get_json,
+        lambda tier, key: store.head(tier, key) is not None,
         headers,
         refresh_interval_s=api_settings.refresh_interval_s,
     )
@@ -151,8 +150,6 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Build the latest versions' views in the background, so the first query is quick.
-        threading.Thread(target=_warm, args=(state,), name="api-warm-up", daemon=True).start()
         yield
         state.close()
 
@@ -282,13 +279,6 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         return {"status": "ok"}
 
     return app
-
-
-def _warm(state: ApiState) -> None:
-    try:
-        state.archive.latest()
-    except Exception as exc:  # the first request will try again and report
-        log.warning("warming up the published versions failed: %s", type(exc).__name__)
 
 
 def create_app_from_env() -> FastAPI:

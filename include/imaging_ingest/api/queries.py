@@ -8,18 +8,26 @@ request threads.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, and_, create_engine, event, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..catalog.models import Collection, CollectionVersion, Instance, Patient, Series, Study, Submission
 
-__all__ = ["InstanceRow", "VersionRow", "collection_instances", "connect", "published_versions"]
+__all__ = [
+    "InstanceRow",
+    "SeriesRow",
+    "VersionRow",
+    "connect",
+    "patient_ids_ignoring_case",
+    "published_versions",
+    "series_instances",
+    "series_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -38,8 +46,30 @@ class VersionRow:
 
 
 @dataclass(frozen=True)
+class SeriesRow:
+    """One published series of a version, with its study and patient (de-identified values only)."""
+
+    pk: int
+    uid: str
+    study_uid: str
+    study_date: str | None
+    study_description: str | None
+    patient_id: str
+    modality: str | None
+    body_part: str | None
+    manufacturer: str | None
+    description: str | None
+    count: int
+    bytes: int
+    newest_version: int
+    first_key: str
+    tier: str
+    submitted_at: datetime | None
+
+
+@dataclass(frozen=True)
 class InstanceRow:
-    """One catalogued instance with its series, study and patient (de-identified values only)."""
+    """One instance of a series as a version lists it."""
 
     object_key: str
     sop_uid: str
@@ -48,17 +78,6 @@ class InstanceRow:
     size: int
     md5: str
     sha256: str
-    published_version: int | None
-    series_uid: str
-    modality: str | None
-    body_part: str | None
-    manufacturer: str | None
-    series_description: str | None
-    study_uid: str
-    study_date: str | None
-    study_description: str | None
-    patient_id: str
-    submitted_at: datetime | None
 
 
 def _sqlite_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
@@ -99,12 +118,78 @@ def published_versions(engine: Engine) -> list[VersionRow]:
         return [VersionRow(*row.tuple()) for row in session.execute(query)]
 
 
-def collection_instances(engine: Engine, collection_id: str) -> Iterator[InstanceRow]:
-    """All catalogued instances of a collection with their series, study and patient.
+def _live(version: int) -> Any:
+    """Instances listed in ``version``: published at or before it and not retired by then.
 
-    Which of them a version contains is the release's business (``releases.py``), not
-    the catalog's: an instance is served only when its object key is in the release.
+    The same span rule the publish stage writes ``release.json`` from (``Catalog.members``),
+    answered by the ``(collection_id, published_version, retired_version)`` index.
     """
+    return and_(
+        Instance.published_version.is_not(None),
+        Instance.published_version <= version,
+        or_(Instance.retired_version.is_(None), Instance.retired_version > version),
+    )
+
+
+def series_rows(
+    engine: Engine,
+    collection_id: str,
+    version: int,
+    *,
+    series_uid: str | None = None,
+    study_uid: str | None = None,
+    patient_id: str | None = None,
+) -> list[SeriesRow]:
+    """The series a version lists (optionally one series, one study's or one patient's), by UID.
+
+    One grouped query: counts, sizes and the newest publishing version come from the
+    instance rows; a lookup by UID walks the ``(uid, collection_id)`` unique indexes, a
+    whole collection the span index.
+    """
+    query = (
+        select(
+            Series.id,
+            Series.uid,
+            Study.uid,
+            Study.study_date,
+            Study.description,
+            Patient.pseudonym,
+            Series.modality,
+            Series.body_part,
+            Series.manufacturer,
+            Series.description,
+            func.count(Instance.id),
+            func.sum(Instance.size),
+            func.max(Instance.published_version),
+            func.min(Instance.object_key),
+            func.min(Instance.tier),
+            Submission.created_at,
+        )
+        .select_from(Instance)
+        .join(Series, and_(Series.id == Instance.series_id, Series.collection_id == collection_id))
+        .join(Study, and_(Study.id == Series.study_id, Study.collection_id == collection_id))
+        .join(Patient, and_(Patient.id == Study.patient_id, Patient.collection_id == collection_id))
+        .outerjoin(Submission, Submission.id == Series.submission_id)
+        .where(_live(version))
+        .group_by(Series.id, Study.id, Patient.id, Submission.id)
+        .order_by(Series.uid)
+    )
+    if series_uid is None and study_uid is None and patient_id is None:
+        # A whole collection: its span index. Lookups leave this out, so that the planner starts from the
+        # series, study or patient row and reads only its series' instances (``ix_instances_series_span``).
+        query = query.where(Instance.collection_id == collection_id)
+    if series_uid is not None:
+        query = query.where(Series.uid == series_uid)
+    if study_uid is not None:
+        query = query.where(Study.uid == study_uid)
+    if patient_id is not None:
+        query = query.where(Patient.pseudonym == patient_id)
+    with engine.connect() as connection:
+        return [SeriesRow(*list(row)) for row in connection.execute(query)]
+
+
+def series_instances(engine: Engine, series_pk: int, version: int) -> list[InstanceRow]:
+    """One series' instances in a version, in object-key order (that is, SOP Instance UID order)."""
     query = (
         select(
             Instance.object_key,
@@ -114,26 +199,18 @@ def collection_instances(engine: Engine, collection_id: str) -> Iterator[Instanc
             Instance.size,
             Instance.md5,
             Instance.sha256,
-            Instance.published_version,
-            Series.uid,
-            Series.modality,
-            Series.body_part,
-            Series.manufacturer,
-            Series.description,
-            Study.uid,
-            Study.study_date,
-            Study.description,
-            Patient.pseudonym,
-            Submission.created_at,
         )
-        .join(Series, Series.id == Instance.series_id)
-        .join(Study, Study.id == Series.study_id)
-        .join(Patient, Patient.id == Study.patient_id)
-        .outerjoin(Submission, Submission.id == Series.submission_id)
-        .where(Instance.collection_id == collection_id)
+        .where(Instance.series_id == series_pk, _live(version))
         .order_by(Instance.object_key)
-        .execution_options(yield_per=5000)
     )
-    with Session(engine) as session:
-        for row in session.execute(query):
-            yield InstanceRow(*list(row))
+    with engine.connect() as connection:
+        return [InstanceRow(*row.tuple()) for row in connection.execute(query)]
+
+
+def patient_ids_ignoring_case(engine: Engine, collection_id: str, patient_id: str) -> list[str]:
+    """The pseudonyms equal to ``patient_id`` ignoring case (NBIA's matching), in one collection."""
+    query = select(Patient.pseudonym).where(
+        Patient.collection_id == collection_id, func.upper(Patient.pseudonym) == patient_id.upper()
+    )
+    with engine.connect() as connection:
+        return sorted(connection.execute(query).scalars())

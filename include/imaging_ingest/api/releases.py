@@ -1,16 +1,18 @@
-"""What a published version contains: its release manifest joined with the catalog.
+"""What a published version contains, asked of the catalog's tables when a request needs it.
 
-A version is exactly its ``{collection}/versions/{N}/release.json``: the API serves an
-instance only when its object key is listed there, with the catalog supplying the
-patient, study and series it belongs to. Releases never change once written, so the
-joined view of a version (``CollectionView``) is built once and kept; the only thing
-that changes is which versions exist, which is asked of the catalog at most every
-``refresh_interval_s`` seconds.
+A version's members are the catalog's span rows (``published_version <= N`` and not
+retired by ``N``): the same rule the publish stage wrote the version's ``release.json``
+from, answered by the catalog's indexes. Nothing is joined or loaded at start-up: a
+lookup by UID is one indexed query, a listing of a whole collection one grouped query
+(its series summaries, a few hundred bytes per series, are then kept for that version,
+which never changes). Instances are read per series when a request needs them.
 
-The whole view of a version lives in memory: a few hundred bytes per instance (a
-100,000-instance collection takes some tens of MB). Collections of many millions of
-instances would want a persistent index instead; nothing outside this module would
-change.
+The DICOM header fields NBIA and DICOMweb report and the catalog does not keep come from
+the persistent ``HeaderCache``, read per series on first use.
+
+A version is served once its ``release.json`` can be found (the catalog records a version
+after writing it; a missing one means a broken release, and the previous version is
+served, the check repeated a minute later).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -28,7 +30,14 @@ from typing import Any
 from sqlalchemy import Engine
 
 from .headers import HeaderCache
-from .queries import InstanceRow, VersionRow, collection_instances, published_versions
+from .queries import (
+    SeriesRow,
+    VersionRow,
+    patient_ids_ignoring_case,
+    published_versions,
+    series_instances,
+    series_rows,
+)
 
 __all__ = [
     "Archive",
@@ -43,8 +52,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-#: A version whose release could not be read is tried again after this long.
+#: A version whose release could not be found is looked for again after this long.
 _RETRY_BROKEN_S = 60.0
+#: Header objects are fetched from their first 64 KiB; the exact size is not needed to decide that.
+_UNKNOWN_SIZE = 1 << 62
 
 
 def is_restricted(license: str, tier: str) -> bool:
@@ -63,28 +74,50 @@ class InstanceView:
     sha256: str
 
 
-@dataclass(frozen=True)
 class SeriesView:
-    uid: str
-    study_uid: str
-    patient_id: str
-    collection_id: str
-    modality: str | None
-    body_part: str | None
-    manufacturer: str | None
-    description: str | None
-    instances: tuple[InstanceView, ...]
-    released: datetime
-    submitted: datetime | None
-    header: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    """One series of one version; its instances and header fields are read when first asked for."""
+
+    __slots__ = ("_header", "_instances", "_lock", "collection", "row")
+
+    def __init__(self, collection: CollectionView, row: SeriesRow) -> None:
+        self.collection = collection
+        self.row = row
+        self._header: Mapping[str, Any] | None = None
+        self._instances: tuple[InstanceView, ...] | None = None
+        self._lock = threading.Lock()
+
+    uid = property(lambda self: self.row.uid)
+    study_uid = property(lambda self: self.row.study_uid)
+    patient_id = property(lambda self: self.row.patient_id)
+    collection_id = property(lambda self: self.collection.id)
+    modality = property(lambda self: self.row.modality)
+    body_part = property(lambda self: self.row.body_part)
+    manufacturer = property(lambda self: self.row.manufacturer)
+    description = property(lambda self: self.row.description)
+    image_count = property(lambda self: self.row.count)
+    total_bytes = property(lambda self: int(self.row.bytes or 0))
+    submitted = property(lambda self: self.row.submitted_at)
 
     @property
-    def image_count(self) -> int:
-        return len(self.instances)
+    def released(self) -> datetime:
+        """When the version that first published the series' newest instance was recorded."""
+        return self.collection.created.get(self.row.newest_version, self.collection.released)
 
     @property
-    def total_bytes(self) -> int:
-        return sum(i.size for i in self.instances)
+    def header(self) -> Mapping[str, Any]:
+        if self._header is None:
+            self.collection.load_headers([self])
+        return self._header or _EMPTY
+
+    @property
+    def instances(self) -> tuple[InstanceView, ...]:
+        with self._lock:
+            if self._instances is None:
+                rows = series_instances(self.collection.engine, self.row.pk, self.collection.version)
+                self._instances = tuple(
+                    InstanceView(r.sop_uid, r.sop_class_uid, r.object_key, r.tier, r.size, r.md5, r.sha256) for r in rows
+                )
+            return self._instances
 
 
 @dataclass(frozen=True)
@@ -116,27 +149,156 @@ class PatientView:
         return tuple(s for study in self.studies for s in study.series)
 
 
-@dataclass(frozen=True)
+def _studies(collection_id: str, series: list[SeriesView]) -> dict[str, StudyView]:
+    """Studies of these series, by UID; a study's series in SeriesNumber order (then UID)."""
+    by_study: dict[str, list[SeriesView]] = defaultdict(list)
+    for s in series:
+        by_study[s.study_uid].append(s)
+    studies = {}
+    for uid, members in sorted(by_study.items()):
+        members.sort(key=lambda s: (s.header.get("SeriesNumber") or 0, s.uid))
+        first = members[0].row
+        studies[uid] = StudyView(uid, first.patient_id, collection_id, first.study_date, first.study_description,
+                                 tuple(members))
+    return studies
+
+
+def _patients(collection_id: str, studies: Mapping[str, StudyView]) -> dict[str, PatientView]:
+    by_patient: dict[str, list[StudyView]] = defaultdict(list)
+    for study in studies.values():
+        by_patient[study.patient_id].append(study)
+    return {
+        pid: PatientView(pid, collection_id, tuple(sorted(members, key=lambda s: (s.date or "", s.uid))))
+        for pid, members in sorted(by_patient.items())
+    }
+
+
+class _Listing:
+    """A whole version's series, studies and patients: built on the first listing, then kept."""
+
+    def __init__(self, view: CollectionView) -> None:
+        series = [SeriesView(view, row) for row in series_rows(view.engine, view.id, view.version)]
+        view.load_headers(series)
+        self.series: Mapping[str, SeriesView] = MappingProxyType({s.uid: s for s in series})
+        self.studies: Mapping[str, StudyView] = MappingProxyType(_studies(view.id, series))
+        self.patients: Mapping[str, PatientView] = MappingProxyType(_patients(view.id, self.studies))
+
+
+class _Lookup(Mapping[str, Any]):
+    """``view.series`` / ``view.studies`` / ``view.patients``: a lookup by key is one indexed
+    query (or the listing, once it exists); iterating lists the whole version."""
+
+    def __init__(self, view: CollectionView, what: str, find: Callable[[str], Any]) -> None:
+        self._view, self._what, self._find = view, what, find
+
+    def _all(self) -> Mapping[str, Any]:
+        listing = self._view.listing()
+        return getattr(listing, self._what)
+
+    def __getitem__(self, key: str) -> Any:
+        listing = self._view.listed
+        found = getattr(listing, self._what).get(key) if listing is not None else self._view.cached_lookup(
+            self._what, key, self._find)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def values(self) -> Any:
+        return self._all().values()
+
+    def items(self) -> Any:
+        return self._all().items()
+
+
 class CollectionView:
     """One version of one collection, as served."""
 
-    id: str
-    title: str
-    license: str
-    tier: str
-    version: int
-    release_key: str
-    released: datetime
-    patients: Mapping[str, PatientView]
-    studies: Mapping[str, StudyView]
-    series: Mapping[str, SeriesView]
-    skipped: int = 0
-    #: Formatted answers for this version, filled as they are asked for (a version never changes).
-    cache: dict[tuple[str, str], Any] = field(default_factory=dict, compare=False, repr=False)
+    def __init__(self, row: VersionRow, engine: Engine, headers: HeaderCache, created: Mapping[int, datetime]) -> None:
+        self.id = row.collection_id
+        self.title = row.title
+        self.license = row.license
+        self.tier = row.tier
+        self.version = row.number
+        self.release_key = row.release_key
+        self.released = row.created_at
+        self.created = created
+        self.engine = engine
+        self.headers = headers
+        #: Formatted answers for this version, filled as they are asked for (a version never changes).
+        self.cache: dict[tuple[str, str], Any] = {}
+        self.listed: _Listing | None = None
+        self._lock = threading.Lock()
+        self._lookups: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self.series: Mapping[str, SeriesView] = _Lookup(self, "series", self._find_series)
+        self.studies: Mapping[str, StudyView] = _Lookup(self, "studies", self._find_study)
+        self.patients: Mapping[str, PatientView] = _Lookup(self, "patients", self._find_patient)
 
     @property
     def restricted(self) -> bool:
         return is_restricted(self.license, self.tier)
+
+    def listing(self) -> _Listing:
+        with self._lock:
+            if self.listed is None:
+                started = time.perf_counter()
+                self.listed = _Listing(self)
+                self._lookups.clear()
+                log.info("listed %s version %d: %d series (%.2f s)", self.id, self.version,
+                         len(self.listed.series), time.perf_counter() - started)
+            return self.listed
+
+    def cached_lookup(self, what: str, key: str, find: Callable[[str], Any]) -> Any:
+        """Lookups before any listing, kept (at most 4,096) so repeated ones cost no query."""
+        with self._lock:
+            if (what, key) in self._lookups:
+                self._lookups.move_to_end((what, key))
+                return self._lookups[(what, key)]
+        found = find(key)
+        with self._lock:
+            self._lookups[(what, key)] = found
+            while len(self._lookups) > 4096:
+                self._lookups.popitem(last=False)
+        return found
+
+    def load_headers(self, series: list[SeriesView]) -> None:
+        """Fill the header fields of these series (one persistent-cache lookup, reads for the missing)."""
+        wanted = [s for s in series if s._header is None]
+        if not wanted:
+            return
+        found = self.headers.get_many((s.row.tier, s.row.first_key, _UNKNOWN_SIZE) for s in wanted)
+        for s in wanted:
+            s._header = MappingProxyType(dict(found.get(s.row.first_key) or {}))
+
+    def _find_series(self, uid: str) -> SeriesView | None:
+        rows = series_rows(self.engine, self.id, self.version, series_uid=uid)
+        return SeriesView(self, rows[0]) if rows else None
+
+    def _find_study(self, uid: str) -> StudyView | None:
+        series = [SeriesView(self, r) for r in series_rows(self.engine, self.id, self.version, study_uid=uid)]
+        self.load_headers(series)
+        return _studies(self.id, series).get(uid)
+
+    def _find_patient(self, patient_id: str) -> PatientView | None:
+        series = [SeriesView(self, r) for r in series_rows(self.engine, self.id, self.version, patient_id=patient_id)]
+        self.load_headers(series)
+        return _patients(self.id, _studies(self.id, series)).get(patient_id)
+
+    def find_patients_ignoring_case(self, patient_id: str) -> list[PatientView]:
+        if self.listed is not None:
+            wanted = patient_id.upper()
+            return [p for pid, p in self.listed.patients.items() if pid.upper() == wanted]
+        found = (self.patients.get(pid) for pid in patient_ids_ignoring_case(self.engine, self.id, patient_id))
+        return [p for p in found if p is not None]
+
+
+ReleaseExists = Callable[[str, str], bool]
+"""``release_exists(tier, key)``: whether the version's ``release.json`` can be found."""
 
 
 @dataclass
@@ -147,36 +309,28 @@ class _Versions:
     read_at: float = float("-inf")
 
 
-ReleaseReader = Callable[[str, str], dict[str, Any]]
-"""``read_release(tier, key)``: the parsed ``release.json``."""
-
-
 class Archive:
-    """The published versions of every collection, joined with the catalog, cached."""
+    """The published versions of every collection; views are cheap handles on the catalog."""
 
     def __init__(
         self,
         engine: Engine,
-        read_release: ReleaseReader,
+        release_exists: ReleaseExists,
         headers: HeaderCache,
         *,
         refresh_interval_s: float = 5.0,
         max_views: int = 32,
     ) -> None:
         self.engine = engine
-        self._read_release = read_release
-        self._headers = headers
+        self.headers = headers
+        self._release_exists = release_exists
         self._refresh_interval_s = refresh_interval_s
         self._max_views = max_views
         self._versions = _Versions()
         self._versions_lock = threading.Lock()
         self._views: OrderedDict[tuple[str, int], CollectionView] = OrderedDict()
         self._views_lock = threading.Lock()
-        self._build_locks: defaultdict[tuple[str, int], threading.Lock] = defaultdict(threading.Lock)
-        self._broken: dict[tuple[str, int], float] = {}
-        self._building: set[tuple[str, int]] = set()
-
-    # -- versions --------------------------------------------------------------------------
+        self._checked: dict[tuple[str, int], float] = {}  # broken releases: when they were last looked for
 
     def versions(self) -> dict[str, list[VersionRow]]:
         """Every collection's recorded versions, oldest first; re-read when stale."""
@@ -189,183 +343,41 @@ class Archive:
             return self._versions.by_collection
 
     def latest(self) -> list[CollectionView]:
-        """The newest servable version of every collection (restricted ones included).
-
-        A collection served for the first time is joined right away (the caller waits).
-        When a newer version of a collection already served appears, its view is built in
-        the background and the previous version is served until it is ready, so that no
-        request waits for a new release's header reads.
-        """
+        """The newest servable version of every collection (restricted ones included)."""
         views = []
         for _collection, rows in sorted(self.versions().items()):
-            view = self._newest_ready(rows)
+            view = next((v for r in reversed(rows) if (v := self._view(r, rows)) is not None), None)
             if view is not None:
                 views.append(view)
         return views
 
-    def _newest_ready(self, rows: list[VersionRow]) -> CollectionView | None:
-        newest = self._cached(rows[-1])
-        if newest is not None:
-            return newest
-        older = next((v for r in reversed(rows[:-1]) if (v := self._cached(r)) is not None), None)
-        if older is None:
-            for row in reversed(rows):
-                view = self._view(row)
-                if view is not None:
-                    return view
-            return None
-        self._build_in_background(rows[-1])
-        return older
-
-    def _cached(self, row: VersionRow) -> CollectionView | None:
-        with self._views_lock:
-            return self._views.get((row.collection_id, row.number))
-
-    def _build_in_background(self, row: VersionRow) -> None:
-        key = (row.collection_id, row.number)
-        with self._views_lock:
-            if key in self._building:
-                return
-            self._building.add(key)
-
-        def build() -> None:
-            try:
-                self._view(row)
-            finally:
-                with self._views_lock:
-                    self._building.discard(key)
-
-        threading.Thread(target=build, name=f"build-{row.collection_id}-{row.number}", daemon=True).start()
-
     def pinned(self, collection_id: str, number: int) -> CollectionView | None:
         """One named version of one collection, or None when it was never published."""
-        for row in self.versions().get(collection_id, []):
-            if row.number == number:
-                return self._view(row)
-        return None
+        rows = self.versions().get(collection_id, [])
+        row = next((r for r in rows if r.number == number), None)
+        return self._view(row, rows) if row is not None else None
 
-    # -- views -----------------------------------------------------------------------------
-
-    def _view(self, row: VersionRow) -> CollectionView | None:
+    def _view(self, row: VersionRow, rows: list[VersionRow]) -> CollectionView | None:
         key = (row.collection_id, row.number)
         with self._views_lock:
             if key in self._views:
                 self._views.move_to_end(key)
                 return self._views[key]
-        if time.monotonic() - self._broken.get(key, float("-inf")) < _RETRY_BROKEN_S:
-            return None
-        with self._build_locks[key]:
-            with self._views_lock:
-                if key in self._views:
-                    return self._views[key]
-            try:
-                view = self._build(row)
-            except Exception as exc:  # an unreadable release: serve the previous version instead
-                log.error("version %d of %s cannot be served: %s", row.number, row.collection_id, exc)
-                self._broken[key] = time.monotonic()
+            if time.monotonic() - self._checked.get(key, float("-inf")) < _RETRY_BROKEN_S:
                 return None
+        try:
+            found = self._release_exists(row.tier, row.release_key)
+        except Exception as exc:  # the store is down or the release unreadable: the previous version is served
+            log.error("the release of %s version %d cannot be read: %s", row.collection_id, row.number,
+                      type(exc).__name__)
+            found = False
+        if not found:
             with self._views_lock:
-                self._views[key] = view
-                while len(self._views) > self._max_views:
-                    self._views.popitem(last=False)
+                self._checked[key] = time.monotonic()
+            return None
+        view = CollectionView(row, self.engine, self.headers, {r.number: r.created_at for r in rows})
+        with self._views_lock:
+            view = self._views.setdefault(key, view)
+            while len(self._views) > self._max_views:
+                self._views.popitem(last=False)
         return view
-
-    def _build(self, row: VersionRow) -> CollectionView:
-        started = time.perf_counter()
-        release = self._read_release(row.tier, row.release_key)
-        # NBIA serves DICOM series; supporting files (tables, slides) are listed with a "kind" and not served here.
-        listed = {str(o["key"]): o for o in release.get("objects", []) if o.get("kind", "dicom") == "dicom"}
-        if release.get("collection") not in (None, row.collection_id):
-            raise ValueError(f"{row.release_key} names collection {release.get('collection')!r}")
-        created = {r.number: r.created_at for r in self.versions().get(row.collection_id, [])}
-        grouped: dict[str, list[InstanceRow]] = defaultdict(list)
-        skipped = 0
-        for instance in collection_instances(self.engine, row.collection_id):
-            entry = listed.pop(instance.object_key, None)
-            if entry is None:
-                continue
-            if int(entry.get("size", -1)) != instance.size or entry.get("md5", instance.md5) != instance.md5:
-                skipped += 1
-                log.error("release %s and the catalog disagree on %s; it is not served", row.release_key, instance.object_key)
-                continue
-            grouped[instance.series_uid].append(instance)
-        if listed:
-            skipped += len(listed)
-            log.error("release %s lists %d objects the catalog does not know; they are not served",
-                      row.release_key, len(listed))
-        headers = self._headers.get_many(
-            (rows[0].tier, rows[0].object_key, rows[0].size) for rows in grouped.values()
-        )
-        series: dict[str, SeriesView] = {}
-        for uid, rows in grouped.items():
-            first = rows[0]
-            released = max(
-                min(created.get(r.published_version or row.number, row.created_at), row.created_at) for r in rows
-            )
-            series[uid] = SeriesView(
-                uid=uid,
-                study_uid=first.study_uid,
-                patient_id=first.patient_id,
-                collection_id=row.collection_id,
-                modality=first.modality,
-                body_part=first.body_part,
-                manufacturer=first.manufacturer,
-                description=first.series_description,
-                instances=tuple(
-                    InstanceView(r.sop_uid, r.sop_class_uid, r.object_key, r.tier, r.size, r.md5, r.sha256) for r in rows
-                ),
-                released=released,
-                submitted=max((r.submitted_at for r in rows if r.submitted_at), default=None),
-                header=MappingProxyType(dict(headers.get(first.object_key, {}))),
-            )
-        studies = _studies(row.collection_id, series.values(), grouped)
-        patients = _patients(row.collection_id, studies.values())
-        log.info(
-            "serving %s version %d: %d patients, %d studies, %d series, %d instances (%.1f s)",
-            row.collection_id, row.number, len(patients), len(studies), len(series),
-            sum(len(r) for r in grouped.values()), time.perf_counter() - started,
-        )
-        return CollectionView(
-            id=row.collection_id,
-            title=row.title,
-            license=row.license,
-            tier=row.tier,
-            version=row.number,
-            release_key=row.release_key,
-            released=row.created_at,
-            patients=MappingProxyType(patients),
-            studies=MappingProxyType(studies),
-            series=MappingProxyType(series),
-            skipped=skipped,
-        )
-
-
-def _studies(
-    collection_id: str, series: Iterable[SeriesView], rows: Mapping[str, list[InstanceRow]]
-) -> dict[str, StudyView]:
-    by_study: dict[str, list[SeriesView]] = defaultdict(list)
-    for s in series:
-        by_study[s.study_uid].append(s)
-    studies = {}
-    for uid, members in sorted(by_study.items()):
-        members.sort(key=lambda s: (s.header.get("SeriesNumber") or 0, s.uid))
-        first = rows[members[0].uid][0]
-        studies[uid] = StudyView(
-            uid=uid,
-            patient_id=first.patient_id,
-            collection_id=collection_id,
-            date=first.study_date,
-            description=first.study_description,
-            series=tuple(members),
-        )
-    return studies
-
-
-def _patients(collection_id: str, studies: Iterable[StudyView]) -> dict[str, PatientView]:
-    by_patient: dict[str, list[StudyView]] = defaultdict(list)
-    for study in studies:
-        by_patient[study.patient_id].append(study)
-    return {
-        pid: PatientView(pid, collection_id, tuple(sorted(members, key=lambda s: (s.date or "", s.uid))))
-        for pid, members in sorted(by_patient.items())
-    }

@@ -86,7 +86,11 @@ def _answer(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str) ->
     return Response(render_json(rows), media_type="application/json")
 
 
-def _values(column: str, values: Iterable[str | None], fmt: str) -> Response:
+def _values(column: str, values: Iterable[str | None], fmt: str, *, as_stored: bool = False) -> Response:
+    """Distinct values, sorted; upper-cased as NBIA lists codes, or ``as_stored`` (names getSeries reports too)."""
+    if as_stored:
+        distinct = sorted({v for v in values if v}, key=lambda v: (v.upper(), v))
+        return _answer([{column: v} for v in distinct], (column,), fmt)
     distinct = sorted({v.upper() for v in values if v})
     return _answer([{column: v} for v in distinct], (column,), fmt)
 
@@ -180,7 +184,7 @@ def nbia_router(scope: Callable[..., Scope], tag: str) -> APIRouter:
         return _values("Manufacturer", (
             x.manufacturer for _, x in s.series(Collection)
             if _same(x.modality, Modality) and _same(x.body_part, BodyPartExamined)
-        ), fmt)
+        ), fmt, as_stored=True)  # as getSeries reports it: tcia_utils users cross-check the two
 
     @router.get("/getPatient", responses=listing(PatientRecord, "Patients"))
     def get_patient(s: ScopeDep, Collection: Text = None, PatientId: Text = None, format: Text = None) -> Response:

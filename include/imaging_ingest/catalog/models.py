@@ -226,6 +226,7 @@ class Instance(Base):
         Index("ix_instances_collection_key", "collection_id", "object_key"),
         Index("ix_instances_collection_span", "collection_id", "published_version", "retired_version"),
         Index("ix_instances_collection_fixity", "collection_id", "fixity_checked_at"),
+        Index("ix_instances_series_span", "series_id", "published_version", "retired_version"),  # the API's lookups
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
