@@ -19,6 +19,19 @@ if [ -n "${IMAGING_S3_ACCESS_KEY:-}" ]; then
   mc admin user add archive "$IMAGING_S3_ACCESS_KEY" "$IMAGING_S3_SECRET_KEY"
   mc admin policy attach archive readwrite --user "$IMAGING_S3_ACCESS_KEY" || true
 fi
+# The API's account: read-only, and only the tiers it serves (public, restricted); never raw,
+# staging or quarantine, and never a write.
+if [ -n "${IMAGING_API_S3_ACCESS_KEY:-}" ]; then
+  cat > /tmp/imaging-api-read.json <<JSON
+{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+  "Action": ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"],
+  "Resource": ["arn:aws:s3:::${prefix}-public", "arn:aws:s3:::${prefix}-public/*",
+               "arn:aws:s3:::${prefix}-restricted", "arn:aws:s3:::${prefix}-restricted/*"]}]}
+JSON
+  mc admin policy create archive imaging-api-read /tmp/imaging-api-read.json
+  mc admin user add archive "$IMAGING_API_S3_ACCESS_KEY" "$IMAGING_API_S3_SECRET_KEY"
+  mc admin policy attach archive imaging-api-read --user "$IMAGING_API_S3_ACCESS_KEY" || true
+fi
 # The public tier is readable without credentials (downloads); every other tier stays private.
 mc anonymous set download "archive/${prefix}-public"
 echo "buckets ready: ${prefix}-{raw,staging,quarantine,public,restricted}"

@@ -47,6 +47,7 @@ SERVICES = AIRFLOW_SERVICES | {
     "prometheus",
     "grafana",
     "api",
+    "proxy",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
@@ -98,15 +99,19 @@ def test_stack_has_every_service_wired_for_celery() -> None:
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/", name
         assert env["AIRFLOW__METRICS__STATSD_HOST"] == "statsd-exporter" and env["IMAGING_INGEST_STATSD_HOST"] == "statsd-exporter"
         assert env["IMAGING_INGEST_CATALOG_URL"].startswith("postgresql+psycopg://"), name
-        assert json.loads(env["AIRFLOW_CONN_IMAGING_S3"])["extra"]["endpoint_url"] == "http://minio:9000"
-        assert env["AIRFLOW_VAR_IMAGING_INGEST_SECRET"], name
+        if "AIRFLOW_CONN_IMAGING_S3" in env:
+            assert json.loads(env["AIRFLOW_CONN_IMAGING_S3"])["extra"]["endpoint_url"] == "http://minio:9000"
+        # The secret and the read-write storage keys only where tasks run (and the init checks them).
+        task_runner = name in ("airflow-worker", "airflow-init")
+        assert bool(env.get("AIRFLOW_VAR_IMAGING_INGEST_SECRET")) == task_runner, name
+        assert ("AIRFLOW_CONN_IMAGING_S3" in env) == task_runner, name
         mounts = {v["target"] if isinstance(v, dict) else v.split(":")[1] for v in service["volumes"]}
         assert {"/opt/airflow/dags", "/opt/airflow/include", "/opt/airflow/plugins"} <= mounts, name
         if name != "airflow-init":
             assert service["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
             assert "healthcheck" in service, name
         assert service["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
-    assert services["api"]["command"][-1].endswith("imaging-ingest api --host 0.0.0.0 --port 8088")
+    assert "imaging-ingest api --host 0.0.0.0 --port 8088" in services["api"]["command"][-1]
     images = {name: s.get("image", "") for name, s in services.items()}
     assert all(image and not image.endswith(":latest") and ":" in image for image in images.values()), images
 
@@ -126,7 +131,7 @@ def test_env_example_sets_every_required_variable() -> None:
     )
     assert required and required <= {k for k, v in example.items() if v}
     optional = set(re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)(?::-[^}]*)?\}", text))
-    assert optional <= set(example) | {"IMAGING_INGEST_IMAGE"}, optional - set(example)
+    assert optional <= set(example) | {"IMAGING_INGEST_IMAGE", "IMAGING_SFTP_IMAGE"}, optional - set(example)
 
 
 def test_buckets_and_databases_are_created() -> None:
@@ -223,3 +228,35 @@ def test_metric_name_check_catches_unknown_metrics() -> None:
     with pytest.raises(AssertionError):
         check_expression("sum(rate(imaging_ingest_files_in_total[5m])")
     check_expression('sum by (state) (rate(airflow_ti_finish_total{dag_id=~"ingest__.*"}[5m]))')
+
+
+@pytest.mark.security
+def test_least_privilege_in_the_stack() -> None:
+    """Only HTTPS (the proxy) and SFTP are published; the API reads with read-only credentials."""
+    services = compose_config()["services"]
+    published = {  # "host_ip:published:target" (docker-compose v1 writes strings, v2 mappings)
+        name: [f"{p.get('host_ip', '')}:{p.get('published', '')}:{p.get('target')}" if isinstance(p, dict) else str(p)
+               for p in service.get("ports", [])]
+        for name, service in services.items() if service.get("ports")
+    }
+    assert set(published) == {"proxy", "sftp", "grafana"}, published
+    assert all(p.startswith("127.0.0.1:") for p in published["grafana"]), "Grafana on the host's loopback only"
+    for name in ("postgres", "redis", "minio", "prometheus", "statsd-exporter"):
+        assert "ports" not in services[name] and set(services[name]["networks"]) == {"internal"}, name
+    assert compose_config()["networks"]["internal"]["internal"] is True
+    api = services["api"]["environment"]
+    assert api["IMAGING_INGEST_CATALOG_URL"].startswith("postgresql+psycopg://catalog_reader:")
+    assert api["AWS_ACCESS_KEY_ID"] == "imaging-api" and "IMAGING_INGEST_API_PUBLIC_URL" in api
+    assert not any("SECRET" in k and "IMAGING_INGEST_SECRET" in k for k in api)
+    assert "AIRFLOW_VAR_IMAGING_INGEST_SECRET" not in services["airflow-apiserver"]["environment"]
+    init_buckets = (ROOT / "deploy" / "minio" / "init-buckets.sh").read_text()
+    policy = init_buckets[init_buckets.index("imaging-api-read.json <<JSON"):init_buckets.index("\nJSON\n")]
+    assert '"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"]' in policy and "Put" not in policy
+    assert "-public" in policy and "-restricted" in policy and "-raw" not in policy and "-quarantine" not in policy
+    init_db = (ROOT / "deploy" / "postgres" / "init-databases.sh").read_text()
+    assert "GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${CATALOG_READER_USER}" in init_db
+    assert "ALTER DEFAULT PRIVILEGES FOR ROLE ${CATALOG_DB_USER}" in init_db
+    proxy = (ROOT / "deploy" / "proxy" / "default.conf.template").read_text()
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in proxy and "proxy_pass http://api:8088;" in proxy
+    sshd = (ROOT / "deploy" / "sftp" / "sshd_config").read_text()
+    assert "ForceCommand internal-sftp -P symlink,hardlink" in sshd and "PasswordAuthentication no" in sshd
