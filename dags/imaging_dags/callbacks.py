@@ -8,7 +8,9 @@ by the ``imaging_alerts`` Connection:
 - conn type ``slackwebhook`` (or an http connection to ``hooks.slack.com``): a Slack
   incoming webhook, ``{"text": ...}``; the webhook path is the password, as in the Slack provider;
 - conn type ``smtp``/``email``: a mail to the ``to`` extra (comma-separated), from the
-  ``from`` extra, with ``starttls`` in the extras when the server wants it.
+  ``from`` extra. Mail always goes over TLS: STARTTLS, or SMTPS on port 465 (extra
+  ``"tls": "implicit"``); ``"tls": "none"`` is accepted only for a relay on the worker's own
+  machine without a login.
 
 Without that Connection the notice is only logged. This module is imported when the DAG
 file is parsed (the deadline callback is named by its import path): it imports nothing
@@ -44,7 +46,7 @@ def alert_target(conn: Any) -> Any:
             password=conn.password,
             mail_from=extra.get("from"),
             mail_to=tuple(recipients),
-            starttls=str(extra.get("starttls", "false")).lower() in {"1", "true", "yes"},
+            tls=_smtp_tls(extra, conn.port),
         )
     if conn_type not in {"http", "https", "slackwebhook", "slack_webhook"}:
         log.warning("connection %s has type %r; expected http, slackwebhook or smtp", ALERTS_CONNECTION_ID, conn_type)
@@ -171,3 +173,9 @@ async def deadline_missed(collection: str, minutes: int, context: dict[str, Any]
         target = None
     await asyncio.to_thread(_send, target, summary)
     return summary
+
+
+def _smtp_tls(extra: dict[str, Any], port: int | None) -> Any:
+    """The TLS mode of a mail connection: STARTTLS unless it says SMTPS (465) or a local relay."""
+    wanted = str(extra.get("tls") or ("implicit" if port == 465 else "starttls")).lower()
+    return wanted if wanted in {"starttls", "implicit", "none"} else "starttls"

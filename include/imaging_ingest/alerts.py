@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import smtplib
+import ssl
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -137,7 +138,9 @@ class AlertTarget:
     password: str | None = field(default=None, repr=False)
     mail_from: str | None = None
     mail_to: tuple[str, ...] = ()
-    starttls: bool = False
+    #: "starttls" (the default), "implicit" (SMTPS, port 465), or "none": a relay on this machine only,
+    #: never with a login (credentials never cross a network in clear).
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
     timeout: float = 10.0
 
 
@@ -176,9 +179,16 @@ def _send_mail(target: AlertTarget, summary: dict[str, Any]) -> None:
     message["From"] = target.mail_from or "imaging-ingest@localhost"
     message["To"] = ", ".join(target.mail_to)
     message.set_content(json.dumps(summary, indent=2))
-    with smtplib.SMTP(target.host, target.port or 25, timeout=target.timeout) as smtp:
-        if target.starttls:
-            smtp.starttls()
+    if target.tls == "none" and (target.login or target.host not in ("127.0.0.1", "::1", "localhost")):
+        raise ValueError("SMTP without TLS is only for a relay on this machine, and never with a login")
+    context = ssl.create_default_context()  # the server's certificate is verified
+    if target.tls == "implicit":
+        smtp: smtplib.SMTP = smtplib.SMTP_SSL(target.host, target.port or 465, timeout=target.timeout, context=context)
+    else:
+        smtp = smtplib.SMTP(target.host, target.port or 587, timeout=target.timeout)
+    with smtp:
+        if target.tls == "starttls":
+            smtp.starttls(context=context)  # refused by a server without STARTTLS: no fallback to plain text
         if target.login:
             smtp.login(target.login, target.password or "")
         smtp.send_message(message)

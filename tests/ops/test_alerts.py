@@ -94,7 +94,7 @@ def test_alert_targets_from_connections() -> None:
         "smtp", host="mail.example.org", port=587, login="u", password="s3cr3t-pw",
         extra_dejson={"to": "a@example.org, b@example.org", "from": "archive@example.org", "starttls": "true"},
     ))
-    assert mail.kind == "smtp" and mail.mail_to == ("a@example.org", "b@example.org") and mail.starttls
+    assert mail.kind == "smtp" and mail.mail_to == ("a@example.org", "b@example.org") and mail.tls == "starttls"
     assert "s3cr3t-pw" not in repr(mail)  # the password stays out of reprs and logs
     assert alert_target(_connection("postgres", host="db")) is None
 
@@ -147,7 +147,7 @@ def smtp_server() -> Iterator[tuple[int, list[bytes]]]:
 
 def test_smtp_delivery(smtp_server: tuple[int, list[bytes]]) -> None:
     port, received = smtp_server
-    target = AlertTarget("smtp", host="127.0.0.1", port=port, mail_to=("oncall@example.org",))
+    target = AlertTarget("smtp", host="127.0.0.1", port=port, mail_to=("oncall@example.org",), tls="none")
     summary = failure_summary(collection="demo", dag_id="ingest__demo", task_id="verify", run_id="r2")
     assert deliver(target, summary)
     (message,) = received
@@ -218,3 +218,17 @@ def test_a_failed_task_puts_its_submission_in_the_failed_state(
     assert row.error == "task inventory failed (ValueError)"  # the type, never the message
     assert ingest.claim(sub).extra["state"] == SubmissionState.CLAIMED  # resumed
     catalog.dispose()
+
+
+@pytest.mark.security
+def test_smtp_never_sends_credentials_in_clear(smtp_server: tuple[int, list[bytes]]) -> None:
+    """The test server offers no STARTTLS: a login, a remote host, or the default mode all refuse to send."""
+    port, received = smtp_server
+    summary = failure_summary(collection="demo", dag_id="ingest__demo", task_id="verify", run_id="r3")
+    for target in (
+        AlertTarget("smtp", host="127.0.0.1", port=port, mail_to=("o@example.org",)),  # STARTTLS by default
+        AlertTarget("smtp", host="127.0.0.1", port=port, mail_to=("o@example.org",), tls="none", login="u", password="p"),
+        AlertTarget("smtp", host="mail.example.org", port=port, mail_to=("o@example.org",), tls="none"),
+    ):
+        assert not deliver(target, summary)
+    assert received == []
