@@ -55,9 +55,19 @@ def test_load_collections_isolates_failures(tmp_path: Path) -> None:
 
 def test_environment_variables_expand_with_defaults(tmp_path: Path) -> None:
     path = tmp_path / "envy.yaml"
-    path.write_text("id: envy\ntitle: Env test\nlicense: CC-BY-4.0\ndrop: {url: 'file://${DROPS:-/srv}/envy'}\n")
+    path.write_text("id: envy\ntitle: Env test\nlicense: CC-BY-4.0\ndrop: {url: 'file://${IMAGING_CONFIG_DROPS:-/srv}/envy'}\n")
     assert load_collection_config(path, environ={}).drop.url == "file:///srv/envy"
-    assert load_collection_config(path, environ={"DROPS": "/data"}).drop.url == "file:///data/envy"
-    path.write_text("id: envy\ntitle: Env test\nlicense: CC-BY-4.0\ndrop: {url: 'file://${NOPE}/envy'}\n")
+    assert load_collection_config(path, environ={"IMAGING_CONFIG_DROPS": "/data"}).drop.url == "file:///data/envy"
+    path.write_text("id: envy\ntitle: Env test\nlicense: CC-BY-4.0\ndrop: {url: 'file://${IMAGING_CONFIG_NOPE}/envy'}\n")
     with pytest.raises(ConfigError, match="NOPE"):
         load_collection_config(path, environ={})
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("name", ["IMAGING_INGEST_SECRET", "AWS_SECRET_ACCESS_KEY", "AIRFLOW__CORE__FERNET_KEY", "HOME"])
+def test_only_allow_listed_variables_expand(tmp_path: Path, name: str) -> None:
+    """A config's values are published (title, citation): it may not pull a secret out of the environment."""
+    path = tmp_path / "leaky.yaml"
+    path.write_text(f"id: leaky\ntitle: 'Leak ${{{name}}}'\nlicense: CC-BY-4.0\ndrop: {{url: 'file:///srv/x'}}\n")
+    with pytest.raises(ConfigError, match=f"{name} may not be used"):
+        load_collection_config(path, environ={name: "the-secret-value"})

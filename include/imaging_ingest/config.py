@@ -308,12 +308,25 @@ class ConfigError(ValueError):
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+#: Variables a collection config may name: paths that differ per machine, and the operators' own
+#: ``IMAGING_CONFIG_*``. Anything else (``${IMAGING_INGEST_SECRET}``, ``${AWS_SECRET_ACCESS_KEY}``)
+#: is refused: a config's values end up in titles, citations and releases, which are published.
+ENV_ALLOWED = frozenset({"IMAGING_INGEST_DROP_ROOT", "IMAGING_INGEST_HOME"})
+ENV_ALLOWED_PREFIX = "IMAGING_CONFIG_"
+
+
+class EnvNotAllowed(KeyError):
+    """A ``${VAR}`` outside the allow-list."""
+
+
 def _expand_env(value: Any, environ: dict[str, str] | os._Environ[str]) -> Any:
-    """Expand ``${VAR}`` and ``${VAR:-default}`` in string values (paths differ per machine)."""
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in string values (paths differ per machine); allow-listed names only."""
     if isinstance(value, str):
 
         def repl(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
+            if name not in ENV_ALLOWED and not name.startswith(ENV_ALLOWED_PREFIX):
+                raise EnvNotAllowed(name)
             if name in environ:
                 return environ[name]
             if default is not None:
@@ -349,6 +362,10 @@ def load_collection_config(path: str | Path, environ: dict[str, str] | None = No
         raise ConfigError(path, ["expected a mapping at the top level"])
     try:
         raw = _expand_env(raw, os.environ if environ is None else environ)
+    except EnvNotAllowed as exc:
+        allowed = ", ".join(sorted(ENV_ALLOWED))
+        raise ConfigError(path, [f"environment variable {exc.args[0]} may not be used in a collection config "
+                                 f"(allowed: {allowed}, {ENV_ALLOWED_PREFIX}*)"]) from None
     except KeyError as exc:
         raise ConfigError(path, [f"environment variable {exc.args[0]} is not set and has no default"]) from None
     try:

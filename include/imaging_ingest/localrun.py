@@ -27,6 +27,7 @@ import pandas as pd
 from .catalog import Catalog
 from .checksum import file_digests
 from .config import CollectionConfig
+from .csvsafe import neutralise
 from .deid import Profile
 from .deid.batch import deidentify_frame
 from .intake import stage_entries
@@ -142,7 +143,7 @@ def deidentify_tree(
     with open(manifest, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: neutralise(v) for k, v in row.items()} for row in rows)  # file names are the site's
     reasons = Counter(r["reason"] for r in rows if r["status"] == "quarantined")
     published = sum(1 for r in rows if r["status"] == "published")
     return LocalRunSummary(len(rows), published, len(rows) - published, dict(sorted(reasons.items())), manifest)

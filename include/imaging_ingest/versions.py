@@ -37,6 +37,7 @@ from .catalog.models import VersionKind
 from .catalog.store import CatalogOutOfSync
 from .citation import VersionFacts, citation_line, datacite_record, validated, version_doi
 from .config import CollectionConfig
+from .csvsafe import neutralise_frame
 from .fixity import stored_sha256
 from .publish.index import write_release_index
 from .records import chunks, iter_records
@@ -656,7 +657,7 @@ def export_manifest(
     frame = manifest_frame(store, catalog, collection_id, number)
     buffer = io.BytesIO()
     if fmt == "csv":
-        frame.to_csv(buffer, index=False)
+        neutralise_frame(frame).to_csv(buffer, index=False)  # header values: no spreadsheet formulas
     elif fmt == "parquet":
         frame.to_parquet(buffer, index=False)
     else:

@@ -19,6 +19,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from ..csvsafe import neutralise
 from .releases import CollectionView, PatientView, SeriesView, StudyView
 
 __all__ = [
@@ -203,10 +204,13 @@ def render_json(rows: Iterable[Mapping[str, Any]]) -> bytes:
 
 
 def render_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> bytes:
-    """Every value quoted, as NBIA's ``toCsvQuoted``; an absent value is an empty field."""
+    """Every value quoted, as NBIA's ``toCsvQuoted``; an absent value is an empty field.
+
+    Values come from sites' headers: formula-like cells are neutralised (``csvsafe``).
+    """
     out = io.StringIO()
     writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
+        writer.writerow(["" if row.get(c) is None else neutralise(row[c]) for c in columns])
     return out.getvalue().encode("utf-8")

@@ -220,6 +220,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_export_manifest(args: argparse.Namespace) -> int:
+    from ..csvsafe import neutralise_frame
     from ..versions import export_manifest, manifest_frame
 
     n = _number(args.version, "VERSION")
@@ -227,7 +228,7 @@ def cmd_export_manifest(args: argparse.Namespace) -> int:
     if args.output == "-":
         if args.format != "csv":
             raise UsageError("only --format csv can be written to standard output")
-        manifest_frame(store, catalog, args.collection, n).to_csv(sys.stdout, index=False)
+        neutralise_frame(manifest_frame(store, catalog, args.collection, n)).to_csv(sys.stdout, index=False)
         return 0
     output = Path(args.output or f"{args.collection}-v{n}.{args.format}")
     export_manifest(store, catalog, args.collection, n, output, args.format)
