@@ -9,11 +9,14 @@ side by side.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +36,7 @@ __all__ = [
     "FixityConfig",
     "License",
     "TagOverride",
+    "default_modalities",
     "load_collection_config",
     "load_collections",
 ]
@@ -235,6 +239,18 @@ _CRON_RE = re.compile(rf"^{_CRON_FIELD}(\s+{_CRON_FIELD}){{4,5}}$")
 _PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
 
 
+@cache
+def default_modalities() -> tuple[str, ...]:
+    """Every Modality defined term of the standard (current and retired), from ``data/modalities.csv``.
+
+    The archive takes whatever the standard defines unless a collection restricts it: a
+    modality is not a privacy risk in itself (burned-in text is screened per modality).
+    """
+    path = Path(str(resources.files("imaging_ingest") / "data" / "modalities.csv"))
+    with path.open(newline="", encoding="utf-8") as fh:
+        return tuple(row["modality"] for row in csv.DictReader(line for line in fh if not line.startswith("#")))
+
+
 class CollectionConfig(BaseModel):
     """One collection, as curated by archive staff."""
 
@@ -248,8 +264,10 @@ class CollectionConfig(BaseModel):
     drop: DropConfig
     schedule: str | None = Field(default=None, description="Cron expression, preset such as @daily, or null.")
     modalities: list[str] = Field(
-        default_factory=lambda: ["CT", "MR", "PT", "RTSTRUCT", "RTPLAN", "RTDOSE", "SEG", "SR", "OT", "SM"],
+        default_factory=lambda: list(default_modalities()),
         min_length=1,
+        description="Modalities accepted; by default every defined term of PS3.3 C.7.3.1.1.1 (data/modalities.csv). "
+        "Pixel screening still applies to those that carry burned-in text.",
     )
     batch_size: int = Field(default=200, ge=1, le=5000, description="Files per de-identification batch.")
     workers: int = Field(default=1, ge=1, le=64, description="Processes per de-identification batch.")

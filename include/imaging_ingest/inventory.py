@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from .dicom_read import encoding_transfer_syntax, read_dataset, truncation
 from .records import frame_from_records
+from .twins import content_key, preferred
 
 __all__ = ["HEADER_COLUMNS", "FileKind", "check_submission", "inventory_frame", "read_header"]
 
@@ -92,7 +93,9 @@ def read_header(path: Path, display_name: str) -> HeaderRead:
     if path.stat().st_size == 0:
         return HeaderRead(FileKind.OTHER, {}, "zero-byte file")
     try:
-        ds = dcmread(path, stop_before_pixels=True)
+        with open(path, "rb") as fh:
+            ds = read_dataset(fh, stop_before_pixels=True)  # Part 10, or a data set without file meta
+            cut = truncation(ds, fh, fh.tell(), path.stat().st_size)
     except InvalidDicomError:
         kind = _kind_by_name(display_name)
         if kind == FileKind.OTHER:
@@ -108,7 +111,7 @@ def read_header(path: Path, display_name: str) -> HeaderRead:
             "patient_id": _text(ds, "PatientID"),
             "study_uid": _text(ds, "StudyInstanceUID"),
             "series_uid": _text(ds, "SeriesInstanceUID"),
-            "transfer_syntax": str(ds.file_meta.get("TransferSyntaxUID", "")) if ds.file_meta else None,
+            "transfer_syntax": str(encoding_transfer_syntax(ds)),
             "rows": _int(ds, "Rows"),
             "cols": _int(ds, "Columns"),
             "frames": _int(ds, "NumberOfFrames"),
@@ -120,7 +123,8 @@ def read_header(path: Path, display_name: str) -> HeaderRead:
         }
     except (EOFError, struct.error, ValueError, TypeError, KeyError, OverflowError, IndexError, RecursionError) as exc:
         return HeaderRead(FileKind.DICOM, {}, f"corrupt DICOM element ({type(exc).__name__})")
-    return HeaderRead(FileKind.DICOM, values, _header_problem(values))
+    # a truncated copy takes no part in duplicate detection: its intact original goes on
+    return HeaderRead(FileKind.DICOM, values, cut or _header_problem(values))
 
 
 def _header_problem(values: dict[str, Any]) -> str | None:
@@ -142,11 +146,15 @@ def _header_problem(values: dict[str, Any]) -> str | None:
     return None
 
 
-def check_submission(manifest: pd.DataFrame, *, copy: bool = True) -> pd.DataFrame:
+def check_submission(
+    manifest: pd.DataFrame, *, copy: bool = True, path_of: Callable[[dict[str, Any]], Path] | None = None
+) -> pd.DataFrame:
     """Submission-wide rules over rows still 'ok'; returns the manifest with new quarantines.
 
     - the same SOP Instance UID with identical bytes: the first copy goes on, others are duplicates;
-    - the same SOP Instance UID with different bytes: no copy can be trusted, all are quarantined;
+    - the same SOP Instance UID with different bytes but the same data set in another transfer
+      syntax (``twins``; needs ``path_of`` to read them): the best encoding goes on, others are duplicates;
+    - the same SOP Instance UID with different content: no copy can be trusted, all are quarantined;
     - a series whose files name more than one patient: the whole series is quarantined.
 
     ``copy=False`` changes ``manifest`` itself (for a caller that owns it: no second copy
@@ -158,10 +166,11 @@ def check_submission(manifest: pd.DataFrame, *, copy: bool = True) -> pd.DataFra
     shared = ok & manifest["sop_uid"].notna() & manifest.duplicated("sop_uid", keep=False)
     for _, group in manifest[shared].groupby("sop_uid", sort=False):
         if group["sha256_source"].nunique() > 1:
-            manifest.loc[group.index, ["status", "reason"]] = [
-                "quarantined",
-                f"SOPInstanceUID shared by {len(group)} files with different content",
-            ]
+            if not _encoding_twins(manifest, group, path_of):
+                manifest.loc[group.index, ["status", "reason"]] = [
+                    "quarantined",
+                    f"SOPInstanceUID shared by {len(group)} files with different content",
+                ]
         else:
             first = int(group["file_id"].min())
             dupes = group.index[group["file_id"] != first]
@@ -173,6 +182,23 @@ def check_submission(manifest: pd.DataFrame, *, copy: bool = True) -> pd.DataFra
         count = int(patients_per_series[series_uid])
         manifest.loc[rows, ["status", "reason"]] = ["quarantined", f"series mixes {count} patients"]
     return manifest
+
+
+def _encoding_twins(manifest: pd.DataFrame, group: pd.DataFrame, path_of: Callable[[dict[str, Any]], Path] | None) -> bool:
+    """One instance in several transfer syntaxes? Then quarantine all but the best copy and say so."""
+    if path_of is None:
+        return False
+    records = [dict(r, file_id=int(r["file_id"])) for r in group.to_dict("records")]
+    keys = {content_key(path_of(r)) for r in records}
+    if len(keys) != 1 or None in keys:
+        return False
+    keep = preferred((r["file_id"], r.get("transfer_syntax")) for r in records)
+    others = group.index[group["file_id"] != keep]
+    manifest.loc[others, ["status", "reason"]] = [
+        "quarantined",
+        f"duplicate of file {keep}: the same instance in another transfer syntax",
+    ]
+    return True
 
 
 def inventory_frame(
@@ -216,4 +242,4 @@ def inventory_frame(
     for column in ("kind", *HEADER_COLUMNS):
         if column not in frame.columns:
             frame[column] = None
-    return check_submission(frame, copy=False)
+    return check_submission(frame, copy=False, path_of=path_of)

@@ -40,6 +40,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
 
+from .coincidence import PATIENT_IDENTITY_KEYWORDS, Place, is_technical, unexcused
 from .records import iter_records
 
 __all__ = ["Leak", "Needle", "find_leaks", "identifying_values", "leak_scan_pool", "verify_frame"]
@@ -135,6 +136,8 @@ _DEVICE_KEYWORDS = frozenset(
     }
 )
 _INSTITUTION_KEYWORDS = frozenset({"InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName"})
+#: Attributes never excused as kept non-identifying ones, whatever their VR.
+_NEVER_TECHNICAL = IDENTIFYING_KEYWORDS | _DEVICE_KEYWORDS | _INSTITUTION_KEYWORDS
 _METHOD_CODE_SEQUENCE = 0x00120064
 _META_AE_KEYWORDS = ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle")
 
@@ -258,7 +261,9 @@ def identifying_values(ds: Dataset) -> list[Needle]:
         text = text.strip().strip("\x00")
         if len(text) >= _MIN_LENGTH:
             value = text.encode("utf-8", "replace")
-            if value not in needles:
+            old = needles.get(value)
+            # the patient's own identity wins: it decides what may be excused as a coincidence
+            if old is None or (keyword in PATIENT_IDENTITY_KEYWORDS and old.keyword not in PATIENT_IDENTITY_KEYWORDS):
                 needles[value] = Needle(value, source, kind, keyword, slot)
 
     for item, tag, elem, vr in _walk(ds):
@@ -317,20 +322,34 @@ def _expected(needle: Needle, codes: set[str]) -> bool:
     return False
 
 
-def _locate(output_ds: Dataset, needle: bytes) -> list[tuple[str, tuple[str, int, int] | None]]:
+def _locate(output_ds: Dataset, needle: bytes) -> list[Place]:
     """The output elements that hold a value (only called on a hit: rare, may be slow)."""
     lowered = needle.decode("utf-8", "replace").lower()
     found = []
-    for item, tag, elem, _ in _walk(output_ds):
-        if any(lowered in text.lower() for text in _strings(item, tag, elem)):
+    for item, tag, elem, vr in _walk(output_ds):
+        texts = _strings(item, tag, elem)
+        if any(lowered in text.lower() for text in texts):
             private = bool((tag >> 16) & 1)
             slot = (_private_creator(item, tag), tag >> 16, tag & 0xFF) if private else None
-            found.append((_where(tag, "" if private else keyword_for_tag(tag)), slot))
+            keyword = "" if private else keyword_for_tag(tag)
+            found.append(Place(_where(tag, keyword), keyword, vr, tuple(texts), slot))
     meta = output_ds.file_meta if output_ds.file_meta is not None else Dataset()
     for meta_elem in meta:
         if lowered in str(meta_elem.value).lower():
-            found.append((_where(meta_elem.tag, meta_elem.keyword), None))
+            found.append(Place(_where(meta_elem.tag, meta_elem.keyword), "", "", (str(meta_elem.value),)))
     return found
+
+
+def _technical_values(ds: Dataset) -> set[tuple[str, str]]:
+    """The (keyword, lower-case value) pairs of a source's kept non-identifying attributes, at any depth."""
+    pairs: set[tuple[str, str]] = set()
+    for item, tag, elem, vr in _walk(ds):
+        if (tag >> 16) & 1:
+            continue
+        keyword = keyword_for_tag(tag)
+        if is_technical(keyword, vr, _NEVER_TECHNICAL):
+            pairs.update((keyword, text.strip().lower()) for text in _strings(item, tag, elem))
+    return pairs
 
 
 def _printable_runs(data: bytes) -> bytes:
@@ -356,9 +375,9 @@ def _hit(value: bytes, header_text: bytes, rest: bytes, tail_text: bytes) -> boo
     return lowered in tail_text if value.isascii() else value in rest
 
 
-def _kept_in_place(needle: Needle, places: list[tuple[str, tuple[str, int, int] | None]], header_text: bytes) -> bool:
+def _kept_in_place(needle: Needle, places: list[Place], header_text: bytes) -> bool:
     """A safe private element kept as it was (same creator and element) is not a leak; the same value elsewhere is."""
-    return bool(places) and all(slot == needle.slot for _, slot in places) and (
+    return bool(places) and all(p.slot == needle.slot for p in places) and (
         header_text.count(needle.value.lower()) == len(places)
     )
 
@@ -374,7 +393,9 @@ def _read_output(output: Path) -> tuple[Dataset, bytes, bytes]:
     return ds, header, rest
 
 
-def find_leaks(source: str | Path, output: str | Path, options: Iterable[str] | None = None) -> list[Leak]:
+def find_leaks(
+    source: str | Path, output: str | Path, options: Iterable[str] | None = None, pseudonym: str | None = None
+) -> list[Leak]:
     """Search the whole output file for the source's identifying values.
 
     The header is searched case-insensitively for every value; the rest of the file
@@ -384,6 +405,8 @@ def find_leaks(source: str | Path, output: str | Path, options: Iterable[str] | 
 
     ``options`` (DeidOption values) names the PS3.15 options the collection applied;
     without it, the output's own De-identification Method Code Sequence says.
+    A hit found only where it is a coincidence (see ``coincidence``) is not a leak;
+    ``pseudonym`` is the patient's catalog pseudonym, which a short ID may happen to be part of.
     """
     source_ds = dcmread(source, stop_before_pixels=True, force=True)
     needles = identifying_values(source_ds)
@@ -397,22 +420,38 @@ def find_leaks(source: str | Path, output: str | Path, options: Iterable[str] | 
     tail_text = _printable_runs(rest) if rest else b""
     hits = [n for n in needles if _hit(n.value, header_text, rest, tail_text)]
     leaks = []
+    source_technical: set[tuple[str, str]] | None = None
     for needle in hits:
         places = _locate(output_ds, needle.value)
         if needle.kind == "private" and _RETAIN_SAFE_PRIVATE in codes and _kept_in_place(needle, places, header_text):
             continue
-        elsewhere = [where for where, slot in places if needle.kind != "private" or slot != needle.slot]
-        leaks.append(Leak(needle.source, (elsewhere or [where for where, _ in places] or ["pixel data or unparsed bytes"])[0]))
+        if not _hit(needle.value, b"", rest, tail_text):  # in the header only: may be a coincidence
+            if source_technical is None:
+                source_technical = _technical_values(source_ds)
+            count = header_text.count(needle.value.lower())
+            left = unexcused(
+                needle.value, needle.keyword, needle.kind, places, count, source_technical, _NEVER_TECHNICAL, pseudonym
+            )
+            if left is None:
+                continue
+            places = left or places  # report where it is not a coincidence
+        elsewhere = [p.where for p in places if needle.kind != "private" or p.slot != needle.slot]
+        leaks.append(Leak(needle.source, (elsewhere or [p.where for p in places] or ["pixel data or unparsed bytes"])[0]))
     return leaks
 
 
-def _scan(pair: tuple[str, str, tuple[str, ...] | None]) -> tuple[int, str | None]:
-    source, output, options = pair
+def _scan(pair: tuple[str, str, tuple[str, ...] | None, str | None]) -> tuple[int, str | None]:
+    source, output, options, pseudonym = pair
     try:
-        leaks = find_leaks(source, output, options)
+        leaks = find_leaks(source, output, options, pseudonym)
     except (InvalidDicomError, OSError, EOFError, struct.error, ValueError, TypeError, KeyError) as exc:
         return -1, f"verification failed ({type(exc).__name__}): output not readable"
     return len(leaks), leaks[0].reason if leaks else None
+
+
+def _pseudonym(record: dict[str, Any]) -> str | None:
+    value = record.get("pseudo_patient_id")
+    return value if isinstance(value, str) and value else None
 
 
 @contextmanager
@@ -451,7 +490,7 @@ def verify_frame(
     if not len(ok):
         return frame
     opts = tuple(str(o) for o in options) if options is not None else None
-    pairs = [(str(source_of(r)), str(output_of(r)), opts) for r in iter_records(frame.loc[ok])]
+    pairs = [(str(source_of(r)), str(output_of(r)), opts, _pseudonym(r)) for r in iter_records(frame.loc[ok])]
     if pool is not None:
         results = list(pool.map(_scan, pairs, chunksize=16))
     elif workers > 1 and len(pairs) >= 2 * workers:

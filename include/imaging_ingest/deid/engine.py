@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from pydicom import dcmread
 from pydicom.charset import python_encoding
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
@@ -39,6 +38,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from ..checksum import HashingWriter, copy_range
 from ..config import DeidOption
+from ..dicom_read import encoding_transfer_syntax, read_dataset
 from .dates import shift_da, shift_dt
 from .profile import Action, ResolvedProfile, describe_tag, vr_of_tag
 from .scrub import scrub_text
@@ -670,7 +670,7 @@ class Deidentifier:
         src, dst = Path(src), Path(dst)
         with open(src, "rb") as fp:
             try:
-                ds = dcmread(fp, stop_before_pixels=True)
+                ds = read_dataset(fp, stop_before_pixels=True)  # files without file meta too
             except (InvalidDicomError, EOFError, struct.error, ValueError, TypeError, KeyError, OverflowError) as exc:
                 raise DeidError(f"unreadable DICOM header ({type(exc).__name__})") from None
             pixel_start = fp.tell()
@@ -687,7 +687,7 @@ class Deidentifier:
             if not raw_copy:
                 fp.seek(0)
                 try:
-                    ds = dcmread(fp)
+                    ds = read_dataset(fp, stop_before_pixels=False)
                 except (InvalidDicomError, EOFError, struct.error, ValueError, TypeError, KeyError) as exc:
                     raise DeidError(f"unreadable DICOM file ({type(exc).__name__})") from None
             stats = self._deidentify_loaded(ds, patient)
@@ -729,11 +729,12 @@ class Deidentifier:
         if sop_uid is None or not any(_ascii_values(sop_uid)):
             raise DeidError("no SOPInstanceUID")
         old_meta = ds.file_meta if ds.file_meta is not None else FileMetaDataset()
+        transfer_syntax = encoding_transfer_syntax(ds)
         stats = self.deidentify_dataset(ds, patient)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = ds.get("SOPClassUID") or old_meta.get("MediaStorageSOPClassUID")
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        meta.TransferSyntaxUID = old_meta.get("TransferSyntaxUID") or UID("1.2.840.10008.1.2")
+        meta.TransferSyntaxUID = old_meta.get("TransferSyntaxUID") or transfer_syntax  # a file without meta: as read
         meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
         meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
         ds.file_meta = meta

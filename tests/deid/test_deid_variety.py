@@ -1,0 +1,128 @@
+"""Real-world variety at inventory: every standard modality, files without file meta, truncated and transcoded twins."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pydicom
+import pytest
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from imaging_ingest.config import CollectionConfig, DropConfig, License, default_modalities
+from imaging_ingest.deid import Deidentifier
+from imaging_ingest.inventory import inventory_frame, read_header
+
+from .deid_helpers import SECRET, ct_dataset, patient, resolve, write
+
+
+def test_default_modalities_are_every_defined_term() -> None:
+    terms = default_modalities()
+    assert {"CT", "MR", "MG", "CR", "DX", "US", "NM", "XA", "ECG", "SM", "RTSTRUCT", "SEG", "SR", "PT"} <= set(terms)
+    assert "ST" in terms  # retired terms are still accepted
+    assert len(terms) == len(set(terms)) >= 80
+    config = CollectionConfig(id="x_y", title="xyz", license=License.CC_BY_4_0, drop=DropConfig(url="file:///tmp"))
+    assert tuple(config.modalities) == terms
+    restricted = config.model_copy(update={"modalities": ["CT"]})
+    assert restricted.modalities == ["CT"]
+
+
+def _record(i: int, path: Path) -> dict[str, object]:
+    return {"file_id": i, "source_path": path.name, "sha256_source": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "status": "ok", "reason": None, "path": str(path)}
+
+
+def _inventory(paths: list[Path], modalities: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
+    records = [_record(i, p) for i, p in enumerate(paths)]
+    frame = inventory_frame(records, lambda r: Path(r["path"]), modalities or default_modalities())
+    return frame.set_index("source_path")
+
+
+@pytest.mark.parametrize("modality", ["MG", "CR", "DX", "US", "NM", "XA"])
+def test_modalities_are_not_quarantined_by_default(modality: str, tmp_path: Path) -> None:
+    ds = ct_dataset()
+    ds.Modality = modality
+    frame = _inventory([write(ds, tmp_path / "a.dcm")])
+    assert frame.loc["a.dcm", "status"] == "ok"
+    restricted = _inventory([tmp_path / "a.dcm"], ["CT"])
+    assert restricted.loc["a.dcm", "reason"] == f"modality {modality} is not accepted by this collection"
+
+
+def _without_meta(ds: pydicom.Dataset, path: Path, implicit: bool, little: bool) -> Path:
+    """The data set alone from byte 0, as ACR-NEMA era software wrote it: no preamble, no DICM, no file meta."""
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = implicit, little
+    write_dataset(buffer, ds.copy())
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("implicit", "little", "syntax"),
+    [(True, True, ImplicitVRLittleEndian), (False, True, ExplicitVRLittleEndian), (False, False, ExplicitVRBigEndian)],
+)
+def test_files_without_preamble_and_meta_are_read_and_published_as_part10(implicit: bool, little: bool, syntax: str,
+                                                                          tmp_path: Path) -> None:
+    src = _without_meta(ct_dataset(), tmp_path / "acrnema.dcm", implicit, little)
+    assert src.read_bytes()[:2] in (b"\x08\x00", b"\x00\x08") and b"DICM" not in src.read_bytes()[:200]
+    header = read_header(src, src.name)
+    assert header.reason is None and header.values["transfer_syntax"] == syntax
+    out = tmp_path / "out.dcm"
+    Deidentifier(resolve(), SECRET).deidentify_file(src, out, patient())
+    assert out.read_bytes()[128:132] == b"DICM"
+    written = pydicom.dcmread(out)  # no force: a proper Part 10 file
+    assert written.file_meta.TransferSyntaxUID == syntax
+    assert written.PatientName != ct_dataset().PatientName and written.PixelData == ct_dataset().PixelData
+
+
+def test_junk_is_still_refused(tmp_path: Path) -> None:
+    junk = {
+        "readme.dcm": b"This is not DICOM at all\n" * 4,
+        "group8.dcm": b"\x08\x00\x05\x00junk junk junk junk",  # starts like a data set, states no SOP UIDs
+        "icc.dcm": bytes(range(256)),
+    }
+    for name, data in junk.items():
+        (tmp_path / name).write_bytes(data)
+        reason = read_header(tmp_path / name, name).reason
+        assert reason is not None and reason.startswith("not a DICOM file"), (name, reason)
+
+
+def test_a_truncated_twin_is_quarantined_and_its_original_published(tmp_path: Path) -> None:
+    good = write(ct_dataset(rows=16), tmp_path / "good.dcm")
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(good.read_bytes()[:-100])  # same SOP Instance UID, pixel data cut short
+    frame = _inventory([good, cut])
+    assert frame.loc["good.dcm", "status"] == "ok"
+    assert frame.loc["cut.dcm", "status"] == "quarantined"
+    assert frame.loc["cut.dcm", "reason"] == "truncated file: element (7FE0,0010) PixelData is cut short"
+
+
+def test_a_header_cut_short_is_named(tmp_path: Path) -> None:
+    ds = ct_dataset(pixels=False)
+    good = write(ds, tmp_path / "good.dcm")
+    data = good.read_bytes()
+    for cut in (1, 3, 7, 11):  # into the last value, and into the last element's header (pydicom drops it)
+        (tmp_path / "cut.dcm").write_bytes(data[:-cut])
+        reason = read_header(tmp_path / "cut.dcm", "cut.dcm").reason
+        assert reason is not None and reason.startswith("truncated file: ") and "(0028,105" in reason, (cut, reason)
+    assert read_header(good, "good.dcm").reason is None
+
+
+def test_the_same_instance_in_other_transfer_syntaxes_is_published_once(tmp_path: Path) -> None:
+    ds = ct_dataset()
+    paths = [
+        write(ds.copy(), tmp_path / "explicit.dcm", ExplicitVRLittleEndian),
+        write(ds.copy(), tmp_path / "implicit.dcm", ImplicitVRLittleEndian),
+        _without_meta(ds, tmp_path / "bigendian.dcm", False, False),
+    ]
+    changed = ds.copy()
+    changed.ImageComments = "another image"
+    frame = _inventory(paths)
+    assert list(frame["status"]) == ["ok", "quarantined", "quarantined"]
+    assert set(frame["reason"].dropna()) == {"duplicate of file 0: the same instance in another transfer syntax"}
+    conflict = write(changed, tmp_path / "conflict.dcm")
+    frame = _inventory([tmp_path / "explicit.dcm", tmp_path / "implicit.dcm", conflict])
+    assert set(frame["reason"]) == {"SOPInstanceUID shared by 3 files with different content"}
