@@ -292,8 +292,8 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
 
         @task(outlets=[asset])
         def announce(submission_id: str, published: dict[str, Any], outlet_events: Any = None) -> dict[str, Any]:
-            """The run's PHI-free summary, and an Asset event for downstream DAGs."""
-            summary = _ingest(config).summary(submission_id)
+            """The run's PHI-free summary, the site's submission report (to its drop), an Asset event."""
+            summary = _ingest(config).announce(submission_id)
             if outlet_events is not None:
                 outlet_events[asset].extra = {
                     "submission_id": submission_id,

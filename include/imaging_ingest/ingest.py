@@ -28,6 +28,7 @@ import pandas as pd
 from .catalog import Catalog, InstanceRecord, SubmissionState
 from .checksum import Digests, file_digests
 from .config import CollectionConfig, DeidOption, License
+from .core.reasons import classify, rates_by_rule, with_reason_fields
 from .deid import Profile, ResolvedProfile
 from .deid.batch import deidentify_frame
 from .gates import gate_inputs, run_gate
@@ -43,6 +44,7 @@ from .manifest import (
 from .manifest import status_counts as _counts
 from .observe import observed
 from .patients import assign_patients
+from .pipeline.site_report import write_site_report
 from .pixels import ScreenContext, screen_images
 from .publish.reclassify import reconcile_tier
 from .quarantine import (
@@ -486,7 +488,7 @@ class Ingest:
                     if not projection.empty:
                         clinical.append(projection)
                     self._quarantine(submission_id, frame, "verify")
-                    yield frame
+                    yield with_reason_fields(frame)  # every quarantine of the run is known now
 
             key = manifests.write_frames("verified", verified())
         view = self._gate_view(manifests, "verified", "verified")
@@ -604,6 +606,7 @@ class Ingest:
             "published": int((frame["status"] == STATUS_OK).sum()),
             "quarantined": int((frame["status"] == STATUS_QUARANTINED).sum()),
             "quarantine_reasons": dict(sorted(reasons.items())),
+            "quarantine_by_rule": rates_by_rule(reasons.elements(), len(frame)),
             "version": row.version,
             "release_key": latest.release_key if latest else None,
             "tier": self.config.tier,
@@ -628,7 +631,12 @@ class Ingest:
         self.verify(sub)
         self.register(sub)
         self.publish(sub)
-        return self.summary(sub)
+        return self.announce(sub)
+
+    def announce(self, submission_id: str) -> dict[str, Any]:
+        """The run's PHI-free summary; the site's submission report goes to its drop on the way."""
+        summary = self.summary(submission_id)
+        return summary | {"site_report": write_site_report(self, submission_id, summary)}
 
     # -- shared helpers -------------------------------------------------------------------
 
@@ -687,7 +695,8 @@ class Ingest:
                 self.store.put_json(
                     "quarantine",
                     f"{self.config.id}/{submission_id}/{file_id:06d}/reason.json",
-                    {"file_id": file_id, "stage": stage, "reason": record["reason"], "source_path": record["source_path"]},
+                    {"file_id": file_id, "stage": stage, "source_path": record["source_path"]}
+                    | classify(record["reason"]).as_dict(),
                 )
             items.append((file_id, str(record["source_path"]), stage, str(record["reason"]), key))
         self.catalog.add_quarantine(self.config.id, submission_id, items)

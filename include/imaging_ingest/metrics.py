@@ -10,14 +10,13 @@ The stages run in two shapes, so every sample goes two ways:
   Sending is fire and forget: a lost datagram loses a sample, never a run.
 
 Labels are PHI-free by construction: a collection id, a stage or gate name and a
-quarantine reason's *category* (``data/quarantine_reasons.csv``), never a reason's text, a
+quarantine reason's *rule* code (``data/quarantine_reasons.csv``, ``core/reasons.py``), never a reason's text, a
 file name or an identifier. ``deploy/statsd/mapping.yml`` turns the StatsD names into the
 same Prometheus names the registry exposes (``METRICS`` below is the list of both).
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import re
@@ -25,11 +24,11 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .core.reasons import rule_of
 
 __all__ = [
     "METRICS",
@@ -90,6 +89,11 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("submissions_published", "counter", "Submissions published as a collection version."),
     MetricSpec("last_publish_timestamp_seconds", "gauge", "When the collection last published (Unix time)."),
     MetricSpec("collection_version", "gauge", "The collection's latest version number."),
+    MetricSpec(
+        "quarantine_rate", "gauge",
+        "Share of the last published submission's files quarantined, by reason rule (every rule is set).",
+        ("collection", "reason"),
+    ),
     MetricSpec("quarantine_pending", "gauge", "Quarantined files waiting for a curator's decision."),
     MetricSpec(
         "quarantine_decisions", "counter", "Curator decisions on quarantined files.", ("collection", "decision")
@@ -248,16 +252,6 @@ def metrics(environ: Mapping[str, str] | None = None) -> Metrics:
         return _current[1]
 
 
-@cache
-def _reason_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
-    text = (resources.files("imaging_ingest") / "data" / "quarantine_reasons.csv").read_text(encoding="utf-8")
-    rows = csv.DictReader(line for line in text.splitlines() if line and not line.startswith("#"))
-    return tuple((row["category"], re.compile(row["pattern"], re.IGNORECASE)) for row in rows)
-
-
 def reason_category(reason: str | None) -> str:
-    """The category of a quarantine reason (a fixed, short vocabulary); ``other`` when none matches."""
-    for category, pattern in _reason_patterns():
-        if reason and pattern.search(reason):
-            return category
-    return "other"
+    """The rule code of a quarantine reason (``core/reasons.py``: a fixed, short vocabulary); ``other`` when none matches."""
+    return rule_of(reason)

@@ -2,7 +2,8 @@
 
 ``@observed("verify")`` times the stage (labelled with its outcome) and, from the stage's
 ``StageResult``, counts what it says: files and bytes in (stage_raw), PHI hits caught
-(verify), files published and quarantined by reason category (publish). A failed gate
+(verify), files published and quarantined by reason rule, and the quarantine rate per rule
+(publish). A failed gate
 counts as a gate failure. The numbers published and quarantined are the ones the run's
 summary reports, so a dashboard adds up to what curators see.
 
@@ -19,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
+from .core.reasons import rule_codes
 from .metrics import metrics, reason_category
 
 __all__ = ["observed", "record_published"]
@@ -92,6 +94,9 @@ def record_published(ingest: Any, submission_id: str) -> None:
         categories[reason_category(reason)] += files
     for category, files in sorted(categories.items()):
         sink.inc("files_quarantined", files, collection=collection, reason=category)
+    rates = summary.get("quarantine_by_rule") or {}
+    for rule in rule_codes():  # every rule, so that a rule absent this time reads 0, not its last value
+        sink.set("quarantine_rate", float(rates.get(rule, {}).get("rate", 0.0)), collection=collection, reason=rule)
     sink.inc("submissions_published", collection=collection)
     sink.set("last_publish_timestamp_seconds", time.time(), collection=collection)
     if summary.get("version") is not None:

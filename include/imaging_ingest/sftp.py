@@ -40,12 +40,15 @@ from paramiko.sftp_attr import SFTPAttributes
 
 from .config import DropConfig
 from .sources import (
+    REPORTS_DIR,
     Drop,
     DropEntry,
     DropSubmission,
     SubmissionChanged,
     display_path,
     is_archive_name,
+    is_report_area,
+    report_path,
     unsafe_name_reason,
 )
 
@@ -258,7 +261,7 @@ class SFTPDrop(Drop):
             found, unsafe = [], 0
             for name, attr in _listdir(client, self._path()):
                 text = name.decode("utf-8", "surrogateescape")
-                if text.startswith("."):
+                if text.startswith(".") or is_report_area(text):
                     continue
                 if unsafe_name_reason(name):
                     unsafe += 1
@@ -320,6 +323,29 @@ class SFTPDrop(Drop):
 
         result: DropSubmission = self._with_client(listing, "list")
         return result
+
+    # -- the site's report -----------------------------------------------------------------
+
+    def write_report(self, submission: str, name: str, data: bytes) -> None:
+        """Write ``reports/<submission>/<name>`` (a temporary name, then a rename over the old report)."""
+        folder, filename = report_path(submission, name)
+        target_dir = self._path(REPORTS_DIR, folder)
+
+        def write(client: paramiko.SFTPClient) -> None:
+            for path in (self._path(REPORTS_DIR), target_dir):
+                try:
+                    attr = client.lstat(path)
+                except FileNotFoundError:
+                    client.mkdir(path)
+                    continue
+                if not stat.S_ISDIR(attr.st_mode or 0):
+                    raise SubmissionChanged("the drop's report folder is not a folder: refused")
+            tmp = posixpath.join(target_dir, f".{filename}.partial".encode())
+            with client.open(tmp, "wb") as out:
+                out.write(data)
+            client.posix_rename(tmp, posixpath.join(target_dir, filename.encode()))
+
+        self._with_client(write, "write report")
 
     # -- reading --------------------------------------------------------------------------
 

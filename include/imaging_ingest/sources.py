@@ -17,7 +17,7 @@ import os
 import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -41,6 +41,9 @@ __all__ = [
     "display_path",
     "is_archive_name",
     "open_drop",
+    "REPORTS_DIR",
+    "is_report_area",
+    "report_path",
     "open_local",
     "unsafe_name_reason",
     "walk_tree",
@@ -307,6 +310,30 @@ class Drop(ABC):
     def submissions(self) -> list[DropSubmission]:
         return [self.submission(name) for name in self.submission_names()]
 
+    def write_report(self, submission: str, name: str, data: bytes) -> None:
+        """Write ``REPORTS_DIR/<submission>/<name>`` beside the submissions (the site's submission report).
+
+        The report folder is never listed as a submission (``is_report_area``).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot write reports")
+
+
+#: The folder (or prefix) of a drop where the archive writes each submission's report for the site.
+REPORTS_DIR = "reports"
+
+
+def is_report_area(name: str) -> bool:
+    """True for the drop's report folder: it is the archive's output, never a submission."""
+    return name == REPORTS_DIR
+
+
+def report_path(submission: str, name: str) -> tuple[str, str]:
+    """The report's folder and file names, refusing anything but one plain component each."""
+    for part in (submission, name):
+        if not part or "/" in part or "\\" in part or part in (".", "..") or "\x00" in part:
+            raise ValueError("a report is written as reports/<submission>/<file>")
+    return submission, name
+
 
 class LocalDrop(Drop):
     """A folder on a local or mounted file system: ``file:///path``."""
@@ -322,6 +349,7 @@ class LocalDrop(Drop):
             e.name
             for e in os.scandir(self.root)
             if not e.name.startswith(".")
+            and not is_report_area(e.name)
             and (e.is_dir(follow_symlinks=False) or (e.is_file(follow_symlinks=False) and is_archive_name(e.name)))
         )
 
@@ -375,6 +403,28 @@ class LocalDrop(Drop):
         with io.BufferedReader(open_sealed(self.root, entry), 1 << 20) as fh:
             yield fh
 
+    def write_report(self, submission: str, name: str, data: bytes) -> None:
+        _write_local_report(self.root, submission, name, data)
+
+
+def _write_local_report(root: Path, submission: str, name: str, data: bytes) -> None:
+    """Write ``root/reports/<submission>/<name>`` atomically, never through a link."""
+    folder, filename = report_path(submission, name)
+    fd = _open_dir(os.fsencode(root), None)
+    try:
+        for part in (REPORTS_DIR, folder):
+            with suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=fd)
+            parent, fd = fd, _open_dir(os.fsencode(part), fd)
+            os.close(parent)
+        tmp = f".{filename}.partial"
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_NOFOLLOW | _O_CLOEXEC, 0o644, dir_fd=fd)
+        with os.fdopen(out, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, filename, src_dir_fd=fd, dst_dir_fd=fd)
+    finally:
+        os.close(fd)
+
 
 class S3Drop(Drop):
     """A bucket prefix: ``s3://bucket/prefix``; one sub-prefix per submission."""
@@ -395,7 +445,9 @@ class S3Drop(Drop):
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self._prefix(), Delimiter="/"):
             for common in page.get("CommonPrefixes", []):
-                names.append(common["Prefix"][len(self._prefix()) :].rstrip("/"))
+                name = common["Prefix"][len(self._prefix()) :].rstrip("/")
+                if not is_report_area(name):
+                    names.append(name)
             for item in page.get("Contents", []):
                 rel = item["Key"][len(self._prefix()) :]
                 if is_archive_name(rel):
@@ -442,6 +494,12 @@ class S3Drop(Drop):
         return DropSubmission(
             name=name, url=f"s3://{self.bucket}/{prefix}", entries=tuple(entries), marker_present=marker
         )
+
+    def write_report(self, submission: str, name: str, data: bytes) -> None:
+        folder, filename = report_path(submission, name)
+        content_type = "application/json" if filename.endswith(".json") else "text/csv"
+        key = f"{self._prefix(REPORTS_DIR)}{folder}/{filename}"
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     @contextmanager
     def open(self, entry: DropEntry) -> Iterator[IO[bytes]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import zipfile
@@ -86,6 +87,11 @@ def test_run_from_sftp_drop_publishes_everything(
     local = {str(p.relative_to(small_submission)): hashlib.sha256(p.read_bytes()).hexdigest()
              for p in small_submission.rglob("*.dcm")}
     assert dict(zip(staged["source_path"], staged["sha256_source"], strict=True)) == local
+    # the site's report, written back over SFTP beside the submission, is not a submission itself
+    report = json.loads((small_submission.parent / "reports" / small_submission.name / "submission-report.json").read_text())
+    assert summary["site_report"]["written"] and (report["received"], report["published"]) == (14, 14)
+    assert {f["path"] for f in report["files"]} == set(local)
+    assert "reports" not in ingest.drop.submission_names()
 
 
 def test_archive_submission_with_sidecar_marker(

@@ -1,0 +1,1 @@
+"""Building blocks every stage uses (records, manifests, checksums, gates, quarantine reasons)."""

@@ -1,0 +1,1 @@
+"""The ingest run: stages, reruns, quarantine and the reports a run leaves behind."""
