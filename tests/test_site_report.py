@@ -77,6 +77,7 @@ def _planted(submission: Path) -> None:
     first = next(iter(sorted(submission.rglob("*.dcm"))))
     (first.parent / "broken.dcm").write_bytes(first.read_bytes()[:300])
     (submission / "notes.txt").write_text("hello\n")
+    (submission / "=cmd.dcm").write_bytes(b"")
 
 
 def test_run_summary_manifest_and_metric_give_the_rate_by_rule_and_the_site_gets_its_report(
@@ -117,6 +118,7 @@ def test_run_summary_manifest_and_metric_give_the_rate_by_rule_and_the_site_gets
     assert "resubmission" in broken["review"]
     assert set(report["held_back_by_rule"]) == set(by_rule)
     rows = list(csv.DictReader(io.StringIO((folder / CSV_NAME).read_text())))
+    assert "'=cmd.dcm" in {r["path"] for r in rows}, "a name a spreadsheet would evaluate is neutralised"
     assert len(rows) == summary["files_in"] and {r["status"] for r in rows} == {"published", "held back"}
     # the report folder is the archive's output: never discovered as a submission
     assert all(r["submission_id"] != "reports" for r in ingest.discover())

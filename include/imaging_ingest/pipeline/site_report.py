@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from ..core.reasons import classify
+from ..csvsafe import neutralise
 from ..quarantine import APPROVABLE_STAGES
 
 __all__ = ["CSV_NAME", "JSON_NAME", "build_site_report", "site_report_csv", "write_site_report"]
@@ -96,11 +97,14 @@ def build_site_report(
 
 
 def site_report_csv(report: dict[str, Any]) -> str:
-    """One row per file: path, status and, for a held-back file, rule, element, review, reason, remedy."""
+    """One row per file: path, status and, for a held-back file, rule, element, review, reason, remedy.
+
+    A file name is the site's own text: a cell a spreadsheet would run as a formula is neutralised.
+    """
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(report["files"])
+    writer.writerows({k: neutralise(v) for k, v in row.items()} for row in report["files"])  # the site's names
     return buffer.getvalue()
 
 
