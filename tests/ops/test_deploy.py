@@ -119,7 +119,7 @@ def test_stack_has_every_service_wired_for_celery() -> None:
 def test_image_builds_from_airflow_3_3_with_the_constraints() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM apache/airflow:3\.3\.2-python3\.11$", dockerfile, re.MULTILINE)
-    assert "-c constraints.txt" in dockerfile and "--no-deps ." in dockerfile
+    assert "--require-hashes --no-deps -r requirements-image.txt" in dockerfile and "--no-deps ." in dockerfile
     assert compose_config()["services"]["airflow-scheduler"]["build"]["dockerfile"] == "Dockerfile"
 
 
@@ -260,3 +260,25 @@ def test_least_privilege_in_the_stack() -> None:
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in proxy and "proxy_pass http://api:8088;" in proxy
     sshd = (ROOT / "deploy" / "sftp" / "sshd_config").read_text()
     assert "ForceCommand internal-sftp -P symlink,hardlink" in sshd and "PasswordAuthentication no" in sshd
+
+
+@pytest.mark.security
+def test_the_image_installs_hashed_pins_and_no_test_tools() -> None:
+    """requirements-image.txt: every package pinned as in constraints.txt, with hashes; no test tools."""
+    constraints = {
+        re.sub(r"[-_.]+", "-", name).lower(): version
+        for name, version in (line.split("==", 1) for line in (ROOT / "constraints.txt").read_text().splitlines()
+                              if "==" in line and not line.startswith("#"))
+    }
+    lock = [line for line in (ROOT / "requirements-image.txt").read_text().splitlines() if not line.startswith("#")]
+    pins = {}
+    for line in lock:
+        requirement, *hashes = line.split()
+        name, version = requirement.split("==")
+        assert hashes and all(re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", h) for h in hashes), line
+        pins[name] = version
+    assert {"apache-airflow", "pydicom", "fastapi", "apache-airflow-providers-fab"} <= set(pins)
+    assert {n: v for n, v in pins.items() if n in constraints and constraints[n] != v} == {}
+    assert not {"moto", "pytest", "hypothesis", "schemathesis", "ruff", "mypy", "playwright"} & set(pins)
+    runtime = (ROOT / "requirements.txt").read_text().split("# tests and checks")[0]
+    assert "moto" not in runtime, "moto is a test tool: it stays out of the production image"
