@@ -29,6 +29,7 @@ from ..settings import Settings
 from ..storage import ObjectStore
 from .access import Scope
 from .auth import NOT_FOUND, AuthError, Caller, NotVisible, TokenService, load_users
+from .dicomweb import MetadataCache, dicomweb_router
 from .headers import HeaderCache
 from .limits import BodyLimit, LoginThrottle, SecurityHeaders, Throttled
 from .queries import connect
@@ -53,9 +54,11 @@ class ApiState:
     store: ObjectStore
     headers: HeaderCache
     throttle: LoginThrottle
+    metadata: MetadataCache
 
     def close(self) -> None:
         self.headers.close()
+        self.metadata.close()
         self.archive.engine.dispose()
 
 
@@ -89,7 +92,9 @@ def build_state(settings: Settings, api_settings: ApiSettings) -> ApiState:
         account_failures=api_settings.login_failures, base_lockout_s=api_settings.lockout_s,
         max_lockout_s=api_settings.max_lockout_s,
     )
-    return ApiState(api_settings, archive, tokens, store, headers, throttle)
+    cache = api_settings.header_cache or settings.home / "api" / "header-cache.sqlite"
+    metadata = MetadataCache(cache.with_name("dicom-json.sqlite"), fetch, workers=api_settings.header_workers)
+    return ApiState(api_settings, archive, tokens, store, headers, throttle, metadata)
 
 
 _bearer = HTTPBearer(auto_error=False, description="A token from /nbia-api/oauth/token; needed for restricted data only.")
@@ -202,6 +207,7 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
 
     app.include_router(nbia_router(latest_scope, "NBIA v4 (latest versions)"), prefix=SERVICES)
     app.include_router(nbia_router(pinned_scope, "NBIA v4 (one named version)"), prefix=PINNED)
+    app.include_router(dicomweb_router(latest_scope), prefix="/dicomweb")
 
     @app.post(
         "/nbia-api/oauth/token",

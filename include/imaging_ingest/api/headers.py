@@ -47,6 +47,8 @@ HEADER_KEYWORDS: tuple[str, ...] = (
     "SoftwareVersions",
     "SliceThickness",
     "PixelSpacing",
+    "StudyTime",  # DICOMweb's study attributes
+    "AccessionNumber",
 )
 
 _HEAD_BYTES = 64 * 1024

@@ -27,6 +27,7 @@ __all__ = [
     "published_versions",
     "series_instances",
     "series_rows",
+    "series_uid_of_instance",
 ]
 
 
@@ -205,6 +206,17 @@ def series_instances(engine: Engine, series_pk: int, version: int) -> list[Insta
     )
     with engine.connect() as connection:
         return [InstanceRow(*row.tuple()) for row in connection.execute(query)]
+
+
+def series_uid_of_instance(engine: Engine, collection_id: str, sop_uid: str, version: int) -> str | None:
+    """The series a version lists this SOP Instance UID in (its ``(sop_uid, collection_id)`` index)."""
+    query = (
+        select(Series.uid)
+        .join(Instance, Instance.series_id == Series.id)
+        .where(Instance.sop_uid == sop_uid, Instance.collection_id == collection_id, _live(version))
+    )
+    with engine.connect() as connection:
+        return connection.execute(query).scalars().first()
 
 
 def patient_ids_ignoring_case(engine: Engine, collection_id: str, patient_id: str) -> list[str]:

@@ -37,6 +37,7 @@ from .queries import (
     published_versions,
     series_instances,
     series_rows,
+    series_uid_of_instance,
 )
 
 __all__ = [
@@ -288,6 +289,11 @@ class CollectionView:
         series = [SeriesView(self, r) for r in series_rows(self.engine, self.id, self.version, patient_id=patient_id)]
         self.load_headers(series)
         return _patients(self.id, _studies(self.id, series)).get(patient_id)
+
+    def series_of_instance(self, sop_uid: str) -> SeriesView | None:
+        """The series holding this instance in this version (one indexed query)."""
+        uid = series_uid_of_instance(self.engine, self.id, sop_uid, self.version)
+        return self.series.get(uid) if uid else None
 
     def find_patients_ignoring_case(self, patient_id: str) -> list[PatientView]:
         if self.listed is not None:
