@@ -53,6 +53,8 @@ class VersionFacts:
     patients: int
     studies: int
     series: int
+    #: DOIs of the source collection versions an analysis collection's results were made on.
+    derived_from: tuple[str, ...] = ()
 
 
 def version_doi(config: CollectionConfig, number: int) -> str:
@@ -95,6 +97,10 @@ def datacite_record(config: CollectionConfig, facts: VersionFacts) -> dict[str, 
             {"relatedIdentifier": version_doi(config, facts.number - 1), "relatedIdentifierType": "DOI",
              "relationType": "IsNewVersionOf"}
         )
+    related += [
+        {"relatedIdentifier": doi, "relatedIdentifierType": "DOI", "relationType": "IsDerivedFrom"}
+        for doi in facts.derived_from
+    ]
     if config.citation.concept_doi:
         related.append(
             {"relatedIdentifier": config.citation.concept_doi, "relatedIdentifierType": "DOI", "relationType": "IsVersionOf"}

@@ -282,6 +282,10 @@ class CollectionConfig(BaseModel):
         default=360, ge=5, le=10080, description="Alert when a run is still going this long after it was queued."
     )
     tags: list[str] = Field(default_factory=list)
+    derived_from: list[str] = Field(
+        default_factory=list,
+        description="Collections whose published data this one's analysis results (SEG, SR, RTSTRUCT) reference.",
+    )
     release_approvals: int = Field(
         default=1, ge=1, le=3,
         description="Different curators who must approve a quarantined image before it is released (two-person rule).",

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from .analysis.references import check_frame, kept_uids
 from .catalog import Catalog, InstanceRecord, SubmissionState
 from .checksum import Digests, file_digests
 from .config import CollectionConfig, DeidOption, License
@@ -310,6 +311,9 @@ class Ingest:
             supporting=accept_supporting(self.config),
         )
         frame = assign_patients(frame, self.secret, self.catalog, self.config, copy=False)
+        if self.config.derived_from:  # analysis results: references to published instances resolve, and are kept
+            frame = check_frame(frame, lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])), self.catalog,
+                                self.config.derived_from)
         key = manifests.write("inventory", frame)
         self._quarantine(submission_id, frame, "inventory")
         self._gate("inventory", submission_id, frame)
@@ -375,6 +379,7 @@ class Ingest:
                 source_of=lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
                 destination_of=destination,
                 workers=self.config.workers,
+                keep_uids=kept_uids(batch),
             )
             with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
                 list(pool.map(upload, frame[frame["status"] == STATUS_OK].to_dict("records")))

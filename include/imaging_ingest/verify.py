@@ -394,7 +394,8 @@ def _read_output(output: Path) -> tuple[Dataset, bytes, bytes]:
 
 
 def find_leaks(
-    source: str | Path, output: str | Path, options: Iterable[str] | None = None, pseudonym: str | None = None
+    source: str | Path, output: str | Path, options: Iterable[str] | None = None, pseudonym: str | None = None,
+    kept: Iterable[str] = (),
 ) -> list[Leak]:
     """Search the whole output file for the source's identifying values.
 
@@ -407,6 +408,7 @@ def find_leaks(
     without it, the output's own De-identification Method Code Sequence says.
     A hit found only where it is a coincidence (see ``coincidence``) is not a leak;
     ``pseudonym`` is the patient's catalog pseudonym, which a short ID may happen to be part of.
+    ``kept`` are UIDs kept on purpose: an analysis result's references to published instances.
     """
     source_ds = dcmread(source, stop_before_pixels=True, force=True)
     needles = identifying_values(source_ds)
@@ -415,7 +417,8 @@ def find_leaks(
         codes = _retained_codes(output_ds)
     else:
         codes = {_OPTION_CODES[str(o)] for o in options if str(o) in _OPTION_CODES}
-    needles = [n for n in needles if not _expected(n, codes)]
+    published = {uid.encode() for uid in kept}
+    needles = [n for n in needles if not _expected(n, codes) and not (n.kind == "uid" and n.value in published)]
     header_text = header.lower()
     tail_text = _printable_runs(rest) if rest else b""
     hits = [n for n in needles if _hit(n.value, header_text, rest, tail_text)]
@@ -440,10 +443,10 @@ def find_leaks(
     return leaks
 
 
-def _scan(pair: tuple[str, str, tuple[str, ...] | None, str | None]) -> tuple[int, str | None]:
-    source, output, options, pseudonym = pair
+def _scan(pair: tuple[str, str, tuple[str, ...] | None, str | None, str]) -> tuple[int, str | None]:
+    source, output, options, pseudonym, kept = pair
     try:
-        leaks = find_leaks(source, output, options, pseudonym)
+        leaks = find_leaks(source, output, options, pseudonym, kept.split())
     except (InvalidDicomError, OSError, EOFError, struct.error, ValueError, TypeError, KeyError) as exc:
         return -1, f"verification failed ({type(exc).__name__}): output not readable"
     return len(leaks), leaks[0].reason if leaks else None
@@ -490,7 +493,8 @@ def verify_frame(
     if not len(ok):
         return frame
     opts = tuple(str(o) for o in options) if options is not None else None
-    pairs = [(str(source_of(r)), str(output_of(r)), opts, _pseudonym(r)) for r in iter_records(frame.loc[ok])]
+    pairs = [(str(source_of(r)), str(output_of(r)), opts, _pseudonym(r), str(r.get("kept_uids") or ""))
+             for r in iter_records(frame.loc[ok])]
     if pool is not None:
         results = list(pool.map(_scan, pairs, chunksize=16))
     elif workers > 1 and len(pairs) >= 2 * workers:

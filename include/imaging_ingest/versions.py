@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import __version__
+from .analysis.sources import source_dois
 from .bag import BAG_TAG_FILES, BagInfo, bag_files, payload_path
 from .catalog import Catalog
 from .catalog.models import VersionKind
@@ -303,12 +304,14 @@ def _write_version(
         patients=len({o["patient"] for o in objects if o["patient"]}),
         studies=len({o["study_uid"] for o in objects if is_dicom_entry(o)}),
         series=len({o["series_uid"] for o in objects if is_dicom_entry(o)}),
+        derived_from=source_dois(archive.catalog, config.derived_from, {o["study_uid"] for o in objects if o["study_uid"]}),
     )
     doi = version_doi(config, number)
     citation = citation_line(config, facts)
+    derived = "".join(f"Derived from: https://doi.org/{doi}\n" for doi in facts.derived_from)
     side = {
         DATACITE: json.dumps(validated(datacite_record(config, facts)), indent=2, sort_keys=True).encode() + b"\n",
-        CITATION: (citation + "\n").encode(),
+        CITATION: (citation + "\n" + derived).encode(),
     }
     info = BagInfo(
         source_organization=config.citation.publisher,

@@ -53,9 +53,9 @@ _worker: Deidentifier | None = None
 _PRELOAD = ["pydicom", "pydicom.dataset", "pydicom.filereader", "pydicom.filewriter", "pydantic"]
 
 
-def _init_worker(profile: ResolvedProfile, secret: bytes) -> None:
+def _init_worker(profile: ResolvedProfile, secret: bytes, keep_uids: frozenset[str] = frozenset()) -> None:
     global _worker
-    _worker = Deidentifier(profile, secret)
+    _worker = Deidentifier(profile, secret, keep_uids)
 
 
 def _run(deidentifier: Deidentifier, job: FileJob) -> FileOutcome:
@@ -75,11 +75,12 @@ def _run_in_worker(job: FileJob) -> FileOutcome:
 
 
 def iter_outcomes(
-    jobs: Sequence[FileJob], profile: ResolvedProfile, secret: bytes, *, workers: int = 1
+    jobs: Sequence[FileJob], profile: ResolvedProfile, secret: bytes, *, workers: int = 1,
+    keep_uids: frozenset[str] = frozenset(),
 ) -> Iterator[FileOutcome]:
     """Run every job and yield its outcome as soon as it is known, in the order of ``jobs``."""
     if workers <= 1 or len(jobs) < 2 * workers:
-        deidentifier = Deidentifier(profile, secret)
+        deidentifier = Deidentifier(profile, secret, keep_uids)
         for job in jobs:
             yield _run(deidentifier, job)
         return
@@ -89,7 +90,7 @@ def iter_outcomes(
     # imported by each worker, after it has taken the caller's sys.path (Python 3.11's forkserver
     # imports its preload list before applying it)
     context.set_forkserver_preload(_PRELOAD)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(profile, secret)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(profile, secret, keep_uids)) as pool:
         yield from pool.map(_run_in_worker, jobs, chunksize=max(1, min(32, len(jobs) // (workers * 4))))
 
 
@@ -110,11 +111,13 @@ def deidentify_files(
     return outcomes
 
 
-def output_key(record: dict[str, object], secret: bytes, retain_uids: bool) -> str:
+def output_key(
+    record: dict[str, object], secret: bytes, retain_uids: bool, keep_uids: frozenset[str] = frozenset()
+) -> str:
     """``<study>/<series>/<sop>.dcm`` from the new UIDs: known before the file is written, same on every rerun."""
     uids = [str(record[c]) for c in ("study_uid", "series_uid", "sop_uid")]
     if not retain_uids:
-        uids = [remap_uid(secret, u) for u in uids]
+        uids = [u if u in keep_uids else remap_uid(secret, u) for u in uids]
     return "/".join(uids) + ".dcm"
 
 
@@ -128,6 +131,7 @@ def deidentify_frame(
     workers: int = 1,
     on_output: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[], None] | None = None,
+    keep_uids: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     """De-identify a manifest's rows; return one result row per input row (``file_id`` first).
 
@@ -139,7 +143,7 @@ def deidentify_frame(
     retain_uids = DeidOption.RETAIN_UIDS in profile.options
     jobs, keys = [], {}
     for record in iter_records(frame):
-        key = output_key(record, secret, retain_uids)
+        key = output_key(record, secret, retain_uids, keep_uids)
         keys[int(record["file_id"])] = key
         patient = PatientContext(
             pseudonym=str(record["pseudo_patient_id"]),
@@ -148,7 +152,7 @@ def deidentify_frame(
         )
         jobs.append(FileJob(int(record["file_id"]), str(source_of(record)), str(destination_of(key)), patient))
     rows = []
-    for outcome in iter_outcomes(jobs, profile, secret, workers=workers):
+    for outcome in iter_outcomes(jobs, profile, secret, workers=workers, keep_uids=keep_uids):
         if progress:
             progress()
         row: dict[str, Any] = {"file_id": outcome.file_id, "deid_key": keys[outcome.file_id]}

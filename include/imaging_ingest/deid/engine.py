@@ -327,9 +327,11 @@ class Deidentifier:
         secret: the pseudonymisation key (UIDs, hashes).
     """
 
-    def __init__(self, profile: ResolvedProfile, secret: bytes) -> None:
+    def __init__(self, profile: ResolvedProfile, secret: bytes, keep_uids: frozenset[str] = frozenset()) -> None:
         self.profile = profile
         self.secret = secret
+        #: Published UIDs an analysis result references: already de-identified, never remapped again.
+        self.keep_uids = keep_uids
         options = set(profile.options)
         self._retain_uids = DeidOption.RETAIN_UIDS in options
         self._retain_private = DeidOption.RETAIN_SAFE_PRIVATE in options
@@ -517,7 +519,7 @@ class Deidentifier:
 
     def _remap(self, ds: Dataset, tag: int, elem: RawDataElement | DataElement, stats: DeidStats) -> None:
         values = _ascii_values(elem)
-        new = [remap_uid(self.secret, v) for v in values]
+        new = [v if v in self.keep_uids else remap_uid(self.secret, v) for v in values]
         if new != values:
             self._set_ascii(ds, tag, elem, "UI", new)
             stats.uids += 1
