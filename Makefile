@@ -1,18 +1,27 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   # venv, installs, a synthetic submission, the demo collection's DAG through Airflow, a summary
-#   make test   # venv, installs, system packages, lint, type checks, the whole test suite
+#   make test   # venv, installs, system packages, lint, type checks, the whole test suite (with a
+#               # PostgreSQL and a Redis: scripts/test_services.py starts throwaway ones if none answers)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := dicom3tools dcmtk openssh-server tesseract-ocr libopenslide0 fonts-dejavu-core \
-                chromium chromium-driver docker-compose unzip
+# Debian packages the demo's stages use: Tesseract (OCR screening of burned-in text), OpenSlide
+# (slide verification), DejaVu Sans (the synthetic scanned document's text).
+DEMO_APT_PACKAGES := tesseract-ocr libopenslide0 fonts-dejavu-core
+# ...and those only the tests use (dciodvfy, sshd, the browser, compose validation, Prometheus and
+# promtool). PostgreSQL and Redis are installed by scripts/test_services.py when it has to start them.
+TEST_APT_PACKAGES := dicom3tools dcmtk openssh-server chromium chromium-driver docker-compose unzip prometheus
+APT_PACKAGES := $(DEMO_APT_PACKAGES) $(TEST_APT_PACKAGES)
+# Markers make unit leaves out: runs through Airflow, fault injection, the API server, and every test
+# that needs a tool or service outside Python (tests/conftest.py marks those `system`).
+UNIT_DESELECT := not e2e and not faults and not api and not system
 PYTEST_ARGS ?=
 # The browser tests drive Debian's chromium (APT_PACKAGES); playwright never downloads a browser.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test venv system-deps lint typecheck unit e2e bench-pipeline serve bench-api bench-catalog bench-pixels bench-load bench-load-stages bench-deid clean airflow-ui docs-screenshots compose-config
+.PHONY: demo test venv system-deps system-deps-demo lint typecheck unit e2e bench-pipeline serve bench-api bench-catalog bench-pixels bench-load bench-load-stages bench-deid clean airflow-ui docs-screenshots compose-config
 
 venv: $(STAMP)
 
@@ -23,16 +32,24 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
-# Debian packages the tests use (dciodvfy, sshd, tesseract, openslide, chromium, docker-compose).
-system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Install the Debian packages of $(1) that are missing; apt's chatter goes to a log shown only on failure.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); log=$$(mktemp); \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; } \
+	    >"$$log" 2>&1 || { cat "$$log"; rm -f "$$log"; exit 1; }; rm -f "$$log"; \
 	fi
+endef
 
-demo: venv
+system-deps:
+	$(call apt_install,$(APT_PACKAGES))
+
+system-deps-demo:
+	$(call apt_install,$(DEMO_APT_PACKAGES))
+
+demo: venv system-deps-demo
 	$(PY) scripts/demo.py
 
 lint: venv
@@ -42,10 +59,10 @@ typecheck: venv
 	$(VENV)/bin/mypy
 
 test: venv system-deps lint typecheck
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) scripts/test_services.py -- $(PY) -m pytest $(PYTEST_ARGS)
 
 unit: venv
-	$(PY) -m pytest -m "not e2e and not postgres and not sftp and not faults and not ocr and not browser and not celery and not api" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "$(UNIT_DESELECT)" $(PYTEST_ARGS)
 
 e2e: venv
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)

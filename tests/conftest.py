@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from backing_services import REQUIREMENTS, missing
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "dags"))
@@ -27,7 +28,8 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 for _name in list(os.environ):
-    if _name.startswith("IMAGING_INGEST_"):
+    # the machine's archive settings must not leak into tests; where the test services are stays
+    if _name.startswith("IMAGING_INGEST_") and not _name.startswith("IMAGING_INGEST_TEST_"):
         del os.environ[_name]
 
 from imaging_ingest.catalog import Catalog  # noqa: E402
@@ -38,6 +40,24 @@ from imaging_ingest.storage import ObjectStore  # noqa: E402
 #: A test-only key (public, so never a production key): 64 hex characters, as check_secret requires.
 SECRET = b"af2188caf095f81a0a45290744f42dfbd688ce31337066f35c633ada608322b4"
 DEMO_CONFIG = ROOT / "dags" / "collections" / "demo.yaml"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``system`` every test that needs a tool or service outside Python (``make unit`` deselects it).
+
+    Runs before pytest's own ``-m`` selection, so ``-m "not system"`` sees the added marker.
+    """
+    for item in items:
+        if any(item.get_closest_marker(name) for name in REQUIREMENTS):
+            item.add_marker(pytest.mark.system)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test whose tool or service is missing fails, naming the package that brings it."""
+    for name in REQUIREMENTS:
+        if item.get_closest_marker(name) and (why := missing(name)):
+            pytest.fail(why, pytrace=False)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -1,13 +1,12 @@
 """Catalog fixtures: every catalog test runs on SQLite and on PostgreSQL.
 
-PostgreSQL is the server on 127.0.0.1:5432 (trust auth, database ``test``); each catalog
-gets a schema of its own (``search_path``), dropped afterwards. ``IMAGING_INGEST_TEST_PG``
-names another server.
+PostgreSQL is the server ``IMAGING_INGEST_TEST_PG`` names (``backing_services``; by default
+127.0.0.1:5432, trust auth, database ``test``); each catalog gets a schema of its own
+(``search_path``), dropped afterwards.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from backing_services import pg_url
 from sqlalchemy import create_engine, text
 
 from imaging_ingest.catalog import Catalog
@@ -28,7 +28,7 @@ from imaging_ingest.storage import ObjectStore
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = ROOT / "dags" / "collections" / "demo.yaml"
 SECRET = b"af2188caf095f81a0a45290744f42dfbd688ce31337066f35c633ada608322b4"  # test-only key (public)
-PG_BASE = os.environ.get("IMAGING_INGEST_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_BASE = pg_url()
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 

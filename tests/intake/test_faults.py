@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from backing_services import pg_url
 
 from imaging_ingest.catalog import Catalog, SubmissionState
 from imaging_ingest.config import CollectionConfig
@@ -211,17 +212,15 @@ def test_restricted_collection_never_reaches_the_public_tier(ingest: Ingest, sto
 
 @pytest.fixture
 def postgres_catalog() -> Iterator[Catalog]:
-    """A catalog in its own PostgreSQL database on the machine's server; dropped afterwards."""
+    """A catalog in its own database on the test PostgreSQL server (``IMAGING_INGEST_TEST_PG``); dropped afterwards."""
     import uuid
 
-    psycopg = pytest.importorskip("psycopg")
+    import psycopg
+
     name = f"intake_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is not reachable: {exc}")
+    admin = psycopg.connect(pg_url(driver=None), autocommit=True)
     admin.execute(f'CREATE DATABASE "{name}"')
-    catalog = Catalog.from_url(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+    catalog = Catalog.from_url(pg_url(name))
     catalog.database = name  # type: ignore[attr-defined]
     try:
         yield catalog
@@ -234,7 +233,7 @@ def postgres_catalog() -> Iterator[Catalog]:
 def _terminate_connections(database: str) -> int:
     import psycopg
 
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as admin:
+    with psycopg.connect(pg_url(driver=None), autocommit=True) as admin:
         rows = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             (database,),

@@ -1,4 +1,5 @@
-"""Scale-out: the same Airflow on the CeleryExecutor, with the machine's PostgreSQL and Redis.
+"""Scale-out: the same Airflow on the CeleryExecutor, with the test PostgreSQL and Redis
+(``IMAGING_INGEST_TEST_PG``, ``IMAGING_INGEST_TEST_REDIS``: see ``backing_services``).
 
 Fresh PostgreSQL databases (Airflow's metadata and the archive's catalog), a Redis broker
 on a queue of its own, an api-server, a scheduler, a dag-processor and two Celery workers
@@ -18,27 +19,27 @@ from pathlib import Path
 
 import pytest
 from airflow_stack import AirflowStack, running, wait_until
+from backing_services import pg_url, redis_url
 from demo_archive import demo_archive
 from ops_support import Exporter, value
 
 pytestmark = [pytest.mark.celery, pytest.mark.postgres]
 
-PG = "postgres@127.0.0.1:5432"
 DAG_ID = "ingest__demo"
 
 
 @contextmanager
 def postgres_database(prefix: str) -> Iterator[str]:
-    """A new database on the machine's PostgreSQL, dropped afterwards whatever happens."""
+    """A new database on the test PostgreSQL server, dropped afterwards whatever happens."""
     import psycopg
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"postgresql://{PG}/test", autocommit=True) as admin:
+    with psycopg.connect(pg_url(driver=None), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield name
     finally:
-        with psycopg.connect(f"postgresql://{PG}/test", autocommit=True) as admin:
+        with psycopg.connect(pg_url(driver=None), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -50,7 +51,7 @@ def redis_queue() -> Iterator[tuple[str, str]]:
     import redis
 
     queue = f"ops_{uuid.uuid4().hex[:10]}"
-    url = f"redis://127.0.0.1:6379/{random.randint(1, 15)}"
+    url = redis_url(random.randint(1, 15))
     try:
         yield url, queue
     finally:
@@ -68,7 +69,7 @@ def test_demo_collection_runs_on_celery_workers(
         postgres_database("imaging_catalog") as catalog_db,
         redis_queue() as (broker, queue),
         demo_archive(
-            tmp_path / "archive", synth_cache, catalog_url=f"postgresql+psycopg://{PG}/{catalog_db}", batch_size=16
+            tmp_path / "archive", synth_cache, catalog_url=pg_url(catalog_db), batch_size=16
         ) as archive,
     ):
         metrics_env = {
@@ -82,13 +83,13 @@ def test_demo_collection_runs_on_celery_workers(
         }
         stack = AirflowStack(
             home=tmp_path / "airflow",
-            database_url=f"postgresql+psycopg2://{PG}/{airflow_db}",
+            database_url=pg_url(airflow_db, driver="psycopg2"),
             executor="CeleryExecutor",
             extra_env=archive.env()
             | metrics_env
             | {
                 "AIRFLOW__CELERY__BROKER_URL": broker,
-                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{PG}/{airflow_db}",
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg_url(airflow_db, driver=None),
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
                 "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
                 "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
