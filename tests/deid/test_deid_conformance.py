@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,10 +14,7 @@ from imaging_ingest.synth import SynthSummary
 
 from .deid_helpers import SECRET, dicom_files, patient, resolve
 
-pytestmark = [
-    pytest.mark.dciodvfy,
-    pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools' dciodvfy is not installed"),
-]
+pytestmark = pytest.mark.dciodvfy
 
 OPTION_SETS = {
     "basic": (),

@@ -20,7 +20,7 @@ from imaging_ingest.synth_extras import US_TEXT_BAND
 
 from .test_pipeline import check_clinical_matches_catalog
 
-pytestmark = [pytest.mark.e2e, pytest.mark.ocr]
+pytestmark = [pytest.mark.e2e, pytest.mark.ocr, pytest.mark.openslide]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -23,7 +23,7 @@ from imaging_ingest.slides import verify_slide
 from imaging_ingest.storage import ObjectStore
 from imaging_ingest.synth_extras import US_TEXT_BAND
 
-pytestmark = pytest.mark.ocr
+pytestmark = [pytest.mark.ocr, pytest.mark.openslide]
 
 
 @pytest.fixture

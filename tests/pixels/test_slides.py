@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import openslide
 import pytest
 import tifffile
 
@@ -21,11 +21,21 @@ from imaging_ingest.slides import (
 )
 from imaging_ingest.synth_extras import SlideText, write_svs
 
+pytestmark = pytest.mark.openslide
+
 TEXT = SlideText(
     filename="S19-4711 QUARTERMAINE", date="03/02/19", time="10:11:12", user="kingsbury", barcode="S19-4711",
     scanner="SS12345", label_lines=["QUARTERMAINE THEODORE", "MRN4839201"], artist="KINGSBURY FLETCHER",
     host="RIVERBENDPATH01", datetime_tag="2019:03:02 10:11:12",
 )
+
+
+@pytest.fixture
+def openslide() -> Any:
+    """openslide-python, imported here: it loads the C library on import, which ``make unit`` need not have."""
+    import openslide
+
+    return openslide
 
 
 @pytest.fixture
@@ -37,14 +47,14 @@ def _deid(src: Path, dst: Path, **kw: object):
     return deidentify_slide(src, dst, keep_description_keys=DEFAULT_DESCRIPTION_KEYS, **kw)  # type: ignore[arg-type]
 
 
-def test_synthetic_slide_is_an_aperio_slide_with_label_and_macro(slide: Path) -> None:
+def test_synthetic_slide_is_an_aperio_slide_with_label_and_macro(openslide: Any, slide: Path) -> None:
     with openslide.OpenSlide(str(slide)) as source:
         assert source.properties[openslide.PROPERTY_NAME_VENDOR] == "aperio"
         assert {"label", "macro", "thumbnail"} <= set(source.associated_images)
         assert source.properties["aperio.Filename"] == TEXT.filename
 
 
-def test_label_and_macro_are_removed_and_tiles_stay_bit_identical(slide: Path, tmp_path: Path) -> None:
+def test_label_and_macro_are_removed_and_tiles_stay_bit_identical(openslide: Any, slide: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.svs"
     result = _deid(slide, out)
     assert result.pages_removed == {"label": 1, "macro": 1}
@@ -83,7 +93,7 @@ def test_description_scrub_keeps_scan_keys_only() -> None:
     assert odd == "Aperio Image Library v1\r\n10x10 (256x256)|AppMag = 20" and "DOE" in values
 
 
-def test_the_thumbnail_can_be_dropped_too(slide: Path, tmp_path: Path) -> None:
+def test_the_thumbnail_can_be_dropped_too(openslide: Any, slide: Path, tmp_path: Path) -> None:
     result = _deid(slide, tmp_path / "out.svs", keep_thumbnail=False)
     assert result.pages_removed == {"label": 1, "macro": 1, "thumbnail": 1}
     with openslide.OpenSlide(str(tmp_path / "out.svs")) as deid:
