@@ -17,7 +17,6 @@ import secrets
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +45,6 @@ def main() -> int:
     parser.add_argument("--fresh", action="store_true", help="also regenerate the submission and the secret")
     args = parser.parse_args()
 
-    warnings.filterwarnings("ignore", category=DeprecationWarning)  # third-party deprecations are not news here
     home = Path(args.home).resolve()
     if args.fresh and home.exists():
         shutil.rmtree(home)
