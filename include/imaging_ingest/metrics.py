@@ -211,8 +211,10 @@ class Metrics:
     def inc(self, key: str, value: float = 1, **labels: object) -> None:
         spec, tags = self._labels(key, labels)
         _notify(key, value, tags)
-        if value <= 0:
+        if value < 0:
             return
+        # zero is sent too: the series then exists before the first failure, so increase() in an
+        # alert rule sees that failure (a counter first scraped at 1 shows no increase)
         _COLLECTORS[key].labels(**tags).inc(value)  # type: ignore[union-attr]
         if self.statsd:
             self.statsd.count(spec.statsd_name, value, tags)

@@ -1,16 +1,15 @@
 """The production stack's files: docker-compose.yaml (validated by Debian's docker-compose, since no
-container engine runs here), the image, Prometheus alert rules and the Grafana dashboard.
+container engine runs here), the Dockerfile's pattern, the init scripts, and how the alert rules
+and the Grafana dashboard are wired into the stack.
 
-The alert rules and the dashboard may only use metrics that exist: every ``imaging_ingest_*``
-and ``airflow_*`` name in them must be produced by the pipeline's metrics or by a rule of
-the statsd-exporter mapping, which the metrics tests exercise with real traffic.
+Whether Prometheus accepts the rules and the dashboard's queries, and whether the metrics they
+select exist, is checked by the real Prometheus and promtool in ``test_prometheus.py``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -18,9 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from ops_support import MAPPING, ROOT
+from ops_support import ROOT
 
-from imaging_ingest.metrics import METRICS
 from imaging_ingest.settings import TIERS
 
 COMPOSE = ROOT / "docker-compose.yaml"
@@ -56,8 +54,6 @@ PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", 
 @cache
 def compose_config() -> dict[str, Any]:
     """``docker-compose config`` of the shipped file with the example environment (interpolated, merged)."""
-    if shutil.which("docker-compose") is None:
-        pytest.fail("docker-compose is not installed: `make system-deps` installs Debian's package")
     out = subprocess.run(
         ["docker-compose", "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE), "config"],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
@@ -67,7 +63,8 @@ def compose_config() -> dict[str, Any]:
     return config
 
 
-def test_compose_file_is_valid() -> None:
+@pytest.mark.compose
+def test_compose_config_accepts_the_file_with_the_example_env() -> None:
     out = subprocess.run(
         ["docker-compose", "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE), "config", "-q"],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
@@ -75,7 +72,8 @@ def test_compose_file_is_valid() -> None:
     assert out.returncode == 0, out.stderr
 
 
-def test_compose_refuses_to_start_without_secrets(tmp_path: Path) -> None:
+@pytest.mark.compose
+def test_compose_config_refuses_an_env_without_the_secrets(tmp_path: Path) -> None:
     empty = tmp_path / "empty.env"
     empty.write_text("")
     out = subprocess.run(
@@ -85,7 +83,8 @@ def test_compose_refuses_to_start_without_secrets(tmp_path: Path) -> None:
     assert out.returncode != 0 and "in .env" in out.stderr
 
 
-def test_stack_has_every_service_wired_for_celery() -> None:
+@pytest.mark.compose
+def test_compose_services_are_wired_for_celery_postgres_redis_and_statsd() -> None:
     services = compose_config()["services"]
     assert set(services) == SERVICES
     assert services["airflow-worker"]["deploy"]["replicas"] == 2
@@ -116,7 +115,8 @@ def test_stack_has_every_service_wired_for_celery() -> None:
     assert all(image and not image.endswith(":latest") and ":" in image for image in images.values()), images
 
 
-def test_image_builds_from_airflow_3_3_with_the_constraints() -> None:
+@pytest.mark.compose
+def test_dockerfile_starts_from_airflow_3_3_2_and_installs_with_the_constraints() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM apache/airflow:3\.3\.2-python3\.11$", dockerfile, re.MULTILINE)
     assert "--require-hashes --no-deps -r requirements-image.txt" in dockerfile and "--no-deps ." in dockerfile
@@ -134,7 +134,7 @@ def test_env_example_sets_every_required_variable() -> None:
     assert optional <= set(example) | {"IMAGING_INGEST_IMAGE", "IMAGING_SFTP_IMAGE"}, optional - set(example)
 
 
-def test_buckets_and_databases_are_created() -> None:
+def test_init_scripts_name_every_tier_bucket_and_the_catalog_database() -> None:
     script = (ROOT / "deploy" / "minio" / "init-buckets.sh").read_text()
     assert "for tier in " + " ".join(TIERS) + "; do" in script
     assert 'mc anonymous set download "archive/${prefix}-public"' in script
@@ -142,52 +142,20 @@ def test_buckets_and_databases_are_created() -> None:
     assert "CREATE DATABASE ${CATALOG_DB_NAME}" in init_db
 
 
-@cache
-def known_metric_patterns() -> list[re.Pattern[str]]:
-    """Names the pipeline exposes, and names the statsd-exporter mapping can produce."""
-    names = set()
-    for spec in METRICS:
-        names.add(re.escape(spec.prometheus_name))
-        if spec.kind == "histogram":
-            names.update(re.escape(spec.prometheus_name + s) for s in HISTOGRAM_SUFFIXES)
-    for rule in yaml.safe_load(MAPPING.read_text())["mappings"]:
-        name = re.escape(rule["name"]).replace(r"\$\{1\}", "[a-z_]+")
-        names.add(name)
-        if rule.get("match_metric_type") == "timer" or rule.get("observer_type"):
-            names.update(name + s for s in HISTOGRAM_SUFFIXES)
-    return [re.compile(n) for n in names]
-
-
-def metric_names(expr: str) -> set[str]:
-    without_strings = re.sub(r'"[^"]*"', '""', expr)
-    without_labels = re.sub(r"\{[^}]*\}", "{}", without_strings)
-    without_groupings = re.sub(r"\b(?:by|without|on|ignoring)\s*\([^)]*\)", "", without_labels)
-    return {n for n in re.findall(r"\b(?:imaging_ingest|airflow)_[a-z0-9_]+\b", without_groupings)}
-
-
-def check_expression(expr: str) -> None:
-    assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), expr
-    names = metric_names(expr)
-    assert names, f"no archive metric in {expr}"
-    for name in names:
-        assert any(p.fullmatch(name) for p in known_metric_patterns()), f"{name} is not emitted (in {expr})"
-
-
-def test_alert_rules_cover_failures_quarantine_fixity_and_silence() -> None:
+def test_alert_rules_include_the_required_alerts_with_severity_and_annotations() -> None:
     rules = [rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]]
     names = {r["alert"] for r in rules}
     assert {"IngestRunFailed", "QuarantineGrowing", "FixityMismatch", "NoIngestForDays"} <= names
     for rule in rules:
         assert rule["labels"]["severity"] in {"page", "warning"}, rule["alert"]
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
-        if rule["alert"] != "MetricsExporterDown":
-            check_expression(rule["expr"])
     by_name = {r["alert"]: r["expr"] for r in rules}
     assert 'state="failed"' in by_name["IngestRunFailed"] and "imaging_ingest_fixity_failures_total" in by_name["FixityMismatch"]
     assert "imaging_ingest_last_publish_timestamp_seconds" in by_name["NoIngestForDays"]
 
 
-def test_prometheus_scrapes_the_exporter_and_loads_the_rules() -> None:
+@pytest.mark.compose
+def test_prometheus_config_targets_the_exporter_and_compose_mounts_its_rule_files() -> None:
     config = yaml.safe_load(PROMETHEUS.read_text())
     targets = {t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
     assert "statsd-exporter:9102" in targets
@@ -198,20 +166,12 @@ def test_prometheus_scrapes_the_exporter_and_loads_the_rules() -> None:
     assert "--statsd.mapping-config=/etc/statsd/mapping.yml" in exporter["command"]
 
 
-def test_grafana_dashboard_is_provisioned_and_uses_emitted_metrics() -> None:
+@pytest.mark.compose
+def test_grafana_dashboard_and_its_datasource_are_provisioned_and_mounted() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] == "imaging-archive"
     panels = [p for p in dashboard["panels"] if p["type"] != "row"]
     assert len(panels) >= 12
-    exprs = [t["expr"] for p in panels for t in p["targets"]]
-    for expr in exprs:
-        check_expression(expr)
-    used = set().union(*(metric_names(e) for e in exprs))
-    for wanted in ("files_in_total", "files_published_total", "files_quarantined_total", "phi_hits_total",
-                   "gate_failures_total", "stage_duration_seconds_bucket", "fixity_failures_total",
-                   "quarantine_pending"):
-        assert f"imaging_ingest_{wanted}" in used, wanted
-    assert "airflow_dagrun_duration_seconds_count" in used
     datasource = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
     assert {p["datasource"]["uid"] for p in panels} == {datasource["datasources"][0]["uid"]}
     provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/imaging-archive.yml").read_text())
@@ -222,15 +182,8 @@ def test_grafana_dashboard_is_provisioned_and_uses_emitted_metrics() -> None:
     assert len(ids) == len(set(ids))
 
 
-def test_metric_name_check_catches_unknown_metrics() -> None:
-    with pytest.raises(AssertionError, match="imaging_ingest_made_up_total is not emitted"):
-        check_expression("sum(rate(imaging_ingest_made_up_total[5m]))")
-    with pytest.raises(AssertionError):
-        check_expression("sum(rate(imaging_ingest_files_in_total[5m])")
-    check_expression('sum by (state) (rate(airflow_ti_finish_total{dag_id=~"ingest__.*"}[5m]))')
-
-
 @pytest.mark.security
+@pytest.mark.compose
 def test_least_privilege_in_the_stack() -> None:
     """Only HTTPS (the proxy) and SFTP are published; the API reads with read-only credentials."""
     services = compose_config()["services"]
