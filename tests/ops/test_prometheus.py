@@ -45,6 +45,7 @@ SECRET = "prometheus-test-secret-0123456789abcdef"
 #: Metrics no run here produces, and why; every other name a panel selects must be in Prometheus.
 NOT_PRODUCED_HERE = {
     "imaging_ingest_gate_failures_total": "only a gate that stops a run sends it (tests/test_ingest.py fails one)",
+    "imaging_ingest_collection_reclassifications_total": "only a collection moved between tiers sends it",
 }
 
 
@@ -81,7 +82,7 @@ def test_promtool_unit_tests_catch_a_broken_rule(tmp_path: Path) -> None:
         document["rule_files"] = [str(tmp_path / "alerts.yml")]
         (tmp_path / path.name).write_text(yaml.safe_dump(document))
     names = ["IngestRunFailed", "IngestTasksFailing", "IngestGateFailures", "FixityMismatch",
-             "PHICaughtByVerification", "NoIngestForDays"]
+             "PHICaughtByVerification", "NoIngestForDays", "CollectionWithdrawnFromPublic"]
     for name in names:
         result = _promtool("test", "rules", str(tmp_path / f"{name}.yml"))
         assert result.returncode != 0 and "FAILED" in result.stdout + result.stderr, (name, result.stdout)
