@@ -503,7 +503,18 @@ class S3Drop(Drop):
 
     @contextmanager
     def open(self, entry: DropEntry) -> Iterator[IO[bytes]]:
-        body = self.client.get_object(Bucket=self.bucket, Key=entry.locator)["Body"]
+        """The listed object, and only it: its ETag must still be the listed one (else ``SubmissionChanged``)."""
+        kwargs = {"IfMatch": f'"{entry.token}"'} if entry.token else {}
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=entry.locator, **kwargs)
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                raise SubmissionChanged("an object of the submission changed after it was listed: refused") from None
+            raise
+        if int(response.get("ContentLength", entry.size)) != entry.size:
+            response["Body"].close()
+            raise SubmissionChanged("an object of the submission changed size after it was listed: refused")
+        body = response["Body"]
         try:
             yield body
         finally:

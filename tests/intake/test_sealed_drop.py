@@ -190,3 +190,18 @@ def test_ordinary_tar_gz_still_reads(tmp_path: Path) -> None:
     members = list(read_archive(path, tmp_path / "work", ArchiveLimits()))
     assert [m.path for m in members] == [f"scans/é-{i}.dcm" for i in range(3)]
     assert all(m.reason is None and m.size == 2000 for m in members)
+
+
+def test_s3_object_replaced_after_listing_is_refused(settings: Settings, store: ObjectStore) -> None:
+    from imaging_ingest.sources import S3Drop
+
+    bucket = f"{settings.bucket_prefix}-drop"
+    store.client.create_bucket(Bucket=bucket)
+    store.client.put_object(Bucket=bucket, Key="in/sub1/1.dcm", Body=b"listed bytes")
+    drop = S3Drop(DropConfig(url=f"s3://{bucket}/in"), store.client)
+    (entry,) = drop.submission("sub1").entries
+    with drop.open(entry) as fh:
+        assert fh.read() == b"listed bytes"
+    store.client.put_object(Bucket=bucket, Key="in/sub1/1.dcm", Body=b"other bytes!")
+    with pytest.raises(SubmissionChanged, match="changed"), drop.open(entry):
+        pass
