@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # The browser tests drive Debian's chromium (APT_PACKAGES); playwright never downloads a browser.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test venv system-deps system-deps-demo lint typecheck unit e2e bench-pipeline serve bench-api bench-catalog bench-pixels bench-load bench-load-stages bench-deid clean airflow-ui docs-screenshots compose-config
+.PHONY: demo test venv system-deps system-deps-demo lint typecheck unit e2e bench-pipeline serve viewer bench-api bench-catalog bench-pixels bench-load bench-load-stages bench-deid clean airflow-ui docs-screenshots compose-config
 
 venv: $(STAMP)
 
@@ -58,7 +58,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-test: venv system-deps lint typecheck
+test: venv system-deps viewer lint typecheck
 	$(PY) scripts/test_services.py -- $(PY) -m pytest $(PYTEST_ARGS)
 
 unit: venv
@@ -73,8 +73,22 @@ bench-pipeline: venv
 # The NBIA-compatible API over the demo archive, in the foreground (ingests the demo data first if needed).
 API_HOST ?= 127.0.0.1
 API_PORT ?= 8088
-serve: venv
-	$(PY) scripts/serve_demo.py --host $(API_HOST) --port $(API_PORT)
+VIEWER_PORT ?= 8089
+serve: venv viewer
+	$(PY) scripts/serve_demo.py --host $(API_HOST) --port $(API_PORT) --viewer-port $(VIEWER_PORT)
+
+# The OHIF viewer v3: the npm package @ohif/app ships a ready build in dist/. npm pack fetches just that
+# package (checked against the registry's integrity hash); npm install would also pull its 39 build-time
+# dependencies, which the ready build does not need. Unpacked to .viewer/ohif (ignored by git).
+OHIF_VERSION := 3.13.2
+VIEWER_DIR := .viewer
+viewer: $(VIEWER_DIR)/ohif/index.html
+$(VIEWER_DIR)/ohif/index.html:
+	mkdir -p $(VIEWER_DIR)/unpack
+	cd $(VIEWER_DIR) && npm pack --silent @ohif/app@$(OHIF_VERSION)
+	tar -xzf $(VIEWER_DIR)/ohif-app-$(OHIF_VERSION).tgz -C $(VIEWER_DIR)/unpack package/dist
+	rm -rf $(VIEWER_DIR)/ohif && mv $(VIEWER_DIR)/unpack/package/dist $(VIEWER_DIR)/ohif
+	rm -rf $(VIEWER_DIR)/unpack $(VIEWER_DIR)/ohif-app-$(OHIF_VERSION).tgz
 
 bench-api: venv
 	$(PY) bench/api/run.py

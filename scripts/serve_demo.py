@@ -8,6 +8,9 @@ saved yet, or the copy does not match the catalog, it runs the demo ingest first
 synthetic submission through every stage, in this process, ~20-40 s) and saves the
 result. ``--fresh`` starts over.
 
+With the OHIF viewer installed (``make viewer``), it also serves the viewer on its own
+port (``--viewer-port``, default 8089), reading DICOMweb from that same origin.
+
 Besides the public ``demo`` collection it publishes ``demo_restricted`` (one patient)
 and creates the user ``demo`` with a random password saved in ``.demo/serve/demo-user.txt``,
 so that the token flow can be tried too.
@@ -126,6 +129,9 @@ def main() -> int:
     parser.add_argument("--home", default=str(REPO / ".demo" / "serve"), help="where the demo archive is kept")
     parser.add_argument("--host", default=os.environ.get("API_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("API_PORT", "8088")))
+    parser.add_argument("--viewer-port", type=int, default=int(os.environ.get("VIEWER_PORT", "8089")))
+    parser.add_argument("--viewer-dist", default=str(REPO / ".viewer" / "ohif"),
+                        help="the OHIF build (make viewer installs it)")
     parser.add_argument("--patients", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--fresh", action="store_true", help="discard the saved demo archive and ingest again")
@@ -180,6 +186,19 @@ def main() -> int:
             f"with the user in {home / 'demo-user.txt'}\n",
             flush=True,
         )
+        dist = Path(args.viewer_dist)
+        if (dist / "index.html").is_file():
+            import threading
+
+            from imaging_ingest.api.viewer import viewer_app
+
+            viewer = uvicorn.Server(uvicorn.Config(viewer_app(app, dist), host=args.host, port=args.viewer_port,
+                                                   log_level="warning", lifespan="off"))
+            threading.Thread(target=viewer.run, name="viewer", daemon=True).start()
+            print(f"  viewer:    http://{args.host}:{args.viewer_port}/  (OHIF; DICOMweb at {base}/dicomweb)\n",
+                  flush=True)
+        else:
+            print(f"  (no viewer: {dist} is missing; make viewer installs OHIF)\n", flush=True)
         uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
