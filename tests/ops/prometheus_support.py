@@ -63,6 +63,11 @@ def grafana_queries() -> list[tuple[str, str]]:
     return queries
 
 
+def dashboard_and_alert_exprs() -> list[str]:
+    """Every query of the Grafana dashboard (variables filled in) and every alert rule's expression."""
+    return [expr for _, expr in grafana_queries()] + [rule["expr"] for rule in alert_rules()]
+
+
 def metric_names(expr: str) -> set[str]:
     """The archive's metric names (``imaging_ingest_*``, ``airflow_*``) a query selects.
 
@@ -121,6 +126,10 @@ class Prometheus:
         data = self.api("query", query=expr)
         assert data["resultType"] == "vector", data
         return list(data["result"])
+
+    def selected_names(self) -> set[str]:
+        """The archive's metric names the dashboard and the alert rules select, as Prometheus parses them."""
+        return set().union(*(metric_names(self.api("format_query", query=e)) for e in dashboard_and_alert_exprs()))
 
     def value(self, expr: str) -> float | None:
         result = self.query(expr)

@@ -7,6 +7,8 @@ as processes; the demo collection is triggered through the REST API. The run mus
 succeed with every task executed by a Celery worker, and the metrics the workers send
 over StatsD (Airflow's and the pipeline's) must arrive. More throughput is then a matter
 of starting more workers on more machines: nothing here assumes one process or one host.
+Prometheus (Debian's, with the shipped config) then scrapes the exporter and must return every
+Airflow metric the dashboard and the alert rules select.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from airflow_stack import AirflowStack, running, wait_until
 from backing_services import pg_url, redis_url
 from demo_archive import demo_archive
 from ops_support import Exporter, value
+from prometheus_support import prometheus
 
-pytestmark = [pytest.mark.celery, pytest.mark.postgres]
+pytestmark = [pytest.mark.celery, pytest.mark.postgres, pytest.mark.prometheus]
 
 DAG_ID = "ingest__demo"
 
@@ -145,3 +148,12 @@ def test_demo_collection_runs_on_celery_workers(
                 if name == "airflow_ti_finish_total" and ("dag_id", DAG_ID) in labels and ("state", "success") in labels
             )
             assert successes == len(states)
+
+            # The real Prometheus with the shipped config scrapes the same exporter: every airflow_*
+            # name the dashboard and the alert rules select is one it returns from these processes.
+            with prometheus(tmp_path / "prometheus", exporter.url.split("/")[2]) as server:
+                server.wait_for(f'airflow_ti_finish_total{{dag_id="{DAG_ID}", task_id="publish", state="success"}}', 1)
+                airflow = {name for name in server.selected_names() if name.startswith("airflow_")}
+                assert airflow, "the dashboard and the rules select no Airflow metric"
+                returned = set(server.api("label/__name__/values"))
+                assert airflow <= returned, sorted(airflow - returned)

@@ -113,10 +113,10 @@ def test_reason_categories(reason: str | None, category: str) -> None:
 
 
 @pytest.mark.e2e
-def test_demo_run_metrics_equal_the_run_summary(
+def test_exporter_serves_the_demo_runs_metrics_equal_to_its_summary(
     demo_env: Settings, exporter: Exporter, monkeypatch: pytest.MonkeyPatch, submission: Path
 ) -> None:
-    """Run the demo DAG, then scrape: files in, published and quarantined by reason match its summary."""
+    """Run the demo DAG, then read the exporter's /metrics page: files in, published and quarantined by reason match its summary."""
     monkeypatch.setenv("IMAGING_INGEST_STATSD_HOST", "127.0.0.1")
     monkeypatch.setenv("IMAGING_INGEST_STATSD_PORT", str(exporter.statsd_port))
     run = run_demo()
