@@ -1,4 +1,9 @@
-"""Outputs introduce no new dciodvfy errors compared with their inputs (synthetic CT, MR, RTSTRUCT, SC)."""
+"""Outputs introduce no new dciodvfy errors compared with their inputs.
+
+Synthetic CT, MR, RTSTRUCT and SC from ``generate_submission``, plus (``synth_conformance``) a CT
+whose Request Attributes Sequence nests a Referenced Study Sequence and whose person
+identifications carry identifying codes, a Segmentation and a Comprehensive SR.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import pytest
 from imaging_ingest.config import DeidOption
 from imaging_ingest.deid import Deidentifier
 from imaging_ingest.synth import SynthSummary
+from imaging_ingest.synth_conformance import write_conformance_set
 
 from .deid_helpers import SECRET, dicom_files, patient, resolve
 
@@ -27,6 +33,7 @@ OPTION_SETS = {
 
 
 def errors(path: Path) -> set[str]:
+    assert shutil.which("dciodvfy"), "dicom3tools' dciodvfy is not installed (apt package dicom3tools; make apt)"
     result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
     lines = (result.stdout + result.stderr).splitlines()
     # the element path in a message names where, not which file: compare messages as they are
@@ -46,6 +53,27 @@ def test_no_new_dciodvfy_errors(options: tuple[DeidOption, ...], submission: Syn
             continue  # one file per kind and option set keeps the suite quick
         seen.add(kind)
         out = tmp_path / f"{i}.dcm"
+        engine.deidentify_file(src, out, patient())
+        new = errors(out) - errors(src)
+        assert not new, f"{kind}: {sorted(new)}"
+
+
+@pytest.fixture(scope="module")
+def conformance_set(submission: SynthSummary, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    cts = dicom_files(submission, "CT")
+    series = [p for p in cts if p.parent == cts[0].parent]
+    return write_conformance_set(series, tmp_path_factory.mktemp("conformance"))
+
+
+@pytest.mark.parametrize("options", list(OPTION_SETS.values()), ids=list(OPTION_SETS))
+def test_no_new_dciodvfy_errors_in_nested_sequences_seg_and_sr(
+    options: tuple[DeidOption, ...], conformance_set: dict[str, Path], tmp_path: Path
+) -> None:
+    engine = Deidentifier(resolve(*options), SECRET)
+    assert set(conformance_set) == {"CT_REQUEST", "SEG", "SR"}
+    for kind, src in conformance_set.items():
+        assert errors(src) == set(), f"{kind}: the synthetic input itself is not conformant"
+        out = tmp_path / f"{kind}.dcm"
         engine.deidentify_file(src, out, patient())
         new = errors(out) - errors(src)
         assert not new, f"{kind}: {sorted(new)}"

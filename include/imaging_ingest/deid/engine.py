@@ -314,6 +314,7 @@ class _Run:
 
     offset: int
     lazy_identifiers: _LazyIdentifiers
+    path: list[int] = field(default_factory=list)  # the sequence tags around the item being cleaned
 
     def identifiers(self) -> tuple[str, ...]:
         return self.lazy_identifiers.get()
@@ -339,7 +340,7 @@ class Deidentifier:
         self._full_dates = DeidOption.RETAIN_LONGITUDINAL_FULL_DATES in options
         self._literal_keep = frozenset(t for t in profile.overridden if profile.actions.get(t) is Action.KEEP)
         # Private copies: decisions for unlisted tags are added as they are first met.
-        self._nested: dict[int, Action] = dict(profile.actions)
+        self._nested: dict[tuple[int, ...], dict[int, Action]] = {}  # per path of sequence tags
         self._top: dict[str | None, dict[int, Action]] = {}
         self._method_codes = [METHOD_CODES[None]] + [METHOD_CODES[o] for o in profile.options if o in METHOD_CODES]
         if self._full_dates:
@@ -411,8 +412,16 @@ class Deidentifier:
             del _elements(ds)[tag]
             stats.removed += 1
             return
-        for item in elem.value or ():
-            self._clean(item, run, stats, depth + 1, self._nested)
+        run.path.append(int(tag))
+        key = tuple(run.path)
+        actions = self._nested.get(key)
+        if actions is None:  # combined codes follow the attribute's Type at this path
+            actions = self._nested[key] = self.profile.nested_actions(key)
+        try:
+            for item in elem.value or ():
+                self._clean(item, run, stats, depth + 1, actions)
+        finally:
+            run.path.pop()
 
     def _private(self, ds: Dataset, tags: list[int], run: _Run, stats: DeidStats, depth: int) -> None:
         """Remove private attributes, except the safe ones of a known private creator (Retain Safe Private)."""

@@ -14,7 +14,14 @@ Four more data files complete the picture:
 - ``safe_private.csv``: the Retain Safe Private Option's list, keyed by private creator;
 - ``iod_attribute_types.csv``: the Type (1, 2) of the attributes whose code is combined
   (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``), per SOP class, which picks one action of the
-  combination (see :func:`collapse_code`).
+  combination (see :func:`collapse_code`);
+- ``nested_attribute_types.csv``: the same attributes' Type inside sequences, by path of
+  sequence tags, from the standard's module and macro tables
+  (``scripts/derive_standard_tables.py``), so that a combined code inside a sequence follows
+  the attribute's Type there too;
+- ``identifying_code_sequences.csv``: code sequences whose codes identify a person or an
+  institution (Person Identification, Institution Code): inside their items Code Value and
+  Code Meaning are dummied, although the keep list keeps codes everywhere else.
 """
 
 from __future__ import annotations
@@ -196,6 +203,9 @@ class ResolvedProfile:
     iod_types: dict[str, dict[int, str]] = field(default_factory=dict)
     overridden: frozenset[int] = frozenset()
     safe_private_vr: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    nested_types: NestedTypes | None = None
+    #: sequence tag -> {item attribute tag -> action}: codes that identify (after Retain options)
+    identifying_codes: dict[int, dict[int, Action]] = field(default_factory=dict)
     _by_sop_class: dict[str | None, dict[int, Action]] = field(default_factory=dict, compare=False, repr=False)
 
     def action_for(self, tag: int, sop_class_uid: str | None = None) -> Action:
@@ -233,10 +243,66 @@ class ResolvedProfile:
         self._by_sop_class[sop_class_uid] = resolved
         return resolved
 
+    def nested_actions(self, path: tuple[int, ...]) -> dict[int, Action]:
+        """Decisions inside the items of the sequence at ``path`` (sequence tags from the top level).
+
+        A combined code follows the attribute's Type at that path in the standard's module and
+        macro tables; where the path is unknown the context-free ``actions`` apply (D, else Z,
+        else X: present and empty of meaning). A fresh dict each call: the engine caches it.
+        """
+        types = self.nested_types.types_at(path) if self.nested_types is not None else {}
+        resolved = dict(self.actions)
+        for tag, kind in types.items():
+            code = self.combined.get(tag)
+            if code is not None and tag not in self.overridden:
+                resolved[tag] = collapse_code(code, kind)
+        if path:  # the items of a code sequence that identifies someone say nothing
+            resolved.update(self.identifying_codes.get(path[-1], {}))
+        return resolved
+
     def keeps_private(self, creator: str, group: int, element: int) -> bool:
         return DeidOption.RETAIN_SAFE_PRIVATE in self.options and (
             (creator.strip(), group, element & 0xFF) in self.safe_private
         )
+
+
+_TYPE_ORDER = ("1", "1C", "2", "2C", "3")
+#: Shared and Per-frame Functional Groups Sequences: the macros in their items are tabled on their own.
+_FUNCTIONAL_GROUPS = frozenset({0x52009229, 0x52009230})
+
+
+@dataclass(frozen=True)
+class NestedTypes:
+    """Types of attributes inside sequences: by the full path of sequence tags, else by the innermost sequence."""
+
+    by_path: dict[tuple[int, ...], dict[int, str]]
+    by_parent: dict[int, dict[int, str]]
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[dict[str, str]]) -> NestedTypes:
+        by_path: dict[tuple[int, ...], dict[int, str]] = {}
+        by_parent: dict[int, dict[int, str]] = {}
+        for row in rows:
+            path = tuple(parse_tag(t) for t in row["path"].split("/"))
+            tag, kind = parse_tag(row["tag"]), row["type"].strip()
+            by_path.setdefault(path, {})[tag] = kind
+            known = by_parent.setdefault(path[-1], {})
+            if tag not in known or _TYPE_ORDER.index(kind) < _TYPE_ORDER.index(known[tag]):
+                known[tag] = kind  # the strictest Type wins where contexts differ
+        return cls(by_path, by_parent)
+
+    def types_at(self, path: tuple[int, ...]) -> dict[int, str]:
+        """Tag -> Type inside the items of the sequence at ``path``; empty where the standard does not say."""
+        if not path:
+            return {}
+        while path and path[0] in _FUNCTIONAL_GROUPS:
+            path = path[1:]  # a functional group macro's paths start inside the frame's item
+        if not path:
+            return {}
+        exact = self.by_path.get(path)
+        if exact is not None:
+            return exact
+        return self.by_parent.get(path[-1], {})
 
 
 def _data_path(name: str) -> Path:
@@ -266,6 +332,8 @@ class Profile:
     edition: str
     iod_types: dict[str, dict[int, str]] = field(default_factory=dict, compare=False)
     safe_private_vr: dict[tuple[str, int, int], str] = field(default_factory=dict, compare=False)
+    nested_types: NestedTypes | None = field(default=None, compare=False)
+    identifying_codes: tuple[tuple[int, int, Action, str], ...] = field(default=(), compare=False)
 
     @classmethod
     @cache
@@ -288,7 +356,14 @@ class Profile:
         iod_types: dict[str, dict[int, str]] = {}
         for row in _read_csv(_data_path("iod_attribute_types.csv")):
             iod_types.setdefault(row["sop_class_uid"], {})[parse_tag(row["tag"])] = row["type"]
-        return cls(tuple(rules), safe_public, frozenset(safe_private_vr), edition, iod_types, safe_private_vr)
+        nested = NestedTypes.from_rows(_read_csv(_data_path("nested_attribute_types.csv")))
+        codes = tuple(
+            (parse_tag(r["sequence"]), parse_tag(r["attribute"]), Action(r["action"].strip()), r["retained_by"].strip())
+            for r in _read_csv(_data_path("identifying_code_sequences.csv"))
+        )
+        return cls(
+            tuple(rules), safe_public, frozenset(safe_private_vr), edition, iod_types, safe_private_vr, nested, codes
+        )
 
     @property
     def extra_keywords(self) -> dict[str, int]:
@@ -337,7 +412,21 @@ class Profile:
             iod_types=self.iod_types,
             overridden=frozenset(parse_tag(k, self.extra_keywords) for k in config.overrides),
             safe_private_vr=self.safe_private_vr,
+            nested_types=self.nested_types,
+            identifying_codes=_identifying_codes(self.identifying_codes, selected),
         )
+
+
+def _identifying_codes(
+    rows: Iterable[tuple[int, int, Action, str]], selected: Iterable[DeidOption]
+) -> dict[int, dict[int, Action]]:
+    """The identifying code sequences' item actions, without those a selected Retain option keeps."""
+    kept = {opt.value for opt in selected}
+    out: dict[int, dict[int, Action]] = {}
+    for sequence, attribute, action, retained_by in rows:
+        if retained_by not in kept:
+            out.setdefault(sequence, {})[attribute] = action
+    return out
 
 
 _OVERRIDE_ACTIONS = {
