@@ -278,6 +278,12 @@ class PathologyConfig(BaseModel):
         description="Regex with a named group 'patient_id' applied to the slide's path in the submission; "
         "by default the slide belongs to the one patient whose DICOM files share its nearest folder.",
     )
+    slide_patients: dict[str, str] = Field(
+        default_factory=dict,
+        description="A slide-to-patient table: the slide's path in the submission (or its file name) -> the "
+        "patient's ID. With it or patient_id_from_path, a slide needs no DICOM image of its patient "
+        "(pathology-only collections); the patient gets a pseudonym of its own.",
+    )
     dicom_wsi_label_images: Literal["drop", "redact", "quarantine"] = Field(
         default="drop",
         description="DICOM WSI LABEL and OVERVIEW instances: not published (recorded as rejected), "

@@ -12,8 +12,10 @@ Published keys never use a submitted file name (names carry PHI):
 - a slide: ``pathology/<pseudonym>/slide-<keyed hash of its content>.svs`` (or ``.tif``);
 - a clinical table: ``supporting/collection/<submission id>/<table name>.<csv|tsv|xlsx>``.
 
-A slide belongs to the patient named by ``pathology.patient_id_from_path``, or else to
-the one patient whose DICOM files share the slide's nearest folder. Clinical tables map
+A slide belongs to the patient named by ``pathology.slide_patients`` (a slide-to-patient
+table) or ``pathology.patient_id_from_path``, which need no DICOM image of that patient
+(pathology-only collections), or else to the one patient whose DICOM files share the slide's
+nearest folder. Clinical tables map
 their patient column through the same keyed hash as PatientID, so a table row and the
 images of its patient get the same pseudonym and the same date offset.
 """
@@ -185,14 +187,19 @@ def deidentify_supporting(batch: pd.DataFrame, env: SupportingEnv) -> pd.DataFra
 # -- slides ---------------------------------------------------------------------------------
 
 
-def _slide_patient(record: dict[str, Any], env: SupportingEnv) -> str:
+def _slide_patient(record: dict[str, Any], env: SupportingEnv) -> tuple[str, bool]:
+    """The slide's patient ID, and whether the collection named it (then it needs no DICOM image)."""
     path = str(record["source_path"])
+    table = env.config.pathology.slide_patients
+    named = table.get(path) or table.get(PurePosixPath(path).name)
+    if named:
+        return named.strip(), True
     pattern = env.config.pathology.patient_id_from_path
     if pattern:
         match = re.search(pattern, path)
         if not match or not match.group("patient_id"):
             raise SlideError("the slide's path does not match pathology.patient_id_from_path")
-        return str(match.group("patient_id"))
+        return str(match.group("patient_id")), True
     frame = env.inventory
     dicom = frame[(frame["kind"] == "dicom") & frame["patient_id"].notna()]
     for folder in PurePosixPath(path).parents:
@@ -200,13 +207,15 @@ def _slide_patient(record: dict[str, Any], env: SupportingEnv) -> str:
         near = dicom[dicom["source_path"].str.startswith(prefix)] if prefix else dicom
         patients = set(near["patient_id"])
         if len(patients) == 1:
-            return str(patients.pop())
+            return str(patients.pop()), False
         if len(patients) > 1:
             raise SlideError(
                 f"cannot tell which of {len(patients)} patients the slide belongs to; "
                 "set pathology.patient_id_from_path or put it in its patient's folder"
             )
-    raise SlideError("no DICOM file of any patient shares the slide's folder; set pathology.patient_id_from_path")
+    raise SlideError(
+        "no DICOM file of any patient shares the slide's folder; set pathology.patient_id_from_path or slide_patients"
+    )
 
 
 def slide_key(secret: bytes, collection_id: str, pseudonym: str, sha256_source: str, source_path: str) -> str:
@@ -217,8 +226,9 @@ def slide_key(secret: bytes, collection_id: str, pseudonym: str, sha256_source: 
 
 
 def _slide(record: dict[str, Any], env: SupportingEnv) -> dict[str, Any]:
-    patient_id = _slide_patient(record, env)
-    pseudonym = env.pseudonyms([patient_id]).get(patient_id)
+    patient_id, named = _slide_patient(record, env)
+    # a patient the collection names (path rule or table) may have slides only: it gets a pseudonym here
+    pseudonym = env.pseudonyms([patient_id], create=named).get(patient_id)
     if pseudonym is None:
         raise SlideError("the slide's patient has no images in this collection (no pseudonym)")
     sha = str(record.get("sha256_source") or file_digests(env.source_of(record)).sha256)
