@@ -18,6 +18,11 @@ A hit is coincidental only when every place it is found in the output is excused
   a whole token of a value the source itself held in the same attribute (the output kept
   the source's own technical value; nothing was moved there).
 
+A private element's value (searched only because nobody knows what private elements hold)
+is also excused in any public attribute the verifier does not treat as identifying, when the
+source held exactly that value there: a vendor's private copy of the Study Description
+adds nothing to the Study Description.
+
 What stays a leak: anything in free text, names, IDs, dates or private elements; a value
 that the output holds in a technical attribute where the source did not (a name written
 into Manufacturer by a faulty rule); and the patient's own identity (name, IDs, birth
@@ -63,6 +68,7 @@ TECHNICAL_KEYWORDS = frozenset(
         "ReceiveCoilName",
         "TransmitCoilName",
         "FilterType",
+        "CodingSchemeDesignator",
         "CodingSchemeVersion",
     }
 )
@@ -84,6 +90,9 @@ PATIENT_IDENTITY_KEYWORDS = frozenset(
 )
 
 _PSEUDONYM_PLACES = frozenset({"PatientName", "PatientID"})
+#: Text attributes whose values are identifiers of coding schemes: a coded vocabulary like CS.
+_CODED_KEYWORDS = frozenset({"CodingSchemeDesignator"})
+_NOT_KEPT_VRS = frozenset({"PN", "DA", "DT", "TM", "UI"})
 _TOKEN = re.compile(r"[0-9a-z]+")
 
 
@@ -118,9 +127,10 @@ def _whole_token(needle: str, text: str) -> bool:
 def _place_excused(
     needle: str,
     needle_keyword: str,
+    needle_kind: str,
     single_word: bool,
     place: Place,
-    source_technical: set[tuple[str, str]],
+    source_values: set[tuple[str, str]],
     identifying: frozenset[str],
     pseudonym: str | None,
 ) -> bool:
@@ -130,7 +140,12 @@ def _place_excused(
     in_pseudonym = pseudonym and place.keyword in _PSEUDONYM_PLACES and needle != pseudonym.lower()
     if in_pseudonym and all(t.strip() == pseudonym for t in hits):
         return True
-    if place.slot is not None or not is_technical(place.keyword, place.vr, identifying):
+    if place.slot is not None or not place.keyword or place.keyword in identifying:
+        return False
+    if needle_kind == "private" and place.vr not in _NOT_KEPT_VRS:
+        # a private copy of a public value the source held in that same attribute adds nothing to it
+        return all((place.keyword, t.strip().lower()) in source_values for t in hits)
+    if not is_technical(place.keyword, place.vr, identifying):
         return False
     patient = needle_keyword in PATIENT_IDENTITY_KEYWORDS
     for text in hits:
@@ -138,9 +153,10 @@ def _place_excused(
             if patient and place.vr not in STRUCTURED_VRS:
                 return False  # a name run into technical text is still the name
             continue
-        if (place.keyword, text.strip().lower()) not in source_technical:
+        if (place.keyword, text.strip().lower()) not in source_values:
             return False  # not a value the source itself held there: something put it there
-        if patient and not (single_word and place.vr == "CS" and text.strip().lower() == needle):
+        coded = place.vr == "CS" or place.keyword in _CODED_KEYWORDS
+        if patient and not (single_word and coded and text.strip().lower() == needle):
             return False
     return True
 
@@ -158,7 +174,7 @@ def unexcused(
     """The places where a header hit of ``needle`` is not a coincidence; None when it is one everywhere.
 
     ``header_count`` is how often the value occurs in the raw header (case-insensitive);
-    ``source_technical`` the (keyword, lower-case value) pairs of the source's own kept
+    ``source_technical`` the (keyword, lower-case value) pairs of the source's own public
     non-identifying attributes; ``identifying`` the keywords the verifier treats as
     identifying (never excused); ``pseudonym`` the catalog's pseudonym of the patient.
     When an occurrence hides where no element accounts for it, every place is reported.
@@ -173,7 +189,7 @@ def unexcused(
     left = [
         p
         for p in places
-        if not _place_excused(text, needle_keyword, single_word, p, source_technical, identifying, pseudonym)
+        if not _place_excused(text, needle_keyword, needle_kind, single_word, p, source_technical, identifying, pseudonym)
     ]
     return left or None
 

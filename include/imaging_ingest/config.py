@@ -269,6 +269,11 @@ class CollectionConfig(BaseModel):
         description="Modalities accepted; by default every defined term of PS3.3 C.7.3.1.1.1 (data/modalities.csv). "
         "Pixel screening still applies to those that carry burned-in text.",
     )
+    missing_patient_id: Literal["per_study", "quarantine"] = Field(
+        default="per_study",
+        description="A file without a Patient ID (Type 2: present, may be empty): each such study becomes a "
+        "pseudonymous patient of its own (nothing links it to other studies), or the file is quarantined.",
+    )
     batch_size: int = Field(default=200, ge=1, le=5000, description="Files per de-identification batch.")
     workers: int = Field(default=1, ge=1, le=64, description="Processes per de-identification batch.")
     deid: DeidConfig = Field(default_factory=DeidConfig)

@@ -139,8 +139,6 @@ def _header_problem(values: dict[str, Any]) -> str | None:
             return f"missing {keyword}"
         if not UID(value).is_valid:
             return f"invalid {keyword} (not a valid UID)"
-    if not values.get("patient_id"):
-        return "missing PatientID"
     if not values.get("modality"):
         return "missing Modality"
     return None

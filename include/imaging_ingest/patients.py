@@ -21,6 +21,26 @@ def patient_key(secret: bytes, collection_id: str, patient_id: str) -> str:
     return keyed_hash(secret, "patient", f"{collection_id}\x00{patient_id}").hex()
 
 
+#: The stand-in Patient ID of a study whose files state none: a patient of its own, per study.
+NO_PATIENT_ID = "(no PatientID) study "
+
+
+def _without_patient_id(frame: pd.DataFrame, config: CollectionConfig) -> None:
+    """DICOM rows still ok without a Patient ID: a patient per study, or quarantined, as the collection says."""
+    if "patient_id" not in frame.columns or "study_uid" not in frame.columns:
+        return
+    missing = (frame["status"] == "ok") & frame["patient_id"].isna() & frame["study_uid"].notna()
+    if "kind" in frame.columns:
+        missing &= frame["kind"] == "dicom"
+    if not missing.any():
+        return
+    if config.missing_patient_id == "quarantine":
+        frame.loc[missing, ["status", "reason"]] = ["quarantined", "missing PatientID"]
+    else:
+        frame["patient_id"] = frame["patient_id"].astype(object)
+        frame.loc[missing, "patient_id"] = NO_PATIENT_ID + frame.loc[missing, "study_uid"].astype(str)
+
+
 def assign_patients(
     frame: pd.DataFrame, secret: bytes, catalog: Catalog, config: CollectionConfig, *, copy: bool = True
 ) -> pd.DataFrame:
@@ -30,6 +50,7 @@ def assign_patients(
     """
     if copy:
         frame = frame.copy()
+    _without_patient_id(frame, config)
     ok = frame["status"] == "ok"
     keys = {pid: patient_key(secret, config.id, pid) for pid in frame.loc[ok, "patient_id"].dropna().unique()}
     pseudonyms = catalog.assign_pseudonyms(config.id, config.pseudonym_prefix, keys.values())

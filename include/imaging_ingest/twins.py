@@ -5,7 +5,8 @@ settle (which copy is right?), and all copies are held back. One case is not a c
 same instance transcoded into another transfer syntax (uncompressed and JPEG 2000 lossless,
 little and big endian, implicit and explicit VR). Their data sets (everything but the file
 meta, the encoded pixels and the attributes that record a lossy compression) are identical,
-which ``content_key`` checks on parsed values, so that the encoding itself does not count. One of them is published, the best encoding first:
+which ``content_key`` checks on parsed values, so that the encoding itself does not count
+(big endian words are compared as values; YBR_ICT/YBR_RCT, the colour coding of JPEG 2000, is RGB). One of them is published, the best encoding first:
 uncompressed, then deflated, then compressed lossless, then lossy; the others are duplicates.
 """
 
@@ -28,6 +29,10 @@ _PIXEL_DATA = 0x7FE00010
 #: What an encoding adds about itself: Lossy Image Compression, its Ratio and Method (PS3.3 C.7.6.1.1.5),
 #: which a lossy-compressed copy states and its decompressed twin may not.
 _ENCODING_HISTORY = frozenset({0x00282110, 0x00282112, 0x00282114})
+_PHOTOMETRIC = 0x00280004
+#: Photometric Interpretations that only say how JPEG 2000 coded RGB (PS3.5 8.2.4): decoded, they are RGB.
+_CODED_AS_RGB = frozenset({"YBR_ICT", "YBR_RCT"})
+_WORD_VRS = frozenset({"OW", "US or OW", "US or SS or OW"})
 #: Lossy transfer syntaxes (PS3.5 Table A-1): the last choice among twins.
 _LOSSY = frozenset(
     {
@@ -58,7 +63,7 @@ def _canonical(value: Any) -> bytes:
     return str(value).strip().encode("utf-8", "replace")
 
 
-def _feed(ds: Dataset, digest: Any, depth: int = 0) -> None:
+def _feed(ds: Dataset, digest: Any, big_endian: bool, depth: int = 0) -> None:
     for elem in ds:
         if elem.tag == _PIXEL_DATA or elem.tag in _ENCODING_HISTORY or elem.tag.group in (0x0002, 0xFFFC):
             continue
@@ -68,8 +73,14 @@ def _feed(ds: Dataset, digest: Any, depth: int = 0) -> None:
         if isinstance(elem.value, Sequence):
             for item in elem.value:
                 digest.update(b"{")
-                _feed(item, digest, depth + 1)
+                _feed(item, digest, big_endian, depth + 1)
                 digest.update(b"}")
+        elif elem.tag == _PHOTOMETRIC and str(elem.value).strip() in _CODED_AS_RGB:
+            digest.update(b"=RGB;")
+        elif big_endian and elem.VR in _WORD_VRS and isinstance(elem.value, bytes):
+            words = bytearray(elem.value[: len(elem.value) // 2 * 2])
+            words[0::2], words[1::2] = words[1::2], words[0::2]  # 16-bit words as a little endian file has them
+            digest.update(b"=" + _canonical(bytes(words)) + b";")
         else:
             digest.update(b"=" + _canonical(elem.value) + b";")
 
@@ -83,7 +94,7 @@ def content_key(path: Path) -> str | None:
         with open(path, "rb") as fh:
             ds = read_dataset(fh, stop_before_pixels=True)
         digest = hashlib.sha256()
-        _feed(ds, digest)
+        _feed(ds, digest, ds.original_encoding[1] is False)
     except Exception:  # noqa: BLE001 - an unreadable copy settles nothing
         return None
     return digest.hexdigest()

@@ -40,7 +40,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
 
-from .coincidence import PATIENT_IDENTITY_KEYWORDS, Place, is_technical, unexcused
+from .coincidence import PATIENT_IDENTITY_KEYWORDS, Place, unexcused
 from .records import iter_records
 
 __all__ = ["Leak", "Needle", "find_leaks", "identifying_values", "leak_scan_pool", "verify_frame"]
@@ -138,6 +138,7 @@ _DEVICE_KEYWORDS = frozenset(
 _INSTITUTION_KEYWORDS = frozenset({"InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName"})
 #: Attributes never excused as kept non-identifying ones, whatever their VR.
 _NEVER_TECHNICAL = IDENTIFYING_KEYWORDS | _DEVICE_KEYWORDS | _INSTITUTION_KEYWORDS
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _METHOD_CODE_SEQUENCE = 0x00120064
 _META_AE_KEYWORDS = ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle")
 
@@ -341,13 +342,13 @@ def _locate(output_ds: Dataset, needle: bytes) -> list[Place]:
 
 
 def _technical_values(ds: Dataset) -> set[tuple[str, str]]:
-    """The (keyword, lower-case value) pairs of a source's kept non-identifying attributes, at any depth."""
+    """The (keyword, lower-case value) pairs of a source's public non-identifying attributes, at any depth."""
     pairs: set[tuple[str, str]] = set()
     for item, tag, elem, vr in _walk(ds):
-        if (tag >> 16) & 1:
+        if (tag >> 16) & 1 or vr in ("PN", "DA", "DT", "TM", "UI", "SQ") or vr in _BINARY_VRS:
             continue
         keyword = keyword_for_tag(tag)
-        if is_technical(keyword, vr, _NEVER_TECHNICAL):
+        if keyword and keyword not in _NEVER_TECHNICAL:
             pairs.update((keyword, text.strip().lower()) for text in _strings(item, tag, elem))
     return pairs
 

@@ -10,7 +10,7 @@ from imaging_ingest.coincidence import Place, coincidental
 from imaging_ingest.deid import Deidentifier
 from imaging_ingest.verify import find_leaks
 
-from .deid_helpers import PSEUDONYM, SECRET, ct_dataset, patient, resolve, write
+from .deid_helpers import PSEUDONYM, SECRET, code_item, ct_dataset, patient, resolve, write
 
 
 def deidentified(ds: Dataset, tmp_path: Path, name: str = "x") -> tuple[Path, Path]:
@@ -144,3 +144,32 @@ def test_rule_never_excuses_identifying_or_private_places() -> None:
     assert not coincidental(b"TOSHIBA", "InstitutionName", "id", [private], 1, source, frozenset())
     assert not coincidental(b"TOSHIBA", "InstitutionName", "id", [place("StudyDescription", "LO", "TOSHIBA")], 1,
                             {("StudyDescription", "toshiba")}, frozenset())
+
+
+def test_private_copy_of_a_kept_description_is_not_a_leak(tmp_path: Path) -> None:
+    ds = ct_dataset()
+    ds.StudyDescription = "Whole Body Bone"
+    ds.private_block(0x0009, "GEMS_GENIE_1", create=True).add_new(0x20, "LO", "WHOLE BODY")
+    assert find_leaks(*deidentified(ds, tmp_path)) == []
+
+
+def test_private_value_moved_into_a_description_is_caught(tmp_path: Path) -> None:
+    src = write(ct_dataset(), tmp_path / "src.dcm")
+    ds = ct_dataset()
+    ds.private_block(0x0009, "ACME 1.0", create=True).add_new(0x20, "LO", "call QUANDT at home")
+    write(ds, src)
+    out = tmp_path / "out.dcm"
+    Deidentifier(resolve(), SECRET).deidentify_file(src, out, patient())
+    from pydicom import dcmread
+
+    tampered = dcmread(out)
+    tampered.SeriesDescription = "call QUANDT at home"  # not where the source had it
+    tampered.save_as(out, enforce_file_format=True)
+    assert [leak.found_in for leak in find_leaks(src, out)] == ["(0008,103E) SeriesDescription"]
+
+
+def test_patient_name_that_is_a_coding_scheme_is_a_coincidence(tmp_path: Path) -> None:
+    ds = ct_dataset()
+    ds.PatientName = "Test^S R"
+    ds.ProcedureCodeSequence = [code_item("P1", "TEST", "Procedure")]
+    assert find_leaks(*deidentified(ds, tmp_path), pseudonym=PSEUDONYM) == []  # TESTCOLL-0001 holds it too
