@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # The browser tests drive Debian's chromium (APT_PACKAGES); playwright never downloads a browser.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test venv system-deps system-deps-demo lint typecheck unit e2e bench-pipeline serve viewer bench-api bench-catalog bench-pixels bench-load bench-load-stages bench-deid clean airflow-ui docs-screenshots compose-config
+.PHONY: demo test venv system-deps system-deps-demo lint typecheck unit e2e bench-pipeline serve viewer bench-api bench-catalog bench-pixels bench-load bench-load-stages bench-deid bench-mirror clean airflow-ui docs-screenshots compose-config
 
 venv: $(STAMP)
 
@@ -118,6 +118,10 @@ airflow-ui: venv
 # De-identification benchmark (not part of make test): 2,000-file corpus, floors, engine, CLI, peers, peak RSS.
 bench-deid: venv
 	$(PY) bench/deid/run.py
+
+# Mirror and download MB/s against the plain-copy floor (two moto servers): bench/results/mirror.json
+bench-mirror: venv
+	$(PY) bench/mirror/run.py
 
 # Refresh the screenshots in docs/img/ from the browser test (the same run as in `make test`).
 docs-screenshots: venv system-deps
