@@ -78,3 +78,23 @@ def test_pandas_reads_it_and_the_changes_table_says_what_changed(archive, tmp_pa
     assert len(added) > 0
     first = pd.read_parquet(_local_index(archive, tmp_path, 1)["changes"])
     assert set(first["change"]) == {"added"} and len(first) == len(v1)
+
+
+def test_an_older_version_without_an_index_gets_one_later(archive, monkeypatch) -> None:
+    """``imaging-ingest release-index`` writes the missing index beside an unchanged release.json."""
+    from imaging_ingest.cli import main
+
+    store, tier = archive.store, "public"
+    before = store.get_bytes(tier, "demo/versions/2/release.json")
+    expected = {t: store.get_bytes(tier, index_key("demo", 2, t)) for t in INDEX_TABLES}
+    for table in INDEX_TABLES:
+        store.delete(tier, index_key("demo", 2, table))
+    for name, value in {"IMAGING_INGEST_CATALOG_URL": archive.settings.catalog_url,
+                        "IMAGING_INGEST_S3_ENDPOINT": archive.settings.s3_endpoint,
+                        "IMAGING_INGEST_BUCKET_PREFIX": archive.settings.bucket_prefix}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["release-index", "demo"]) == 0
+    assert store.get_bytes(tier, "demo/versions/2/release.json") == before
+    for table in INDEX_TABLES:
+        rebuilt = pq.read_table(io.BytesIO(store.get_bytes(tier, index_key("demo", 2, table))))
+        assert rebuilt.equals(pq.read_table(io.BytesIO(expected[table]))), table

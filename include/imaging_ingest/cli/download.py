@@ -57,7 +57,26 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_release_index(args: argparse.Namespace) -> int:
+    from ..publish.backfill import backfill_index
+    from ..storage import ObjectStore
+    from . import catalog_for
+
+    catalog = catalog_for()
+    try:
+        done = backfill_index(ObjectStore(settings_from_env()), catalog, args.collection, args.version or None)
+    finally:
+        catalog.dispose()
+    print_table([{"collection": args.collection, "indexed_versions": ", ".join(map(str, done)) or "none missing"}],
+                ["collection", "indexed_versions"], args.json)
+    return 0
+
+
 def register(command: CommandFactory) -> None:
+    backfill = command("release-index", cmd_release_index,
+                       "write the release index of versions published before indexes existed (never rewrites)")
+    backfill.add_argument("collection")
+    backfill.add_argument("--version", type=int, nargs="+", help="only these versions (default: every one lacking it)")
     sub = command(
         "download",
         cmd_download,
