@@ -88,3 +88,27 @@ def test_a_seg_on_a_published_series_publishes_with_resolving_references_and_cit
     citation = store.get_bytes("public", "demo_seg/versions/1/citation.txt").decode()
     assert "Derived from: https://doi.org/10.5072/imaging.demo.v2" in citation
     shutil.rmtree(drop)
+
+
+def test_a_submission_whose_references_all_resolve_nowhere_is_quarantined_whole(archive, tmp_path) -> None:
+    store = archive.store
+    release = store.get_json("public", "demo/versions/2/release.json")
+    entry = next(e for e in release["objects"] if e.get("kind", "dicom") == "dicom")
+    image = pydicom.dcmread(io.BytesIO(store.get_bytes("public", entry["key"])))
+    assert "PixelData" in image and image.get("NumberOfFrames", 1) == 1  # the demo's first object is a single frame
+    image.SOPInstanceUID = hd.UID()
+    drop = tmp_path / "drop"
+    folder = drop / "centre-batch-9"
+    folder.mkdir(parents=True)
+    _segmentation([image]).save_as(folder / "seg.dcm")
+    (folder / "READY").write_text("complete\n")
+    config = archive.config.model_copy(update={
+        "id": "demo_seg_bad", "title": "Unresolved segmentations", "derived_from": ["demo"], "modalities": ["SEG"],
+        "drop": archive.config.drop.model_copy(update={"url": drop.as_uri()}),
+    })
+    catalog = archive.catalog
+    summary = Ingest(config, archive.settings, secret=SECRET, catalog=catalog, store=store).run()
+    assert summary["published"] == 0 and summary["quarantined"] == 1, summary
+    (item,) = catalog.quarantine_items("demo_seg_bad")
+    assert item.reason.startswith("analysis reference: ")
+    assert store.sizes("public", "demo_seg_bad/") == {}

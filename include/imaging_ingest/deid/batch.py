@@ -179,8 +179,19 @@ def deidentify_frame(
     return pd.DataFrame(rows, columns=None if rows else ["file_id", "deid_key", "status", "reason"])
 
 
+#: The columns every de-identification result has (``deidentify_frame``), besides ``file_id``.
+RESULT_COLUMNS = (
+    "deid_key", "status", "reason", "deid_study_uid", "deid_series_uid", "deid_sop_uid", "deid_sop_class_uid",
+    "sha256", "md5", "size_out",
+)
+
+
 def merge_results(manifest: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     """Fold de-identification results into a manifest; rows that went in ok and failed are quarantined."""
+    # no batch at all (every file stopped at inventory): the results have no columns, the gates still expect them
+    missing = {c: None for c in RESULT_COLUMNS if c not in results.columns}
+    if missing:
+        results = results.assign(**missing)
     frame = manifest.merge(results, on="file_id", how="left", suffixes=("", "_deid"))
     went_on = frame["status"] == "ok"
     failed = went_on & (frame["status_deid"] != "ok")
