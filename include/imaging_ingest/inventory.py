@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import UID
 
 from .dicom_read import encoding_transfer_syntax, read_dataset, truncation
@@ -42,6 +42,20 @@ HEADER_COLUMNS = (
     "manufacturer",
     "body_part",
     "recognizable_visual_features",
+)
+
+#: What pydicom raises on a corrupt header (an unknown VR, a value of the wrong length...): a reason, never a crash.
+_CORRUPT = (
+    EOFError,
+    struct.error,
+    ValueError,
+    TypeError,
+    KeyError,
+    OverflowError,
+    IndexError,
+    RecursionError,
+    NotImplementedError,
+    BytesLengthException,
 )
 
 _CLINICAL_SUFFIXES = {".csv", ".tsv", ".xlsx", ".xls"}
@@ -101,7 +115,7 @@ def read_header(path: Path, display_name: str) -> HeaderRead:
         if kind == FileKind.OTHER:
             return HeaderRead(kind, {}, "not a DICOM file (no DICM prefix) and not a supported supporting-data type")
         return HeaderRead(kind, {})
-    except (EOFError, struct.error, ValueError, TypeError, KeyError, OverflowError, IndexError, RecursionError) as exc:
+    except _CORRUPT as exc:
         return HeaderRead(FileKind.DICOM, {}, f"truncated or corrupt DICOM header ({type(exc).__name__})")
     try:
         values = {
@@ -121,7 +135,7 @@ def read_header(path: Path, display_name: str) -> HeaderRead:
             "body_part": _text(ds, "BodyPartExamined"),
             "recognizable_visual_features": _text(ds, "RecognizableVisualFeatures"),
         }
-    except (EOFError, struct.error, ValueError, TypeError, KeyError, OverflowError, IndexError, RecursionError) as exc:
+    except _CORRUPT as exc:
         return HeaderRead(FileKind.DICOM, {}, f"corrupt DICOM element ({type(exc).__name__})")
     # a truncated copy takes no part in duplicate detection: its intact original goes on
     return HeaderRead(FileKind.DICOM, values, cut or _header_problem(values))

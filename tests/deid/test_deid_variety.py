@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pydicom
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -126,3 +128,24 @@ def test_the_same_instance_in_other_transfer_syntaxes_is_published_once(tmp_path
     conflict = write(changed, tmp_path / "conflict.dcm")
     frame = _inventory([tmp_path / "explicit.dcm", tmp_path / "implicit.dcm", conflict])
     assert set(frame["reason"]) == {"SOPInstanceUID shared by 3 files with different content"}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    base=st.sampled_from(["part10", "nometa"]),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.one_of(st.none(), st.integers(1, 10_000)),
+)
+def test_corrupt_headers_get_a_reason_never_an_exception(base: str, edits: list[tuple[int, int]], cut: int | None,
+                                                         tmp_path: Path) -> None:
+    ds = ct_dataset()
+    path = write(ds, tmp_path / "good.dcm") if base == "part10" else _without_meta(ds, tmp_path / "good.dcm", True, True)
+    data = bytearray(path.read_bytes())
+    for offset, value in edits:
+        data[offset % len(data)] = value
+    if cut is not None:
+        data = data[: max(1, cut % len(data))]
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(bytes(data))
+    header = read_header(bad, "bad.dcm")  # unknown VRs, wrong lengths, cut elements: all become reasons
+    assert header.reason is None or isinstance(header.reason, str)
