@@ -313,7 +313,7 @@ class Ingest:
         frame = assign_patients(frame, self.secret, self.catalog, self.config, copy=False)
         if self.config.derived_from:  # analysis results: references to published instances resolve, and are kept
             frame = check_frame(frame, lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])), self.catalog,
-                                self.config.derived_from)
+                                self.config.derived_from, self.store)
         key = manifests.write("inventory", frame)
         self._quarantine(submission_id, frame, "inventory")
         self._gate("inventory", submission_id, frame)

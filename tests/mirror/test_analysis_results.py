@@ -80,6 +80,7 @@ def test_a_seg_on_a_published_series_publishes_with_resolving_references_and_cit
     assert instance_refs and instance_refs <= published_sops  # kept, not remapped a second time
     assert seg.StudyInstanceUID == sources[0].StudyInstanceUID
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
+    assert seg.FrameOfReferenceUID == sources[0].FrameOfReferenceUID  # the source's frame: kept
     assert seg.SOPInstanceUID not in published_sops and seg.SeriesInstanceUID != series_uid  # its own UIDs: remapped
 
     datacite = json.loads(store.get_bytes("public", "demo_seg/versions/1/datacite.json"))

@@ -10,12 +10,15 @@ Those values identify no one, and remapping them again would break every referen
   collection, or to an instance of the same submission; a file with one that resolves
   nowhere is quarantined, the reason naming the rule and the element (never the value);
 - the UIDs that resolve (instances, series, studies of the sources) are kept as they are
-  by the de-identifier and expected by the leak scan; every other UID is remapped as usual.
+  by the de-identifier and expected by the leak scan, and so is a ``FrameOfReferenceUID``
+  equal to that of a referenced published series (read from one of its published objects:
+  the catalog does not record frames of reference); every other UID is remapped as usual.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import io
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +28,14 @@ if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
     from ..catalog import Catalog
+    from ..storage import ObjectStore
 
 __all__ = [
     "RULE",
     "Reference",
     "Resolution",
     "check_frame",
+    "frames_of_reference",
     "kept_uids",
     "published_uids",
     "references",
@@ -41,7 +46,8 @@ RULE = "analysis reference"
 _REFERENCED_SOP = 0x00081155
 _STUDY = 0x0020000D
 _SERIES = 0x0020000E
-_LEVELS = {_REFERENCED_SOP: "instance", _SERIES: "series", _STUDY: "study"}
+_FRAME = 0x00200052
+_LEVELS = {_REFERENCED_SOP: "instance", _SERIES: "series", _STUDY: "study", _FRAME: "frame of reference"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class Reference:
 
     element: str
     uid: str
-    level: str  # instance, series, study
+    level: str  # instance, series, study, frame of reference
 
 
 def _name(tag: int) -> str:
@@ -67,7 +73,7 @@ def references(ds: Dataset) -> list[Reference]:
             if elem.VR == "SQ":
                 for child in elem.value or ():
                     walk(child, (*path, keyword_for_tag(tag) or _name(tag)))
-            elif tag in _LEVELS and (path or tag == _STUDY) and elem.value:
+            elif tag in _LEVELS and (path or tag in (_STUDY, _FRAME)) and elem.value:
                 values = elem.value if isinstance(elem.value, list | tuple) else [elem.value]
                 where = " > ".join((*path, _name(tag)))
                 found.extend(Reference(where, str(v).strip("\x00 "), _LEVELS[tag]) for v in values if str(v).strip())
@@ -129,18 +135,50 @@ class Resolution:
                 f"nor to an instance of this submission{more}")
 
 
-def resolve(refs: Iterable[Reference], published: Mapping[str, tuple[str, str]], submitted: set[str]) -> Resolution:
+def frames_of_reference(catalog: Catalog, store: ObjectStore, sources: Iterable[str], series_uids: Iterable[str]) -> set[str]:
+    """The FrameOfReferenceUIDs of published series, each read from one published object of the series."""
+    from pydicom import dcmread
+    from sqlalchemy import select
+
+    from ..catalog.models import Instance, Series
+    from ..records import chunks
+
+    first: dict[str, tuple[str, str]] = {}
+    with catalog.session() as s:
+        for chunk in chunks(sorted(set(series_uids)), 500):
+            for uid, key, tier in s.execute(
+                select(Series.uid, Instance.object_key, Instance.tier)
+                .join(Instance, Instance.series_id == Series.id)
+                .where(Series.uid.in_(chunk), Series.collection_id.in_(sorted(set(sources))),
+                       Instance.published_version.is_not(None))
+                .order_by(Instance.id)
+            ).tuples():
+                first.setdefault(uid, (tier, key))
+    frames = set()
+    for tier, key in first.values():
+        ds = dcmread(io.BytesIO(store.get_bytes(tier, key)), stop_before_pixels=True, specific_tags=["FrameOfReferenceUID"])
+        if ds.get("FrameOfReferenceUID"):
+            frames.add(str(ds.FrameOfReferenceUID))
+    return frames
+
+
+def resolve(
+    refs: Iterable[Reference], published: Mapping[str, tuple[str, str]], submitted: set[str], frames: Set[str] = frozenset()
+) -> Resolution:
     """Keep what resolves to published data; list instance references that resolve nowhere."""
     result = Resolution()
     for ref in refs:
-        if ref.uid in published:
+        if ref.level == "frame of reference":
+            if ref.uid in frames:
+                result.keep.add(ref.uid)
+        elif ref.uid in published:
             result.keep.add(ref.uid)
         elif ref.level == "instance" and ref.uid not in submitted:
             result.unresolved.append(ref)
     return result
 
 
-def check_frame(frame: Any, read: Any, catalog: Catalog, sources: Iterable[str]) -> Any:
+def check_frame(frame: Any, read: Any, catalog: Catalog, sources: Iterable[str], store: ObjectStore | None = None) -> Any:
     """The inventory stage's check for a derived collection: quarantine unresolved files, record kept UIDs.
 
     ``read(record)`` gives a row's local file. Adds the column ``kept_uids`` (space-separated
@@ -157,9 +195,12 @@ def check_frame(frame: Any, read: Any, catalog: Catalog, sources: Iterable[str])
     for index, record in frame[dicom].iterrows():
         ds = dcmread(read(record.to_dict()), stop_before_pixels=True)
         refs_by_row[index] = references(ds)
+    sources = list(sources)
     published = published_uids(catalog, sources, {r.uid for refs in refs_by_row.values() for r in refs})
+    series = {uid for uid, (level, _) in published.items() if level == "series"}
+    frames = frames_of_reference(catalog, store, sources, series) if store is not None and series else set()
     for index, refs in refs_by_row.items():
-        result = resolve(refs, published, submitted)
+        result = resolve(refs, published, submitted, frames)
         if result.reason:
             frame.loc[index, ["status", "reason"]] = ["quarantined", result.reason]
         elif result.keep:
