@@ -104,3 +104,21 @@ def test_a_restricted_collection_stays_off_a_public_mirror(archive, mirror_endpo
     assert plan_collections(archive.catalog, cleared.target) == (["demo", "secret"], [])
     assert sync_collection(archive.store, archive.catalog, cleared, "secret").ok
     assert "secret/versions/1/release.json" in cleared.sizes("restricted", "secret/")
+
+
+def test_the_mirror_command_syncs_verifies_and_audits(archive, mirror_endpoint, tmp_path, monkeypatch, capsys) -> None:
+    import json
+
+    from imaging_ingest.cli import main
+
+    for name, value in {"IMAGING_INGEST_CATALOG_URL": archive.settings.catalog_url,
+                        "IMAGING_INGEST_S3_ENDPOINT": archive.settings.s3_endpoint,
+                        "IMAGING_INGEST_BUCKET_PREFIX": archive.settings.bucket_prefix}.items():
+        monkeypatch.setenv(name, value)
+    target = tmp_path / "partner.yaml"
+    target.write_text(f"id: partner\nendpoint: {mirror_endpoint}\nbucket: mirror-{uuid.uuid4().hex[:10]}\n")
+    assert main(["mirror", str(target), "--verify-only", "--json", "--collection", "demo"]) == 1  # empty: all missing
+    capsys.readouterr()
+    assert main(["mirror", str(target), "--audit", "--json", "--collection", "demo"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["ok"] and row["copied"] == row["in_sync"] > 0 and row["fixity_failed"] == 0

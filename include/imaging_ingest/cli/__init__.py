@@ -67,6 +67,7 @@ COMMAND_MODULES = (
     "imaging_ingest.cli.ops",
     "imaging_ingest.cli.api",
     "imaging_ingest.cli.download",
+    "imaging_ingest.cli.mirror",
 )
 
 CommandFactory = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]

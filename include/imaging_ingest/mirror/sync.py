@@ -78,6 +78,17 @@ class MirrorStore(ObjectStore):
     def storage_class(self, tier: str) -> str | None:
         return None  # the target's own default class
 
+    def sizes(self, tier: str, prefix: str = "") -> dict[str, int]:
+        """Every key under a prefix with its size; none when the target bucket does not exist yet."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return super().sizes(tier, prefix)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                return {}
+            raise
+
     def ensure_bucket(self) -> None:
         """Create the target bucket (versioning on) when it does not exist: a fresh mirror."""
         names = {b["Name"] for b in self.client.list_buckets().get("Buckets", [])}
