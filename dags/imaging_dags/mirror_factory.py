@@ -70,12 +70,12 @@ def build_mirror_dag(target: MirrorTarget, collection_ids: Sequence[str]) -> Any
     def mirror() -> None:
         @task
         def plan(params: dict[str, Any] | None = None) -> list[str]:
-            """The published collections this target may hold; restricted ones refused on a public target."""
+            """The published collections this target may hold; restricted ones refused (and withdrawn) on a public target."""
             import logging
 
             from imaging_dags.runtime import task_settings
             from imaging_ingest.catalog import Catalog
-            from imaging_ingest.mirror.sync import plan_collections
+            from imaging_ingest.mirror.sync import MirrorStore, plan_collections, withdraw_collection
 
             wanted = [(params or {}).get("collection")] if (params or {}).get("collection") else []
             catalog = Catalog.from_url(task_settings().catalog_url)
@@ -86,6 +86,7 @@ def build_mirror_dag(target: MirrorTarget, collection_ids: Sequence[str]) -> Any
             for collection_id in refused:
                 logging.getLogger(__name__).warning(
                     "mirror %s: %s is restricted and the target is not: not mirrored", target.id, collection_id)
+                withdraw_collection(MirrorStore(target), collection_id)  # reclassified after it was mirrored
             return covered
 
         @task

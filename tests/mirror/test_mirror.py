@@ -20,6 +20,7 @@ from imaging_ingest.mirror.sync import (
     plan_collections,
     sync_collection,
     verify_collection,
+    withdraw_collection,
 )
 
 pytestmark = pytest.mark.mirror
@@ -100,6 +101,12 @@ def test_a_restricted_collection_stays_off_a_public_mirror(archive, mirror_endpo
     with pytest.raises(RestrictedMirrorRefused):
         audit_mirror(archive.catalog, public, "secret")
     assert public.sizes("public", "secret/") == {}
+    # a collection mirrored while public and reclassified to restricted afterwards is withdrawn from the public target
+    public.client.put_object(Bucket=public.target.bucket, Key="secret/versions/1/release.json", Body=b"{}")
+    public.client.put_object(Bucket=public.target.bucket, Key="secret/versions/1/release.json", Body=b"{ }")
+    assert withdraw_collection(public, "secret") == 2
+    assert public.client.list_object_versions(Bucket=public.target.bucket, Prefix="secret/").get("Versions", []) == []
+    assert withdraw_collection(public, "secret") == 0
     cleared = _mirror(mirror_endpoint, restricted=True)
     assert plan_collections(archive.catalog, cleared.target) == (["demo", "secret"], [])
     assert sync_collection(archive.store, archive.catalog, cleared, "secret").ok

@@ -13,7 +13,13 @@ from . import CommandFactory, UsageError, catalog_for, print_table, settings_fro
 def cmd_mirror(args: argparse.Namespace) -> int:
     from ..mirror.audit import audit_mirror
     from ..mirror.config import MirrorConfigError, load_mirror_target
-    from ..mirror.sync import MirrorStore, plan_collections, sync_collection, verify_collection
+    from ..mirror.sync import (
+        MirrorStore,
+        plan_collections,
+        sync_collection,
+        verify_collection,
+        withdraw_collection,
+    )
     from ..storage import ObjectStore
 
     path = Path(args.target)
@@ -44,7 +50,10 @@ def cmd_mirror(args: argparse.Namespace) -> int:
                 failed |= bool(fixity.failures)
             failed |= not report.ok
             rows.append(row)
-        rows += [{"target": target.id, "collection": c, "skipped": "restricted: the target is not"} for c in refused]
+        for collection_id in refused:
+            withdrawn = 0 if args.verify_only else withdraw_collection(mirror, collection_id)
+            rows.append({"target": target.id, "collection": collection_id,
+                         "skipped": f"restricted: the target is not ({withdrawn} object versions withdrawn)"})
     finally:
         catalog.dispose()
     if args.json:

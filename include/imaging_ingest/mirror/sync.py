@@ -10,7 +10,9 @@ version.
 
 A mirror object that differs from the primary (wrong size or stored SHA-256) is reported
 and, unless ``repair`` is asked for, left as it is for a person to look at (it may be
-evidence). A restricted collection is never copied to a target not marked restricted.
+evidence). A restricted collection is never copied to a target not marked restricted,
+and one reclassified to restricted after it was mirrored is withdrawn from such a target
+(every object version under its prefix deleted: ``withdraw_collection``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "plan_collections",
     "sync_collection",
     "verify_collection",
+    "withdraw_collection",
 ]
 
 log = logging.getLogger(__name__)
@@ -264,3 +267,31 @@ def verify_collection(primary: ObjectStore, catalog: Catalog, mirror: MirrorStor
     tier = collection_tier(catalog, mirror.target, collection_id)
     report = SyncReport(mirror.target.id, collection_id, [v.number for v in catalog.versions(collection_id)])
     return _verified(primary, mirror, tier, expected_objects(primary, catalog, collection_id, tier), report, workers)
+
+
+def withdraw_collection(mirror: MirrorStore, collection_id: str) -> int:
+    """Delete every object version under a collection's prefix on a target (a collection now restricted).
+
+    The target keeps versions (a bucket with versioning on), so deleting the current object
+    would leave the old bytes readable by version id: each version is deleted. Returns how
+    many object versions were deleted; 0 when the target never held the collection.
+    """
+    from botocore.exceptions import ClientError
+
+    bucket = mirror.target.bucket
+    deleted = 0
+    try:
+        pages = list(mirror.client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=f"{collection_id}/"))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            return 0
+        raise
+    for page in pages:
+        entries = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]]
+        for start in range(0, len(entries), 1000):
+            mirror.client.delete_objects(Bucket=bucket, Delete={"Objects": entries[start : start + 1000], "Quiet": True})
+        deleted += len(page.get("Versions", []))
+    if deleted:
+        log.warning("mirror %s: %s is restricted now: %d object versions withdrawn from the target",
+                    mirror.target.id, collection_id, deleted)
+    return deleted
