@@ -203,7 +203,7 @@ def _fetch(source: ByteSource, item: Item, path: Path, tick: Callable[[int], Non
         sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
         have = partial.stat().st_size if partial.exists() else 0
         if have > item.size or not source.resumes() or attempt == 2:
-            if have:
+            if have and have <= item.size and source.resumes():  # the bar counted it as done
                 tick(-have)
             partial.unlink(missing_ok=True)
             have = 0
