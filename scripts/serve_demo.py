@@ -174,12 +174,16 @@ def main() -> int:
             token_secret=(home / "token.secret").read_text(encoding="utf-8").strip(),
             users_file=home / "users.yaml",
             header_cache=home / "api" / "header-cache.sqlite",
+            viewer_url=f"http://{args.host}:{args.viewer_port}" if (Path(args.viewer_dist) / "index.html").is_file()
+            else None,
         )
         app = create_app(settings, api_settings)
         base = f"http://{args.host}:{args.port}"
         print(
             f"\nServing the demo archive at {base}/nbia-api/services/v4/  (Ctrl-C stops)\n"
             f"  try:       {base}/nbia-api/services/v4/getCollectionValues\n"
+            f"  catalogue: {base}/catalogue\n"
+            f"  DICOMweb:  {base}/dicomweb\n"
             f"  OpenAPI:   {base}/docs\n"
             f"  tcia_utils: nbia.setApiUrl = lambda endpoint, api_url='': '{base}/nbia-api/services/v4/'\n"
             f"  restricted collection demo_restricted: log in at {base}/nbia-api/oauth/token "

@@ -29,6 +29,7 @@ from ..settings import Settings
 from ..storage import ObjectStore
 from .access import Scope
 from .auth import NOT_FOUND, AuthError, Caller, NotVisible, TokenService, load_users
+from .catalogue import catalogue_router
 from .dicomweb import MetadataCache, dicomweb_router
 from .headers import HeaderCache
 from .limits import BodyLimit, LoginThrottle, SecurityHeaders, Throttled
@@ -208,6 +209,7 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     app.include_router(nbia_router(latest_scope, "NBIA v4 (latest versions)"), prefix=SERVICES)
     app.include_router(nbia_router(pinned_scope, "NBIA v4 (one named version)"), prefix=PINNED)
     app.include_router(dicomweb_router(latest_scope), prefix="/dicomweb")
+    app.include_router(catalogue_router())
 
     @app.post(
         "/nbia-api/oauth/token",

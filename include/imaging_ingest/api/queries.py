@@ -44,6 +44,8 @@ class VersionRow:
     objects: int
     bytes: int
     created_at: datetime
+    kind: str = "submission"
+    doi: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ def published_versions(engine: Engine) -> list[VersionRow]:
             CollectionVersion.objects,
             CollectionVersion.bytes,
             CollectionVersion.created_at,
+            CollectionVersion.kind,
+            CollectionVersion.doi,
         )
         .join(Collection, Collection.id == CollectionVersion.collection_id)
         .order_by(CollectionVersion.collection_id, CollectionVersion.number)

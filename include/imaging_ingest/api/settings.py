@@ -43,6 +43,10 @@ class ApiSettings(BaseModel):
         description="The API's public base URL (behind the TLS proxy); links are built from it, never from Host. "
         "Without it links are relative (path only).",
     )
+    viewer_url: str | None = Field(
+        default=None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        description="Where the OHIF viewer is served; the catalogue page links series to it (no link without it).",
+    )
     session_max_s: int = Field(default=86400, ge=60, le=30 * 86400,
                                description="Absolute lifetime of a login session, however often it is refreshed.")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024,
@@ -88,6 +92,7 @@ class ApiSettings(BaseModel):
             "header_workers": "IMAGING_INGEST_API_HEADER_WORKERS",
             "chunk_size": "IMAGING_INGEST_API_CHUNK_SIZE",
             "public_url": "IMAGING_INGEST_API_PUBLIC_URL",
+            "viewer_url": "IMAGING_INGEST_API_VIEWER_URL",
             "session_max_s": "IMAGING_INGEST_API_SESSION_MAX_S",
             "max_body_bytes": "IMAGING_INGEST_API_MAX_BODY_BYTES",
             "login_rate_per_min": "IMAGING_INGEST_API_LOGIN_RATE_PER_MIN",
