@@ -12,7 +12,8 @@ STAMP := $(VENV)/.installed
 DEMO_APT_PACKAGES := tesseract-ocr libopenslide0 fonts-dejavu-core
 # ...and those only the tests use (dciodvfy, sshd, the browser, compose validation, Prometheus and
 # promtool). PostgreSQL and Redis are installed by scripts/test_services.py when it has to start them.
-TEST_APT_PACKAGES := dicom3tools dcmtk openssh-server chromium chromium-driver docker-compose unzip prometheus
+TEST_APT_PACKAGES := dicom3tools dcmtk openssh-server chromium chromium-driver docker-compose unzip prometheus \
+                     orthanc orthanc-dicomweb
 APT_PACKAGES := $(DEMO_APT_PACKAGES) $(TEST_APT_PACKAGES)
 # Markers make unit leaves out: runs through Airflow, fault injection, the API server, and every test
 # that needs a tool or service outside Python (tests/conftest.py marks those `system`).
@@ -21,7 +22,7 @@ PYTEST_ARGS ?=
 # The browser tests drive Debian's chromium (APT_PACKAGES); playwright never downloads a browser.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test venv system-deps system-deps-demo lint typecheck unit e2e bench-pipeline serve viewer bench-api bench-catalog bench-pixels bench-load bench-load-stages bench-deid bench-mirror clean airflow-ui docs-screenshots compose-config
+.PHONY: demo test venv system-deps system-deps-demo lint typecheck unit e2e bench-pipeline serve viewer bench-api bench-dicomweb bench-catalog bench-pixels bench-load bench-load-stages bench-deid bench-mirror clean airflow-ui docs-screenshots compose-config
 
 venv: $(STAMP)
 
@@ -92,6 +93,10 @@ $(VIEWER_DIR)/ohif/index.html:
 
 bench-api: venv
 	$(PY) bench/api/run.py
+
+# Our DICOMweb against Orthanc's (Debian orthanc + orthanc-dicomweb), same 20,000 files: bench/results/api-dicomweb.json.
+bench-dicomweb: venv
+	$(PY) bench/api/dicomweb.py
 
 # Catalog queries at archive scale on PostgreSQL (sizes: BENCH_COLLECTIONS, BENCH_PATIENTS, BENCH_INSTANCES).
 bench-catalog: venv
