@@ -84,7 +84,15 @@ def build(settings: Any, files: Path, series_count: int, per_series: int, side: 
     from sqlalchemy import insert
 
     from imaging_ingest.catalog import Catalog
-    from imaging_ingest.catalog.models import Collection, CollectionVersion, Instance, Patient, Series, Study, Submission
+    from imaging_ingest.catalog.models import (
+        Collection,
+        CollectionVersion,
+        Instance,
+        Patient,
+        Series,
+        Study,
+        Submission,
+    )
     from imaging_ingest.storage import ObjectStore
 
     rng = random.Random(2026)
