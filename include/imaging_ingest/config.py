@@ -295,6 +295,11 @@ class CollectionConfig(BaseModel):
         default=1, ge=1, le=3,
         description="Different curators who must approve a quarantined image before it is released (two-person rule).",
     )
+    free_text_flags: Literal["remove", "quarantine"] = Field(
+        default="remove",
+        description="A free-text value the detector flagged and no curator has decided on yet: removed from the "
+        "file (the file is published), or the whole file quarantined until a curator has reviewed the value.",
+    )
 
     @field_validator("schedule")
     @classmethod

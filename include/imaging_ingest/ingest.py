@@ -32,6 +32,7 @@ from .config import CollectionConfig, DeidOption, License
 from .core.reasons import classify, rates_by_rule, with_reason_fields
 from .deid import Profile, ResolvedProfile
 from .deid.batch import deidentify_frame
+from .deid.review import Detector
 from .gates import gate_inputs, run_gate
 from .intake import stage_entries
 from .inventory import inventory_frame
@@ -46,6 +47,7 @@ from .manifest import status_counts as _counts
 from .observe import observed
 from .patients import assign_patients
 from .pipeline.site_report import write_site_report
+from .pipeline.text_review import BatchTexts, load_policy, record_submission_texts
 from .pixels import ScreenContext, screen_images
 from .publish.reclassify import reconcile_tier
 from .quarantine import (
@@ -152,6 +154,8 @@ class Ingest:
         self._store = store
         self._catalog = catalog
         self._drop = drop
+        #: flags free-text values for review (``pipeline/text_review.default_detector`` when None)
+        self.text_detector: Detector | None = None
 
     # -- resources ------------------------------------------------------------------------
 
@@ -372,6 +376,7 @@ class Ingest:
         if is_supporting_batch(batch):
             frame = deidentify_supporting(batch, self._supporting_env(submission_id, destination, upload))
         else:
+            texts = BatchTexts()  # the curators' free-text decisions go in, the batch's values come out
             frame = deidentify_frame(
                 batch,
                 self.profile,
@@ -380,7 +385,10 @@ class Ingest:
                 destination_of=destination,
                 workers=self.config.workers,
                 keep_uids=kept_uids(batch),
+                review=load_policy(self.catalog, self.config, self.text_detector),
+                on_texts=texts.add,
             )
+            texts.write(manifests, name)
             with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
                 list(pool.map(upload, frame[frame["status"] == STATUS_OK].to_dict("records")))
         key = manifests.write(name, frame)
@@ -422,6 +430,7 @@ class Ingest:
         """Merge the batches' results; screen images for burned-in PHI (attributes, OCR, redaction rules, curators)."""
         manifests = self.manifests(submission_id)
         results = _BatchResults(manifests, batch_results)
+        record_submission_texts(self, submission_id, batch_results)
         self.catalog.set_state(submission_id, SubmissionState.DEIDENTIFIED)
         context = self._screen_context(submission_id)
 

@@ -33,6 +33,7 @@ from .deid.batch import deidentify_frame
 from .intake import stage_entries
 from .inventory import inventory_frame
 from .patients import assign_patients
+from .pipeline.text_review import load_policy
 from .pixels import ScreenContext, screen_images
 from .sources import DropEntry, open_local, walk_tree
 from .supporting import (
@@ -115,6 +116,7 @@ def deidentify_tree(
             destination_of=lambda key: work / key,
             workers=workers,
             progress=tick,
+            review=load_policy(catalog, config),  # the catalog's free-text decisions; flagged, undecided: removed
         )
         env = SupportingEnv(
             config=config,

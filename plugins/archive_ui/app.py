@@ -5,7 +5,11 @@ Pages (HTML, shown in an iframe inside Airflow's navigation) and the JSON they u
 - ``GET /``: collections, latest version, last run, counts published / quarantined / pending;
 - ``GET /quarantine``: the review queue, with approve and reject buttons;
 - ``GET /api/collections``, ``GET /api/quarantine``: the same data as JSON;
-- ``POST /api/quarantine/{item}/approve`` and ``.../reject`` (JSON body ``{"note": "..."}``).
+- ``POST /api/quarantine/{item}/approve`` and ``.../reject`` (JSON body ``{"note": "..."}``);
+- ``GET /freetext``, ``GET /api/freetext``: distinct free-text values waiting for review
+  (curators only: a value may be PHI, the text is shown so that they can decide);
+- ``POST /api/freetext/{value}/safe`` and ``.../unsafe``: a curator's decision for the
+  collection, applied by every later run (``imaging_ingest.pipeline.text_review``).
 
 Every route needs an authenticated Airflow user (401 otherwise). A collection is visible
 to users who may read its DAG; a decision needs a curator (the Airflow role ``Curator``,
@@ -151,6 +155,59 @@ def create_app() -> FastAPI:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         log.info("quarantine item %d %s by %s", item_id, decision, _user_name(user))
         return JSONResponse(_jsonable(overview.item_dict(item)))
+
+    def _freetext_rows(user: Any, collection: str | None, flagged: bool) -> list[dict[str, Any]]:
+        from imaging_ingest.pipeline import text_review
+
+        if not is_curator(user):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"only curators review free-text values (role {CURATOR_ROLE})")
+        wanted = [collection] if collection else overview.freetext_collections()
+        rows = []
+        for collection_id in wanted:
+            if _can(user, "GET", f"ingest__{collection_id}"):
+                rows += [r.as_dict() for r in text_review.values(overview.catalog(), collection_id, flagged_only=flagged)]
+        return rows
+
+    @app.get("/freetext", response_class=HTMLResponse)
+    def freetext_page(request: Request, user: User, collection: str | None = None, flagged: bool = False) -> HTMLResponse:
+        rows = _freetext_rows(user, collection, flagged)
+        return HTMLResponse(
+            TEMPLATES.get_template("freetext.html").render(
+                values=rows, collection=collection, flagged=flagged, user=_user_name(user)
+            )
+        )
+
+    @app.get("/api/freetext")
+    def freetext_json(user: User, collection: str | None = None, flagged: bool = False) -> JSONResponse:
+        return JSONResponse(_jsonable(_freetext_rows(user, collection, flagged)))
+
+    @app.post("/api/freetext/{value_id}/{decision}")
+    async def freetext_decide(value_id: int, decision: str, request: Request, user: User) -> JSONResponse:
+        from pydantic import ValidationError
+
+        from imaging_ingest.pipeline import text_review
+
+        if decision not in ("safe", "unsafe"):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "decide safe or unsafe")
+        if not is_curator(user):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"only curators review free-text values (role {CURATOR_ROLE})")
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the decision as JSON")
+        try:
+            body = Decision.model_validate(await request.json())
+        except (ValueError, ValidationError):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, 'expected {"note": "..."}') from None
+        try:
+            current = await run_in_threadpool(text_review.value, overview.catalog(), value_id)
+        except text_review.TextDecisionError:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no free-text value {value_id}") from None
+        if not _can(user, "GET", f"ingest__{current.collection_id}"):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no free-text value {value_id}")
+        row = await run_in_threadpool(
+            text_review.decide, overview.catalog(), value_id, decision, _user_name(user), body.note
+        )
+        log.info("free-text value %d marked %s by %s", value_id, decision, _user_name(user))  # the id, never the text
+        return JSONResponse(_jsonable(row.as_dict()))
 
     @app.post("/api/quarantine/{item_id}/approve")
     async def approve(item_id: int, request: Request, user: User) -> JSONResponse:

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["catalog", "collections", "item_collection", "item_dict", "pending_items"]
+__all__ = ["catalog", "collections", "freetext_collections", "item_collection", "item_dict", "pending_items"]
 
 _lock = threading.Lock()
 
@@ -144,3 +144,13 @@ def item_collection(item_id: int) -> str | None:
     with catalog().session() as s:
         row = s.get(QuarantineItem, item_id)
         return row.collection_id if row is not None else None
+
+
+def freetext_collections() -> list[str]:
+    """Collections with free-text values waiting for review."""
+    from sqlalchemy import select
+
+    from imaging_ingest.catalog.textreview import FreeTextValue
+
+    with catalog().session() as s:
+        return sorted(s.scalars(select(FreeTextValue.collection_id).where(FreeTextValue.state == "pending").distinct()))

@@ -3,5 +3,15 @@
 from .curation import QuarantineDecision, SupportingFile
 from .models import SubmissionState
 from .store import Catalog, ClaimOutcome, InstanceRecord
+from .textreview import FreeTextOccurrence, FreeTextValue
 
-__all__ = ["Catalog", "ClaimOutcome", "InstanceRecord", "QuarantineDecision", "SubmissionState", "SupportingFile"]
+__all__ = [
+    "Catalog",
+    "ClaimOutcome",
+    "FreeTextOccurrence",
+    "FreeTextValue",
+    "InstanceRecord",
+    "QuarantineDecision",
+    "SubmissionState",
+    "SupportingFile",
+]

@@ -64,6 +64,7 @@ COMMAND_MODULES = (
     "imaging_ingest.cli.commands",
     "imaging_ingest.cli.catalog",
     "imaging_ingest.cli.quarantine",
+    "imaging_ingest.cli.text_review",
     "imaging_ingest.cli.ops",
     "imaging_ingest.cli.api",
     "imaging_ingest.cli.download",

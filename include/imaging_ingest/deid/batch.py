@@ -18,6 +18,7 @@ from ..config import DeidOption
 from ..records import iter_records
 from .engine import Deidentifier, DeidError, DeidOutput, PatientContext
 from .profile import ResolvedProfile
+from .review import FreeTextHeld, SeenText, TextPolicy
 from .uids import remap_uid
 
 if TYPE_CHECKING:  # pandas is imported where frames are handled: worker processes never need it
@@ -47,20 +48,27 @@ class FileOutcome:
     file_id: int
     output: DeidOutput | None
     reason: str | None = None
+    #: the file's kept free-text values (``review.py``), also when the review held the file back
+    texts: tuple[SeenText, ...] = ()
 
 
 _worker: Deidentifier | None = None
 _PRELOAD = ["pydicom", "pydicom.dataset", "pydicom.filereader", "pydicom.filewriter", "pydantic"]
 
 
-def _init_worker(profile: ResolvedProfile, secret: bytes, keep_uids: frozenset[str] = frozenset()) -> None:
+def _init_worker(
+    profile: ResolvedProfile, secret: bytes, keep_uids: frozenset[str] = frozenset(), review: TextPolicy | None = None
+) -> None:
     global _worker
-    _worker = Deidentifier(profile, secret, keep_uids)
+    _worker = Deidentifier(profile, secret, keep_uids, review)
 
 
 def _run(deidentifier: Deidentifier, job: FileJob) -> FileOutcome:
     try:
-        return FileOutcome(job.file_id, deidentifier.deidentify_file(job.src, job.dst, job.patient))
+        output = deidentifier.deidentify_file(job.src, job.dst, job.patient)
+        return FileOutcome(job.file_id, output, texts=output.texts)
+    except FreeTextHeld as exc:
+        return FileOutcome(job.file_id, None, str(exc), texts=exc.texts)
     except DeidError as exc:
         return FileOutcome(job.file_id, None, str(exc))
     except RecursionError:
@@ -75,12 +83,20 @@ def _run_in_worker(job: FileJob) -> FileOutcome:
 
 
 def iter_outcomes(
-    jobs: Sequence[FileJob], profile: ResolvedProfile, secret: bytes, *, workers: int = 1,
+    jobs: Sequence[FileJob],
+    profile: ResolvedProfile,
+    secret: bytes,
+    *,
+    workers: int = 1,
     keep_uids: frozenset[str] = frozenset(),
+    review: TextPolicy | None = None,
 ) -> Iterator[FileOutcome]:
-    """Run every job and yield its outcome as soon as it is known, in the order of ``jobs``."""
+    """Run every job and yield its outcome as soon as it is known, in the order of ``jobs``.
+
+    ``review``: the collection's free-text decisions and mode (plain data, sent to each worker once).
+    """
     if workers <= 1 or len(jobs) < 2 * workers:
-        deidentifier = Deidentifier(profile, secret, keep_uids)
+        deidentifier = Deidentifier(profile, secret, keep_uids, review)
         for job in jobs:
             yield _run(deidentifier, job)
         return
@@ -90,7 +106,9 @@ def iter_outcomes(
     # imported by each worker, after it has taken the caller's sys.path (Python 3.11's forkserver
     # imports its preload list before applying it)
     context.set_forkserver_preload(_PRELOAD)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(profile, secret, keep_uids)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(profile, secret, keep_uids, review)
+    ) as pool:
         yield from pool.map(_run_in_worker, jobs, chunksize=max(1, min(32, len(jobs) // (workers * 4))))
 
 
@@ -132,11 +150,15 @@ def deidentify_frame(
     on_output: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[], None] | None = None,
     keep_uids: frozenset[str] = frozenset(),
+    review: TextPolicy | None = None,
+    on_texts: Callable[[int, tuple[SeenText, ...]], None] | None = None,
 ) -> pd.DataFrame:
     """De-identify a manifest's rows; return one result row per input row (``file_id`` first).
 
     ``destination_of`` maps an output key to the local path to write; ``on_output`` sees
-    each successful result row (the pipeline uploads the file there).
+    each successful result row (the pipeline uploads the file there). ``review`` applies
+    curators' free-text decisions; ``on_texts`` sees each file's kept free-text values (restricted:
+    the pipeline keeps them for the review report, never in the manifest).
     """
     import pandas as pd
 
@@ -152,9 +174,11 @@ def deidentify_frame(
         )
         jobs.append(FileJob(int(record["file_id"]), str(source_of(record)), str(destination_of(key)), patient))
     rows = []
-    for outcome in iter_outcomes(jobs, profile, secret, workers=workers, keep_uids=keep_uids):
+    for outcome in iter_outcomes(jobs, profile, secret, workers=workers, keep_uids=keep_uids, review=review):
         if progress:
             progress()
+        if on_texts is not None and outcome.texts:
+            on_texts(outcome.file_id, outcome.texts)
         row: dict[str, Any] = {"file_id": outcome.file_id, "deid_key": keys[outcome.file_id]}
         if outcome.output is None:
             row.update(status="quarantined", reason=outcome.reason)

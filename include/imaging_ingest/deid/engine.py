@@ -41,6 +41,7 @@ from ..config import DeidOption
 from ..dicom_read import encoding_transfer_syntax, read_dataset
 from .dates import shift_da, shift_dt
 from .profile import Action, ResolvedProfile, describe_tag, vr_of_tag
+from .review import SeenText, TextPolicy, TextReview
 from .scrub import scrub_text
 from .uids import keyed_hash, remap_uid
 from .writer import encode_dataset, encode_file_header, pixel_element_end
@@ -188,6 +189,8 @@ class DeidOutput:
     md5: str
     stats: DeidStats = field(compare=False)
     attributes: dict[str, str | None] = field(default_factory=dict, compare=False)
+    #: kept free-text values and what the curators' review did with them (``review.py``); restricted
+    texts: tuple[SeenText, ...] = field(default=(), compare=False)
 
 
 #: De-identified attributes the catalog keeps about each file (read from the output, never the source).
@@ -328,11 +331,18 @@ class Deidentifier:
         secret: the pseudonymisation key (UIDs, hashes).
     """
 
-    def __init__(self, profile: ResolvedProfile, secret: bytes, keep_uids: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        profile: ResolvedProfile,
+        secret: bytes,
+        keep_uids: frozenset[str] = frozenset(),
+        review: TextPolicy | None = None,
+    ) -> None:
         self.profile = profile
         self.secret = secret
         #: Published UIDs an analysis result references: already de-identified, never remapped again.
         self.keep_uids = keep_uids
+        self._review = TextReview(review, secret) if review is not None else None
         options = set(profile.options)
         self._retain_uids = DeidOption.RETAIN_UIDS in options
         self._retain_private = DeidOption.RETAIN_SAFE_PRIVATE in options
@@ -562,6 +572,8 @@ class Deidentifier:
             return  # times of day, ages and numbers survive: dates around them are shifted
         elif vr in _TEXT_VRS:
             self._scrub(ds, tag, vr, run, stats)
+            if self._review is not None:
+                self._review.apply(ds[tag], tag, vr)
         elif vr == "AE":  # device identity retained as a stable keyed pseudonym, not the real name
             values = _ascii_values(elem)
             self._set_ascii(ds, tag, elem, vr, [("AE" + keyed_hash(self.secret, "ae", v).hex()[:14]).upper() for v in values])
@@ -679,6 +691,8 @@ class Deidentifier:
             DeidError: the file cannot be de-identified safely; the reason names no PHI.
         """
         src, dst = Path(src), Path(dst)
+        if self._review is not None:
+            self._review.begin()
         with open(src, "rb") as fp:
             try:
                 ds = read_dataset(fp, stop_before_pixels=True)  # files without file meta too
@@ -702,6 +716,7 @@ class Deidentifier:
                 except (InvalidDicomError, EOFError, struct.error, ValueError, TypeError, KeyError) as exc:
                     raise DeidError(f"unreadable DICOM file ({type(exc).__name__})") from None
             stats = self._deidentify_loaded(ds, patient)
+            texts = self._review.take() if self._review is not None else ()  # may hold the file back
             pixel_end = pixel_start
             try:
                 if raw_copy:
@@ -733,6 +748,7 @@ class Deidentifier:
             md5=writer.digests.md5,
             stats=stats,
             attributes=_catalog_attributes(ds),
+            texts=texts,
         )
 
     def _deidentify_loaded(self, ds: Dataset, patient: PatientContext) -> DeidStats:
