@@ -128,7 +128,7 @@ def test_seg_references_resolve_to_the_remapped_images(tmp_path: Path) -> None:
     assert seg.FrameOfReferenceUID == cts[0].FrameOfReferenceUID
     assert seg.StudyInstanceUID == cts[0].StudyInstanceUID
     assert seg.SegmentSequence[0].SegmentLabel == "GTV"
-    assert seg.ContentDescription == "Segmented by QUANDT"  # no identifier of this file in it
+    assert seg.ContentDescription == "Segmented by [NAME]"  # a census surname, though no identifier of this file
 
 
 def test_kos_evidence_and_rt_references_resolve(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import imaging_ingest.deid.engine as engine_module
 from imaging_ingest import verify
 from imaging_ingest.config import DeidOption
 from imaging_ingest.deid import Action, Deidentifier
+from imaging_ingest.deid.freetext.element import ElementResult
 from imaging_ingest.synth import SynthSummary
 from imaging_ingest.verify import find_leaks, identifying_values, verify_frame
 
@@ -116,7 +117,7 @@ def test_skipped_uid_remapping_is_caught(submission: SynthSummary, tmp_path: Pat
 
 
 def test_skipped_scrubbing_is_caught(submission: SynthSummary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "scrub_text", lambda text, identifiers: (text, 0))
+    monkeypatch.setattr(engine_module, "clean_element", lambda values, tag, vr, identifiers: ElementResult(list(values), 0, 0))
     src = dicom_files(submission, "CT")[0]
     leaks = find_leaks(src, deid(src, tmp_path / "out.dcm", DeidOption.CLEAN_DESCRIPTORS))
     assert any("StudyDescription" in leak.found_in for leak in leaks)

@@ -41,8 +41,8 @@ from ..config import DeidOption
 from ..dicom_read import encoding_transfer_syntax, read_dataset
 from .dates import shift_da, shift_dt
 from .profile import Action, ResolvedProfile, describe_tag, vr_of_tag
+from .freetext.element import clean_element, count_by_attribute, format_counts
 from .review import SeenText, TextPolicy, TextReview
-from .scrub import scrub_text
 from .uids import keyed_hash, remap_uid
 from .writer import encode_dataset, encode_file_header, pixel_element_end
 
@@ -173,9 +173,13 @@ class DeidStats:
     replaced: int = 0
     private_removed: int = 0
     private_kept: int = 0
+    #: free text cleaned, per attribute keyword: PHI spans replaced, values left with a suspect span
+    freetext_removed: dict[str, int] = field(default_factory=dict)
+    freetext_flagged: dict[str, int] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    def as_dict(self) -> dict[str, int | str]:
+        """Counts, and the per-attribute counts as one ``Keyword:n,...`` cell each (counts only)."""
+        return {k: format_counts(v) if isinstance(v, dict) else v for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True)
@@ -585,17 +589,13 @@ class Deidentifier:
 
     def _scrub(self, ds: Dataset, tag: int, vr: str, run: _Run, stats: DeidStats) -> None:
         elem = ds[tag]  # text needs the character set: let pydicom decode it
-        values = _text_values(elem)
-        cleaned = []
-        removed = 0
-        for value in values:
-            text, n = scrub_text(value, run.identifiers())
-            removed += n
-            cleaned.append(text)
-        if removed:
-            stats.scrubbed += removed
+        result = clean_element(_text_values(elem), tag, vr, run.identifiers())
+        count_by_attribute(stats.freetext_flagged, tag, result.flagged)
+        if result.removed:
+            stats.scrubbed += result.removed
             stats.descriptors_cleaned += 1
-            elem.value = cleaned[0] if len(cleaned) == 1 else cleaned
+            count_by_attribute(stats.freetext_removed, tag, result.removed)
+            elem.value = result.values[0] if len(result.values) == 1 else result.values
 
     def _shift(
         self, ds: Dataset, tag: int, elem: RawDataElement | DataElement, vr: str, run: _Run, stats: DeidStats

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from functools import lru_cache
 
-from .detector import detect
+from .detector import detect, own_identifier_spans
 from .spans import Certainty, Cleaned, Span, TextClass
 
 __all__ = ["clean_text", "token_for"]
@@ -31,11 +32,23 @@ def clean_text(
     text_class: TextClass | str = TextClass.DESCRIPTOR,
     identifiers: Iterable[str] = (),
     replacement: str = "token",
+    only_identifiers: bool = False,
 ) -> Cleaned:
-    """Clean one value; text with no ``phi`` span comes back as it was (the same object)."""
+    """Clean one value; text with no ``phi`` span comes back as it was (the same object).
+
+    ``only_identifiers`` replaces only the given identifiers (the ``keep`` treatment).
+
+    Results are cached per (text, class, identifiers, replacement): the same description is
+    written in every file of a series.
+    """
     if replacement not in ("token", "remove"):
         raise ValueError(f"replacement must be 'token' or 'remove', not {replacement!r}")
-    spans = detect(text, text_class=text_class, identifiers=identifiers)
+    return _clean(text, TextClass(text_class), frozenset(identifiers), replacement, only_identifiers)
+
+
+@lru_cache(maxsize=8192)
+def _clean(text: str, text_class: TextClass, identifiers: frozenset[str], replacement: str, only_identifiers: bool) -> Cleaned:
+    spans = own_identifier_spans(text, identifiers) if only_identifiers else detect(text, text_class=text_class, identifiers=identifiers)
     if not spans:
         return Cleaned(text, {})
     if not any(s.certainty is Certainty.PHI for s in spans):

@@ -17,7 +17,7 @@ from .names import word_spans
 from .patterns import pattern_spans
 from .spans import Certainty, Kind, Span, TextClass
 
-__all__ = ["detect"]
+__all__ = ["detect", "own_identifier_spans"]
 
 
 @lru_cache(maxsize=1024)
@@ -29,7 +29,8 @@ def _identifier_pattern(identifiers: frozenset[str]) -> re.Pattern[str] | None:
     return re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, words)) + r")(?![A-Za-z0-9])", re.IGNORECASE)
 
 
-def _own(text: str, identifiers: Iterable[str]) -> list[Span]:
+def own_identifier_spans(text: str, identifiers: Iterable[str]) -> list[Span]:
+    """Where the given identifiers (a file's own names and IDs) occur, as whole words in any case."""
     pattern = _identifier_pattern(frozenset(identifiers))
     if pattern is None:
         return []
@@ -39,13 +40,14 @@ def _own(text: str, identifiers: Iterable[str]) -> list[Span]:
     ]
 
 
-def _merge(spans: list[Span]) -> list[Span]:
-    """Union of overlapping spans; the longest member names the kind and the rule."""
+def _merge(spans: list[Span], text: str) -> list[Span]:
+    """Union of overlapping spans (and of same-kind spans with only spaces between: ``[NAME]``,
+    not ``[NAME] [NAME]``); the longest member names the kind and the rule."""
     out: list[Span] = []
     group: list[Span] = []
     end = -1
     for span in sorted(spans, key=lambda s: (s.start, -s.end)):
-        if group and span.start < end:
+        if group and (span.start < end or (span.kind is group[-1].kind and span.certainty is group[-1].certainty and not text[end : span.start].strip(" "))):
             group.append(span)
             end = max(end, span.end)
             continue
@@ -57,8 +59,12 @@ def _merge(spans: list[Span]) -> list[Span]:
     return out
 
 
+#: Which kind names a merged span when two rules cover the same text (an SSN is also shaped like a phone number).
+_PRIORITY = {Kind.EMAIL: 9, Kind.URL: 8, Kind.DATE: 7, Kind.ADDRESS: 6, Kind.INSTITUTION: 5, Kind.LOCATION: 4, Kind.AGE: 3, Kind.ID: 2, Kind.PHONE: 1, Kind.NAME: 0}
+
+
 def _union(group: list[Span], end: int) -> Span:
-    longest = max(group, key=lambda s: s.end - s.start)
+    longest = max(group, key=lambda s: (s.end - s.start, _PRIORITY[s.kind]))
     return Span(group[0].start, end, longest.kind, longest.certainty, longest.rule)
 
 
@@ -69,12 +75,12 @@ def detect(
     if not text or not text.strip():
         return []
     text_class = TextClass(text_class)
-    phi: list[Span] = _own(text, identifiers)
+    phi: list[Span] = own_identifier_spans(text, identifiers)
     suspects: list[Span] = []
     for span in (*pattern_spans(text), *word_spans(text, text_class)):
         (phi if span.certainty is Certainty.PHI else suspects).append(span)
-    merged = _merge(phi)
+    merged = _merge(phi, text)
     if suspects:
         kept = [s for s in suspects if not any(p.start < s.end and s.start < p.end for p in merged)]
-        merged = sorted(merged + _merge(kept), key=lambda s: s.start)
+        merged = sorted(merged + _merge(kept, text), key=lambda s: s.start)
     return merged

@@ -51,6 +51,7 @@ class Lexicons:
     phrases: frozenset[str]
     location_cues: frozenset[str]
     stop: frozenset[str]
+    particles: frozenset[str]
     institution_heads: frozenset[str]
     institution_leads: frozenset[str]
     institution_parts: frozenset[str]
@@ -89,6 +90,7 @@ def lexicons() -> Lexicons:
         phrases=by(cues, "kind", "phrase", "cue"),
         location_cues=by(cues, "kind", "location", "cue"),
         stop=by(cues, "kind", "stop", "cue"),
+        particles=by(cues, "kind", "particle", "cue"),
         institution_heads=by(inst, "role", "head", "word"),
         institution_leads=by(inst, "role", "lead", "word"),
         institution_parts=by(inst, "role", "part", "word"),

@@ -48,16 +48,46 @@ def _name_word(tok: Token, upper: bool) -> bool:
 
 
 def _extend(text: str, tokens: Sequence[Token], i: int, upper: bool, lex: Lexicons) -> int:
-    """The index after the last word of a name that starts at ``tokens[i]``."""
+    """The index after the last word of a name that starts at ``tokens[i]``.
+
+    A name goes on over capitalised name words, initials, particles before a capitalised
+    word (``van den Hoek``), a capitalised word after a first name (``Xavier Bigot``) and,
+    after its first word, ``, Firstname`` (``Quintana, Rómulo``).
+    """
     j = i + 1
     while j < len(tokens) and j - i < _MAX_NAME_WORDS:
-        tok = tokens[j]
-        if tok.low in lex.stop or tok.low in lex.titles or tok.low in lex.relations:
+        tok, prev = tokens[j], tokens[j - 1]
+        if tok.low in lex.titles or tok.low in lex.relations:
             break
-        if not (_joined(text, tokens[j - 1], tok, ".") and _name_word(tok, upper)):
+        nxt = tokens[j + 1] if j + 1 < len(tokens) else None
+        if tok.low in lex.particles and not upper and not tok.cap:
+            if nxt is not None and nxt.cap and _joined(text, tok, nxt) and _joined(text, prev, tok, "."):
+                j += 1
+                continue
             break
-        j += 1
+        if tok.low in lex.stop:
+            break
+        gap = text[prev.end : tok.start]
+        if gap in (", ", ",") and j == i + 1:
+            if tok.cap and (tok.first or tok.unknown) and not tok.clinical and (upper or not text[tok.start : tok.end].isupper()):
+                j += 1
+                continue
+            break
+        if not _joined(text, prev, tok, "."):
+            break
+        if _name_word(tok, upper) or (not upper and tok.cap and prev.first and not tok.clinical and not tok.sentence_start):
+            j += 1
+            continue
+        break
     return j
+
+
+def _start_with_particles(text: str, tokens: Sequence[Token], i: int, lex: Lexicons) -> int:
+    """Past leading particles (``van``, ``da``) to the capitalised word they introduce, or ``i``."""
+    j = i
+    while j < len(tokens) - 1 and tokens[j].low in lex.particles and not tokens[j].cap and _joined(text, tokens[j], tokens[j + 1]):
+        j += 1
+    return j if j > i and tokens[j].cap else i
 
 
 def _cue_end(tokens: Sequence[Token], i: int, lex: Lexicons) -> tuple[int, str] | None:
@@ -90,14 +120,24 @@ def _after_cue(text: str, tokens: Sequence[Token], cue: int, kind: str, upper: b
     if len(gap) > 3 or any(c not in " .,:" for c in gap):
         return None
     lex = lexicons()
-    if tok.low in lex.titles or tok.low in lex.stop:
+    if tok.low in lex.titles or (tok.low in lex.stop and tok.low not in lex.particles):
         return None
+    first_word = _start_with_particles(text, tokens, nxt, lex)
+    if first_word != nxt:
+        end = _extend(text, tokens, first_word, upper, lex)
+        certainty = Certainty.PHI if tokens[first_word].names or tokens[first_word].unknown else Certainty.SUSPECT
+        return Span(tok.start, tokens[end - 1].end, Kind.NAME, certainty, f"name.{kind}")
     cue_upper = text[cue_tok.start : cue_tok.end].isupper()
     certainty: Certainty | None = None
     if kind in ("title", "relation"):
         ambiguous = kind == "title" and cue_tok.low in _AMBIGUOUS_TITLES and cue_upper and not gap.startswith(".")
-        if upper or ambiguous:
+        if ambiguous and (upper or not tok.cap or text[tok.start : tok.end].isupper()):
             if tok.initial or ((tok.names or tok.unknown) and not tok.clinical):
+                certainty = Certainty.PHI
+            elif tok.names:
+                certainty = Certainty.SUSPECT  # "DR LEWIS" or digital radiography of something?
+        elif upper:
+            if tok.initial or tok.names or tok.unknown:
                 certainty = Certainty.PHI
         elif tok.cap and (tok.names or not tok.clinical):
             certainty = Certainty.PHI
@@ -115,6 +155,8 @@ def _after_cue(text: str, tokens: Sequence[Token], cue: int, kind: str, upper: b
     if certainty is None:
         return None
     end = _extend(text, tokens, nxt, upper, lex)
+    if certainty is Certainty.SUSPECT and end - nxt >= 2 and any(t.unknown or (t.names and not t.vocab) for t in tokens[nxt:end]):
+        certainty = Certainty.PHI  # "per Bill Quist", "contact: King, Mary"
     return Span(tok.start, tokens[end - 1].end, Kind.NAME, certainty, f"name.{kind}")
 
 
@@ -132,12 +174,17 @@ def _institutions(text: str, tokens: Sequence[Token], upper: bool, lex: Lexicons
         j = i
         while j > 0 and i - j < 5:
             prev = tokens[j - 1]
+            if prev.low in lex.particles and not prev.cap:
+                j -= 1
+                continue
             if prev.low in lex.stop and prev.low not in ("of", "and", "the"):
                 break
             if prev.low in lex.location_cues or prev.low in lex.phrases or prev.low in lex.protocol:
                 break
             if not _joined(text, prev, tokens[j], ".'&,") or (tok.cap and not prev.cap):
                 break
+            if upper and not (prev.names or prev.unknown or prev.low in lex.institution_parts or prev.low in ("of", "and", "the")):
+                break  # capitals say nothing: only name-like words before the head
             j -= 1
         while j < i and tokens[j].low in ("of", "and", "the"):
             j += 1
@@ -158,9 +205,9 @@ def _institutions(text: str, tokens: Sequence[Token], upper: bool, lex: Lexicons
             continue  # a head word alone ("the hospital") names nothing
         before = tokens[j:i]
         if k == head_end + 1 and not any(t.low in lex.institution_parts for t in before):
-            if upper and all(t.vocab for t in before):
+            if upper and all(t.vocab and not t.names for t in before):
                 continue  # "OUTSIDE HOSPITAL": everyday words before the head
-            if all(t.clinical for t in before):
+            if all(t.clinical and not t.names for t in before):
                 continue  # "Heart Institute", "Cancer Clinic": what, not who
         yield Span(tokens[j].start, tokens[k - 1].end, Kind.INSTITUTION, Certainty.PHI, "institution.head")
 

@@ -43,7 +43,8 @@ _RULES: tuple[tuple[str, Kind, str], ...] = (
     ("age.label", Kind.AGE, r"\b(?:age[ds]?|aged)\s*:?\s*(?:9\d|1[0-4]\d)\b"),
     ("age.sex", Kind.AGE, r"\b(?:9\d|1[0-4]\d)\s?(?:M|F|male|female)\b"),
     ("age.decade", Kind.AGE, r"\b(?:in\s+(?:his|her|their)\s+)?(?:(?:19|20)?(?:90|10[0-9])'?s|nineties|ninety(?:[\s-]\w+)?\s*(?:-?\s*years?(?:[\s-]old)?)|centenarian)\b"),
-    ("phone.nanp", Kind.PHONE, r"(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}\b(?:\s*(?:x|ext\.?)\s*\d{1,5})?"),
+    ("phone.nanp", Kind.PHONE, r"(?:\+?1[\s.-]?)?(?:\(\d{3}\)[\s-]?|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}(?:\s*(?:x|ext\.?)\s*\d{1,5})?\b"),
+    ("phone.digits", Kind.PHONE, r"(?<![\w.+])(?:\+|00)?\(?\d{1,5}\)?(?:[\s.-]{1,2}\(?\d{1,8}\)?|\(\d{1,5}\)){1,5}(?:\s*(?:x|ext\.?)\s*\d{1,5})?\b(?![.,]\d)"),
     ("phone.international", Kind.PHONE, r"\+\d{1,3}(?:[\s.-]?\(?\d{1,5}\)?){2,5}\b"),
     ("phone.label", Kind.PHONE, r"(?i:\b(?:tel|phone|ph|fax|pager|cell|mobile|beeper|ext|telephone)\b\.?)\s*(?:no\.?|#)?\s*:?\s*(\+?\d[\d\s().-]{2,16}\d)"),
     ("id.ssn", Kind.ID, r"\b\d{3}-\d{2}-\d{4}\b"),
@@ -83,7 +84,7 @@ def _compiled() -> tuple[tuple[str, Kind, re.Pattern[str]], ...]:
         ("location.state_zip", Kind.LOCATION, rf"\b(?:{states})\s+{_ZIP}\b"),
         ("location.zip_label", Kind.LOCATION, rf"(?i:\bzip(?:\s*code)?\b)\s*:?\s*{_ZIP}\b"),
     )
-    return tuple((rule, kind, re.compile(p, re.IGNORECASE if rule.startswith(("date", "age.years", "age.decade", "email", "url")) else 0)) for rule, kind, p in _RULES + extra)
+    return tuple((rule, kind, re.compile(p, re.IGNORECASE if rule.startswith(("date", "age.years", "age.decade", "age.label", "email", "url")) else 0)) for rule, kind, p in _RULES + extra)
 
 
 #: Street suffixes that are also protocol abbreviations (CT, DR, ST, PT...): a "street" of only
@@ -92,18 +93,32 @@ _AMBIGUOUS_SUFFIX_WORDS = frozenset({"ct", "dr", "st", "pt", "pl", "sq", "ter", 
 _WORD_RE = re.compile(r"[^\W\d_]+")
 
 
-def _all_clinical(text: str, lex: Lexicons) -> bool:
+def _all_clinical(text: str, lex: Lexicons, upper: bool) -> bool:
+    """Only clinical words (in mixed case, a word from a name table is taken for a name)."""
     words = [w.lower() for w in _WORD_RE.findall(text)]
-    return bool(words) and all(w in lex.clinical for w in words)
+    if not upper:
+        words_ok = all(w in lex.clinical and w not in lex.first_names and w not in lex.last_names for w in words)
+    else:
+        words_ok = all(w in lex.clinical for w in words)
+    return bool(words) and words_ok
+
+
+def _upper(text: str) -> bool:
+    return not any(c.islower() for c in text)
 
 
 def _keep(rule: str, match: re.Match[str], lex: Lexicons) -> bool:
     """Second looks that a regular expression cannot take."""
     if rule == "address.street":
         suffix = match.group(0).rstrip(". ").split()[-1].lower()
-        return not (_all_clinical(match.group(1), lex) and (suffix in _AMBIGUOUS_SUFFIX_WORDS or suffix in lex.clinical))
+        return not (_all_clinical(match.group(1), lex, _upper(match.string)) and (suffix in _AMBIGUOUS_SUFFIX_WORDS or suffix in lex.clinical))
     if rule == "location.city_state":
-        return not _all_clinical(match.group(1), lex)
+        return not _all_clinical(match.group(1), lex, _upper(match.string))
+    if rule == "phone.digits":
+        text = match.group(0)
+        digits = sum(c.isdigit() for c in text)
+        groups = re.findall(r"\d+", text.split("x")[0])
+        return 9 <= digits <= 16 and len(groups) >= 2 and ("." not in text or all(len(g) >= 3 for g in groups))
     if rule in ("date.day_month", "date.month_day"):
         text = match.group(0)
         if not re.search(r"\d{2,4}\s*$|'\d\d\s*$", text.strip()) or rule == "date.month_day":
@@ -114,16 +129,41 @@ def _keep(rule: str, match: re.Match[str], lex: Lexicons) -> bool:
     return True
 
 
+def _needs(rule: str) -> str:
+    """A character a text must contain for the rule to have a chance (a cheap pre-filter)."""
+    if rule == "email":
+        return "@"
+    if rule.startswith("url"):
+        return "."
+    if rule == "location.city_state":
+        return ","
+    return "0"  # every other rule needs a digit
+
+
+@cache
+def _by_need() -> dict[str, tuple[tuple[str, Kind, re.Pattern[str]], ...]]:
+    groups: dict[str, list[tuple[str, Kind, re.Pattern[str]]]] = {}
+    for entry in _compiled():
+        groups.setdefault(_needs(entry[0]), []).append(entry)
+    return {need: tuple(rules) for need, rules in groups.items()}
+
+
+_DIGIT = re.compile(r"\d")
+
+
 def pattern_spans(text: str) -> Iterator[Span]:
     """Every match of every shape rule (overlapping; the detector merges them)."""
     lex = lexicons()
-    for rule, kind, pattern in _compiled():
-        for match in pattern.finditer(text):
-            if not _keep(rule, match, lex):
-                continue
-            if rule in ("phone.label", "id.label"):
-                start, end = match.span(1)
-            else:
-                start, end = match.span()
-            if end > start:
-                yield Span(start, end, kind, Certainty.PHI, rule)
+    for need, rules in _by_need().items():
+        if (need == "0" and not _DIGIT.search(text)) or (need != "0" and need not in text):
+            continue
+        for rule, kind, pattern in rules:
+            for match in pattern.finditer(text):
+                if not _keep(rule, match, lex):
+                    continue
+                if rule in ("phone.label", "id.label"):
+                    start, end = match.span(1)
+                else:
+                    start, end = match.span()
+                if end > start:
+                    yield Span(start, end, kind, Certainty.PHI, rule)

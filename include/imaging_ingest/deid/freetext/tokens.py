@@ -64,6 +64,8 @@ def tokenize(text: str, lex: Lexicons) -> list[Token]:
     previous_end = 0
     for match in _TOKEN.finditer(text):
         start, end = match.span()
+        if (end < len(text) and text[end].isdigit()) or (start and text[start - 1].isdigit()):
+            continue  # part of a code (T2, B30f, MRN123456): not a word
         word = match.group(0)
         gap = text[previous_end:start]
         if not tokens:
