@@ -28,7 +28,8 @@ from typing import Any
 import pandas as pd
 
 from .config_sections import ClinicalTable, ColumnRole
-from .deid.scrub import scrub_text
+from .deid.freetext import TextClass, clean_text
+from .deid.freetext.element import format_counts
 
 __all__ = [
     "PatientInfo",
@@ -64,16 +65,21 @@ class TableResult:
     dates_shifted: int = 0
     ages_capped: int = 0
     free_text_pieces_removed: int = 0
+    free_text_values_flagged: int = 0  # cells left with a suspect span (for the distinct-value review)
+    free_text_removed_by_column: dict[str, int] = field(default_factory=dict)
     columns_dropped: int = 0
     patients: set[str] = field(default_factory=set)
 
-    def summary(self) -> dict[str, int]:
+    def summary(self) -> dict[str, int | str]:
+        """PHI-free counts; the free-text removals per column as one ``column:n,...`` cell."""
         return {
             "clinical_rows": self.rows,
             "clinical_columns": self.columns_out,
             "clinical_dates_shifted": self.dates_shifted,
             "clinical_ages_capped": self.ages_capped,
             "clinical_text_removed": self.free_text_pieces_removed,
+            "clinical_text_flagged": self.free_text_values_flagged,
+            "clinical_text_removed_by_column": format_counts(self.free_text_removed_by_column),
             "clinical_columns_dropped": self.columns_dropped,
             "clinical_patients": len(self.patients),
         }
@@ -223,9 +229,12 @@ def deidentify_table(
             cleaned = []
             for row_index, (value, pid) in enumerate(zip(values, ids, strict=True)):
                 own = [pid, *patients[pid].identifiers, *_dropped_values(frame, table, row_index)]
-                text, removed = scrub_text(value, own)
-                cleaned.append(text)
-                result.free_text_pieces_removed += removed
+                text = clean_text(value, text_class=TextClass.NARRATIVE, identifiers=own)
+                cleaned.append(text.text)
+                result.free_text_pieces_removed += text.n_removed
+                result.free_text_values_flagged += text.flagged
+                if text.n_removed:
+                    result.free_text_removed_by_column[column] = result.free_text_removed_by_column.get(column, 0) + text.n_removed
             out[column] = cleaned
         else:
             out[column] = values

@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .deid.freetext import TextClass, clean_text
+from .deid.freetext.element import format_counts
+
 __all__ = [
     "KEPT_TAGS",
     "SlideError",
@@ -81,6 +84,7 @@ class SlideResult:
     description_keys_removed: list[str]
     needles: list[str] = field(default_factory=list, repr=False)  # removed values: PHI, never logged
     kept_text: list[str] = field(default_factory=list, repr=False)  # the descriptions written
+    text_removed: dict[str, int] = field(default_factory=dict)  # free-text spans replaced, per description key
 
     def summary(self) -> dict[str, Any]:
         """PHI-free counts for the manifest."""
@@ -92,6 +96,7 @@ class SlideResult:
             "slide_pages_removed": sum(self.pages_removed.values()),
             "slide_tags_removed": self.tags_removed,
             "slide_description_keys_removed": ",".join(sorted(set(self.description_keys_removed))),
+            "slide_text_removed": format_counts(self.text_removed),
         }
 
 
@@ -149,8 +154,13 @@ def classify_pages(ifds: Sequence[dict[str, Any]]) -> list[Page]:
     return pages
 
 
-def scrub_aperio_description(description: str, keep_keys: Iterable[str]) -> tuple[str, list[str], list[str]]:
+def scrub_aperio_description(
+    description: str, keep_keys: Iterable[str], counts: dict[str, int] | None = None
+) -> tuple[str, list[str], list[str]]:
     """Keep the description's first line, the dimension tokens, and the allowed ``key = value`` pairs.
+
+    A kept pair's value is cleaned by the free-text detector (a date, a name, an ID in it
+    becomes a kind token); ``counts`` receives how many spans went, per key.
 
     Returns the new description, the removed keys (names only: PHI-free) and the removed
     values (PHI: for the verifier's leak scan only).
@@ -176,7 +186,12 @@ def scrub_aperio_description(description: str, keep_keys: Iterable[str]) -> tupl
         key, sep, value = part.partition("=")
         key, value = key.strip(), value.strip()
         if sep and key.lower() in keep:
-            pairs.append(f"{key} = {value}")
+            cleaned = clean_text(value, text_class=TextClass.DESCRIPTOR)
+            if cleaned.changed:  # a kept key's value still goes through the free-text detector
+                removed_values.append(value)
+                if counts is not None:
+                    counts[key] = counts.get(key, 0) + cleaned.n_removed
+            pairs.append(f"{key} = {cleaned.text}")
         else:
             removed_keys.append(key if sep else "(unkeyed)")
             removed_values.append(value if sep else part.strip())
@@ -190,7 +205,7 @@ def _clean_ifd(
     for code, entry in ifd["tags"].items():
         if code == IMAGE_DESCRIPTION and aperio:
             text = _text_of(entry.get("data"))
-            scrubbed, keys, values = scrub_aperio_description(text, keep_keys)
+            scrubbed, keys, values = scrub_aperio_description(text, keep_keys, result.text_removed)
             result.description_keys_removed.extend(keys)
             result.needles.extend(values)
             result.kept_text.append(scrubbed)

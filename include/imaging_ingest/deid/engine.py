@@ -40,8 +40,8 @@ from ..checksum import HashingWriter, copy_range
 from ..config import DeidOption
 from ..dicom_read import encoding_transfer_syntax, read_dataset
 from .dates import shift_da, shift_dt
-from .profile import Action, ResolvedProfile, describe_tag, vr_of_tag
 from .freetext.element import clean_element, count_by_attribute, format_counts
+from .profile import Action, ResolvedProfile, describe_tag, vr_of_tag
 from .review import SeenText, TextPolicy, TextReview
 from .uids import keyed_hash, remap_uid
 from .writer import encode_dataset, encode_file_header, pixel_element_end

@@ -125,8 +125,8 @@ def _after_cue(text: str, tokens: Sequence[Token], cue: int, kind: str, upper: b
     first_word = _start_with_particles(text, tokens, nxt, lex)
     if first_word != nxt:
         end = _extend(text, tokens, first_word, upper, lex)
-        certainty = Certainty.PHI if tokens[first_word].names or tokens[first_word].unknown else Certainty.SUSPECT
-        return Span(tok.start, tokens[end - 1].end, Kind.NAME, certainty, f"name.{kind}")
+        sure = tokens[first_word].names or tokens[first_word].unknown
+        return Span(tok.start, tokens[end - 1].end, Kind.NAME, Certainty.PHI if sure else Certainty.SUSPECT, f"name.{kind}")
     cue_upper = text[cue_tok.start : cue_tok.end].isupper()
     certainty: Certainty | None = None
     if kind in ("title", "relation"):
