@@ -42,6 +42,7 @@ from pydicom.uid import UID_dictionary
 
 from .coincidence import PATIENT_IDENTITY_KEYWORDS, Place, unexcused
 from .records import iter_records
+from .verify_text import text_findings
 
 __all__ = ["Leak", "Needle", "find_leaks", "identifying_values", "leak_scan_pool", "verify_frame"]
 
@@ -170,11 +171,16 @@ class Needle:
 
 @dataclass(frozen=True)
 class Leak:
+    """A source value found in the output, or (``rule`` set) PHI found in the output's free text."""
+
     source: str
     found_in: str
+    rule: str = ""
 
     @property
     def reason(self) -> str:
+        if self.rule:
+            return f"PHI leak: free text ({self.source}, rule {self.rule}) in output {self.found_in}"
         return f"PHI leak: a value of source {self.source} found in output {self.found_in}"
 
 
@@ -441,6 +447,9 @@ def find_leaks(
             places = left or places  # report where it is not a coincidence
         elsewhere = [p.where for p in places if needle.kind != "private" or p.slot != needle.slot]
         leaks.append(Leak(needle.source, (elsewhere or [p.where for p in places] or ["pixel data or unparsed bytes"])[0]))
+    # PHI that no structured value of the source repeats: the output's text read on its own
+    findings = text_findings(output_ds, institution_retained=_RETAIN_INSTITUTION in codes)
+    leaks.extend(Leak(f.kind, f.element, f.rule) for f in findings)
     return leaks
 
 

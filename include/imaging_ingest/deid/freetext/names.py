@@ -260,7 +260,8 @@ def word_spans(text: str, text_class: TextClass) -> Iterator[Span]:
             nxt is not None and tok.first and not tok.clinical and nxt.cap and _joined(text, tok, nxt)
             and (nxt.names or nxt.unknown) and not nxt.clinical
         )
-        if pair or (tok.names and not tok.vocab and not tok.initial):
+        acronym = tok.end - tok.start <= 4 and text[tok.start : tok.end].isupper()  # QIN, PACS in mixed-case text
+        if pair or (tok.names and not tok.vocab and not tok.initial and not acronym):
             end = _extend(text, tokens, i, upper, lex)
             yield Span(tok.start, tokens[end - 1].end, Kind.NAME, Certainty.PHI, "name.lexicon")
             covered = tokens[end - 1].end

@@ -38,7 +38,7 @@ _RULES: tuple[tuple[str, Kind, str], ...] = (
     ("date.month_year", Kind.DATE, rf"\b{_MONTH}{_SEP}{_YEAR}\b"),
     ("date.month_slash_year", Kind.DATE, r"\b(?:0?[1-9]|1[0-2])[/-](?:19|20)\d\d\b"),
     ("date.dicom", Kind.DATE, r"\b(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{2,6}(?:\.\d{1,6})?)?(?:[+-]\d{4})?\b"),
-    ("date.year", Kind.DATE, r"(?<![\d.])(?<!T[REI] )(?<!T[REI]=)\b(?:19|20)\d\d\b(?![.,]\d)(?!\s*(?:ms|mm|mg|ml|hu|cc|s|sec|kv|kvp|ma|mas|cgy|gy|iu|units?|hz|khz)\b)"),
+    ("date.year", Kind.DATE, r"(?<![\d.])(?<!T[REI] )(?<!T[REI]=)(?<!JPEG )(?<!JPEG-)(?<!JPEG)\b(?:19|20)\d\d\b(?![.,:]\d)(?!\s*(?:ms|mm|mg|ml|hu|cc|s|sec|kv|kvp|ma|mas|cgy|gy|iu|units?|hz|khz)\b)"),
     ("age.years", Kind.AGE, r"\b(?:9\d|1[0-4]\d)\s*-?\s*(?:years?|yrs?|yo|y/o|y\.o\.?|y)(?:[\s-]*old)?(?![\w/])"),
     ("age.label", Kind.AGE, r"\b(?:age[ds]?|aged)\s*:?\s*(?:9\d|1[0-4]\d)\b"),
     ("age.sex", Kind.AGE, r"\b(?:9\d|1[0-4]\d)\s?(?:M|F|male|female)\b"),
@@ -56,7 +56,7 @@ _RULES: tuple[tuple[str, Kind, str], ...] = (
         r"badge|employee|member|policy|insurance|license|licence|device|unit|bed|room)\s*(?:id|no|num(?:ber)?|#)|id)\b\.?)"
         r"\s*(?:no\.?|num(?:ber)?|#)?\s*[:#=]?\s*((?=[A-Za-z-]*\d)[A-Za-z0-9][A-Za-z0-9-]{1,19})\b",
     ),
-    ("id.digits", Kind.ID, r"\b(?![0-9]+[xX][0-9]+\b)(?=(?:[A-Za-z_-]*\d){5})[A-Za-z0-9][A-Za-z0-9_-]{4,}\b"),
+    ("id.digits", Kind.ID, r"(?<![.,])\b(?![0-9]+[xX][0-9]+\b)(?=(?:[A-Za-z_-]*\d){5})[A-Za-z0-9][A-Za-z0-9_-]{4,}\b"),
     ("address.po_box", Kind.ADDRESS, r"(?i:\bp\.?\s?o\.?\s*box\s+\d+\b)"),
     ("address.unit", Kind.ADDRESS, r"(?i:\b(?:apt|apartment|suite|ste|unit|flat)\b\.?)\s*#?\s*\d+[A-Za-z]?\b"),
 )
