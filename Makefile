@@ -22,7 +22,7 @@ PYTEST_ARGS ?=
 # The browser tests drive Debian's chromium (APT_PACKAGES); playwright never downloads a browser.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test venv system-deps system-deps-demo lint typecheck unit e2e bench-pipeline serve viewer bench-api bench-dicomweb bench-catalog bench-pixels bench-load bench-load-stages bench-deid bench-mirror clean airflow-ui docs-screenshots compose-config
+.PHONY: demo test venv system-deps system-deps-demo lint typecheck unit e2e bench-pipeline serve viewer bench-api bench-dicomweb bench-catalog bench-pixels bench-load bench-load-stages bench-deid bench-mirror bench-freetext clean airflow-ui docs-screenshots compose-config
 
 venv: $(STAMP)
 
@@ -127,6 +127,10 @@ bench-deid: venv
 # Mirror and download MB/s against the plain-copy floor (two moto servers): bench/results/mirror.json
 bench-mirror: venv
 	$(PY) bench/mirror/run.py
+
+# Free-text PHI detector: recall per kind, clinical words kept, values/s on the labelled set: bench/results/freetext.json
+bench-freetext: venv
+	$(PY) bench/freetext/run.py
 
 # Refresh the screenshots in docs/img/ from the browser test (the same run as in `make test`).
 docs-screenshots: venv system-deps

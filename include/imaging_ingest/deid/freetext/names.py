@@ -30,6 +30,8 @@ __all__ = ["word_spans"]
 #: Titles that are also modality or disease abbreviations when written in capitals.
 _AMBIGUOUS_TITLES = frozenset({"dr", "mr", "ms", "pa", "np", "rn"})
 _MAX_NAME_WORDS = 4
+#: Words after which an ambiguous title (DR, MR, MS) is a title.
+_PERSON_CONTEXT = frozenset({"for", "by", "per", "with", "to", "cc", "attn", "from", "and", "called", "paged", "informed"})
 
 
 def _joined(text: str, a: Token, b: Token, allow: str = "") -> bool:
@@ -59,10 +61,10 @@ def _extend(text: str, tokens: Sequence[Token], i: int, upper: bool, lex: Lexico
         tok, prev = tokens[j], tokens[j - 1]
         if tok.low in lex.titles or tok.low in lex.relations:
             break
-        nxt = tokens[j + 1] if j + 1 < len(tokens) else None
-        if tok.low in lex.particles and not upper and not tok.cap:
-            if nxt is not None and nxt.cap and _joined(text, tok, nxt) and _joined(text, prev, tok, "."):
-                j += 1
+        if tok.low in lex.particles and (upper or not tok.cap):
+            k = _start_with_particles(text, tokens, j, lex)  # "van de Ven": past every particle
+            if k > j and (tokens[k].names or tokens[k].unknown) and _joined(text, prev, tok, "."):
+                j = k + 1
                 continue
             break
         if tok.low in lex.stop:
@@ -75,7 +77,7 @@ def _extend(text: str, tokens: Sequence[Token], i: int, upper: bool, lex: Lexico
             break
         if not _joined(text, prev, tok, "."):
             break
-        if _name_word(tok, upper) or (not upper and tok.cap and prev.first and not tok.clinical and not tok.sentence_start):
+        if _name_word(tok, upper) or (prev.first and tok.cap and (tok.names or (not upper and not tok.clinical and not tok.sentence_start))):
             j += 1
             continue
         break
@@ -85,7 +87,8 @@ def _extend(text: str, tokens: Sequence[Token], i: int, upper: bool, lex: Lexico
 def _start_with_particles(text: str, tokens: Sequence[Token], i: int, lex: Lexicons) -> int:
     """Past leading particles (``van``, ``da``) to the capitalised word they introduce, or ``i``."""
     j = i
-    while j < len(tokens) - 1 and tokens[j].low in lex.particles and not tokens[j].cap and _joined(text, tokens[j], tokens[j + 1]):
+    upper = not any(c.islower() for c in text)
+    while j < len(tokens) - 1 and tokens[j].low in lex.particles and (upper or not tokens[j].cap) and _joined(text, tokens[j], tokens[j + 1]):
         j += 1
     return j if j > i and tokens[j].cap else i
 
@@ -127,14 +130,24 @@ def _after_cue(text: str, tokens: Sequence[Token], cue: int, kind: str, upper: b
         end = _extend(text, tokens, first_word, upper, lex)
         sure = tokens[first_word].names or tokens[first_word].unknown
         return Span(tok.start, tokens[end - 1].end, Kind.NAME, Certainty.PHI if sure else Certainty.SUSPECT, f"name.{kind}")
+    after = tokens[nxt + 1] if nxt + 1 < len(tokens) else None
+    if after is not None and after.low in lex.particles:
+        after = tokens[_start_with_particles(text, tokens, nxt + 1, lex)]
+    if tok.initial and after is not None and after.cap and _joined(text, tok, tokens[nxt + 1], ".") and (after.names or not after.clinical):
+        end = _extend(text, tokens, nxt, upper, lex)
+        return Span(tok.start, tokens[end - 1].end, Kind.NAME, Certainty.PHI, f"name.{kind}")  # "by L. da Cruz"
     cue_upper = text[cue_tok.start : cue_tok.end].isupper()
     certainty: Certainty | None = None
     if kind in ("title", "relation"):
-        ambiguous = kind == "title" and cue_tok.low in _AMBIGUOUS_TITLES and cue_upper and not gap.startswith(".")
+        before = tokens[cue - 1].low if cue > 0 else ""
+        ambiguous = (
+            kind == "title" and cue_tok.low in _AMBIGUOUS_TITLES and cue_upper and not gap.startswith(".")
+            and before not in _PERSON_CONTEXT  # "FOR DR CASTRO" is a person, "DR CHEST" an X-ray
+        )
         if ambiguous and (upper or not tok.cap or text[tok.start : tok.end].isupper()):
             if tok.initial or ((tok.names or tok.unknown) and not tok.clinical):
                 certainty = Certainty.PHI
-            elif tok.names:
+            elif tok.names and not tok.everyday:
                 certainty = Certainty.SUSPECT  # "DR LEWIS" or digital radiography of something?
         elif upper:
             if tok.initial or tok.names or tok.unknown:
@@ -143,19 +156,22 @@ def _after_cue(text: str, tokens: Sequence[Token], cue: int, kind: str, upper: b
             certainty = Certainty.PHI
     elif kind == "phrase":
         if upper:
-            if tok.names and not tok.vocab:
+            if tok.names and not tok.everyday:
                 certainty = Certainty.PHI
             elif tok.unknown and len(tok.low) > 2:
                 certainty = Certainty.SUSPECT
-        elif tok.cap and not tok.clinical:
-            certainty = Certainty.PHI if (tok.names and not tok.vocab) or tok.unknown or tok.initial else Certainty.SUSPECT
+        elif tok.cap and (tok.names or not tok.clinical):
+            certainty = Certainty.PHI if (tok.names and not tok.everyday) or tok.unknown or tok.initial else Certainty.SUSPECT
     elif kind == "location" and (tok.cap and not upper) and not tok.clinical:
         end = _extend(text, tokens, nxt, upper, lex)
         return Span(tok.start, tokens[end - 1].end, Kind.LOCATION, Certainty.PHI, "location.cue")
     if certainty is None:
         return None
     end = _extend(text, tokens, nxt, upper, lex)
-    if certainty is Certainty.SUSPECT and end - nxt >= 2 and any(t.unknown or (t.names and not t.vocab) for t in tokens[nxt:end]):
+    words = tokens[nxt:end]
+    if certainty is Certainty.SUSPECT and len(words) >= 2 and (
+        any(t.unknown or (t.names and not t.vocab) for t in words) or (words[0].first and words[1].names)
+    ):
         certainty = Certainty.PHI  # "per Bill Quist", "contact: King, Mary"
     return Span(tok.start, tokens[end - 1].end, Kind.NAME, certainty, f"name.{kind}")
 
@@ -174,12 +190,12 @@ def _institutions(text: str, tokens: Sequence[Token], upper: bool, lex: Lexicons
         j = i
         while j > 0 and i - j < 5:
             prev = tokens[j - 1]
-            if prev.low in lex.particles and not prev.cap:
+            if prev.low in lex.particles and (upper or not prev.cap):
                 j -= 1
                 continue
             if prev.low in lex.stop and prev.low not in ("of", "and", "the"):
                 break
-            if prev.low in lex.location_cues or prev.low in lex.phrases or prev.low in lex.protocol:
+            if prev.low in lex.location_cues or prev.low in lex.phrases or (upper and prev.low in lex.protocol):
                 break
             if not _joined(text, prev, tokens[j], ".'&,") or (tok.cap and not prev.cap):
                 break
@@ -234,9 +250,9 @@ def word_spans(text: str, text_class: TextClass) -> Iterator[Span]:
             continue
         nxt = tokens[i + 1] if i + 1 < n else None
         # Lastname, Firstname
-        if nxt is not None and tok.cap and nxt.first and nxt.cap and not nxt.clinical and not tok.clinical and (
-            tok.names or tok.unknown
-        ) and text[tok.end : nxt.start] in (", ", ","):
+        if nxt is not None and tok.cap and nxt.first and nxt.cap and not nxt.clinical and (
+            tok.names or (tok.unknown and not tok.clinical)
+        ) and (not nxt.vocab or tok.unknown or not tok.vocab) and text[tok.end : nxt.start] in (", ", ","):
             end = _extend(text, tokens, i + 1, upper, lex)
             yield Span(tok.start, tokens[end - 1].end, Kind.NAME, Certainty.PHI, "name.last_first")
             covered = tokens[end - 1].end
@@ -257,9 +273,13 @@ def word_spans(text: str, text_class: TextClass) -> Iterator[Span]:
             covered = tokens[end - 1].end
             continue
         pair = (
-            nxt is not None and tok.first and not tok.clinical and nxt.cap and _joined(text, tok, nxt)
-            and (nxt.names or nxt.unknown) and not nxt.clinical
-        )
+            nxt is not None and nxt.cap and _joined(text, tok, nxt) and not (tok.everyday and nxt.everyday)
+            and not (nxt.end - nxt.start <= 4 and text[nxt.start : nxt.end].isupper())  # an acronym: "Iowa QIN"
+            and (
+                (tok.first and (nxt.names or (nxt.unknown and not nxt.clinical)))
+                or (tok.unknown and not tok.clinical and nxt.names)
+            )
+        )  # "John Smith", "Lewis Taylor", "Ulrik Danielsen"
         acronym = tok.end - tok.start <= 4 and text[tok.start : tok.end].isupper()  # QIN, PACS in mixed-case text
         if pair or (tok.names and not tok.vocab and not tok.initial and not acronym):
             end = _extend(text, tokens, i, upper, lex)

@@ -44,7 +44,7 @@ _RULES: tuple[tuple[str, Kind, str], ...] = (
     ("age.sex", Kind.AGE, r"\b(?:9\d|1[0-4]\d)\s?(?:M|F|male|female)\b"),
     ("age.decade", Kind.AGE, r"\b(?:in\s+(?:his|her|their)\s+)?(?:(?:19|20)?(?:90|10[0-9])'?s|nineties|ninety(?:[\s-]\w+)?\s*(?:-?\s*years?(?:[\s-]old)?)|centenarian)\b"),
     ("phone.nanp", Kind.PHONE, r"(?:\+?1[\s.-]?)?(?:\(\d{3}\)[\s-]?|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}(?:\s*(?:x|ext\.?)\s*\d{1,5})?\b"),
-    ("phone.digits", Kind.PHONE, r"(?<![\w.+])(?:\+|00)?\(?\d{1,5}\)?(?:[\s.-]{1,2}\(?\d{1,8}\)?|\(\d{1,5}\)){1,5}(?:\s*(?:x|ext\.?)\s*\d{1,5})?\b(?![.,]\d)"),
+    ("phone.digits", Kind.PHONE, r"(?<![\w.+])(?:\+|00)?\(?\d{1,5}\)?(?:[\s.-]{1,2}\(?\d{1,8}\)?|\(\d{1,5}\)|(?<=\))\d{3,8}){1,5}(?:\s*(?:x|ext\.?)\s*\d{1,5})?\b(?![.,]\d)"),
     ("phone.international", Kind.PHONE, r"\+\d{1,3}(?:[\s.-]?\(?\d{1,5}\)?){2,5}\b"),
     ("phone.label", Kind.PHONE, r"(?i:\b(?:tel|phone|ph|fax|pager|cell|mobile|beeper|ext|telephone)\b\.?)\s*(?:no\.?|#)?\s*:?\s*(\+?\d[\d\s().-]{2,16}\d)"),
     ("id.ssn", Kind.ID, r"\b\d{3}-\d{2}-\d{4}\b"),
@@ -110,6 +110,9 @@ def _upper(text: str) -> bool:
 def _keep(rule: str, match: re.Match[str], lex: Lexicons) -> bool:
     """Second looks that a regular expression cannot take."""
     if rule == "address.street":
+        words = [w.lower() for w in _WORD_RE.findall(match.group(1))]
+        if any(w in lex.stop or w in lex.phrases or w in lex.titles for w in words):
+            return False  # "30 DIRECTIONS PER DR. QUIST": a cue inside is no street name
         suffix = match.group(0).rstrip(". ").split()[-1].lower()
         return not (_all_clinical(match.group(1), lex, _upper(match.string)) and (suffix in _AMBIGUOUS_SUFFIX_WORDS or suffix in lex.clinical))
     if rule == "location.city_state":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from .lexicons import Lexicons
@@ -20,7 +21,9 @@ class Token:
     ``cap``: starts with a capital; ``initial``: one capital letter (``J``, ``J.``);
     ``names``: in a census name table; ``first``: a first name; ``vocab``: a word with a
     meaning of its own (clinical or common English); ``clinical``: on the clinical
-    allow-list; ``sentence_start``: nothing but punctuation before it in its sentence.
+    allow-list; ``everyday``: common English or a hand-curated protocol word (unlike the
+    eponyms among PS3.16's words: Robinson, Cruz); ``sentence_start``: nothing but
+    punctuation before it in its sentence.
     """
 
     start: int
@@ -33,6 +36,7 @@ class Token:
     vocab: bool
     clinical: bool
     sentence_start: bool
+    everyday: bool = False
 
     @property
     def unknown(self) -> bool:
@@ -40,9 +44,16 @@ class Token:
         return not (self.names or self.vocab)
 
 
+def _fold(word: str) -> str:
+    """``rémy`` -> ``remy``: the census tables are written without accents."""
+    return unicodedata.normalize("NFKD", word).encode("ascii", "ignore").decode("ascii")
+
+
 def _lookup(word: str, lex: Lexicons) -> tuple[bool, bool, bool, bool]:
     """(first name, any name table, vocabulary, clinical) for a word; hyphenated words by parts."""
     low = word.lower().replace("’", "'")
+    if not low.isascii():
+        low = _fold(low) or low
     if low in lex.clinical:
         return low in lex.first_names, low in lex.first_names or low in lex.last_names, True, True
     first = low in lex.first_names
@@ -56,6 +67,12 @@ def _lookup(word: str, lex: Lexicons) -> tuple[bool, bool, bool, bool]:
             names = any(p in lex.first_names or p in lex.last_names for p in parts)
             return any(p in lex.first_names for p in parts), names, vocab, clinical
     return first, names, vocab, False
+
+
+def _everyday(word: str, lex: Lexicons) -> bool:
+    """An everyday English or hand-curated protocol word (PS3.16's eponyms and organisms are not)."""
+    low = word.lower()
+    return low in lex.common or low in lex.protocol
 
 
 def tokenize(text: str, lex: Lexicons) -> list[Token]:
@@ -87,6 +104,7 @@ def tokenize(text: str, lex: Lexicons) -> list[Token]:
                 vocab=vocab,
                 clinical=clinical,
                 sentence_start=sentence_start,
+                everyday=_everyday(word, lex),
             )
         )
         previous_end = end
