@@ -246,6 +246,8 @@ def word_spans(text: str, text_class: TextClass) -> Iterator[Span]:
                 yield span
                 covered = max(covered, span.end)
                 continue
+            if tok.cap:
+                continue  # a cue word ("Neighbour [NAME]") is never itself a name
         if tok.start < covered:
             continue
         nxt = tokens[i + 1] if i + 1 < n else None
