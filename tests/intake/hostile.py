@@ -78,7 +78,7 @@ def build_hostile_submission(target: Path, synth: Path, *, specials: bool = True
 
     whole = _dicom_bytes(_variant(template, "truncated"))
     (bad / "truncated.dcm").write_bytes(whole[: len(whole) - 4000])
-    cases["truncated_dicom"] = Case(("bad/truncated.dcm",), "pixel data truncated")
+    cases["truncated_dicom"] = Case(("bad/truncated.dcm",), "truncated file")
 
     (bad / "notes.bin").write_bytes(os.urandom(3000))
     cases["non_dicom"] = Case(("bad/notes.bin",), "not a DICOM file")
