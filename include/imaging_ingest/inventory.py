@@ -21,7 +21,7 @@ from pydicom.uid import UID
 
 from .dicom_read import encoding_transfer_syntax, read_dataset, truncation
 from .records import frame_from_records
-from .twins import content_key, preferred
+from .twins import content_key, decoded_key, preferred
 
 __all__ = ["HEADER_COLUMNS", "FileKind", "check_submission", "inventory_frame", "read_header"]
 
@@ -165,7 +165,8 @@ def check_submission(
 
     - the same SOP Instance UID with identical bytes: the first copy goes on, others are duplicates;
     - the same SOP Instance UID with different bytes but the same data set in another transfer
-      syntax (``twins``; needs ``path_of`` to read them): the best encoding goes on, others are duplicates;
+      syntax, or with pixels coded differently that decode to the same values (``twins``; needs
+      ``path_of`` to read them): the best encoding goes on, others are duplicates;
     - the same SOP Instance UID with different content: no copy can be trusted, all are quarantined;
     - a series whose files name more than one patient: the whole series is quarantined.
 
@@ -197,19 +198,32 @@ def check_submission(
 
 
 def _encoding_twins(manifest: pd.DataFrame, group: pd.DataFrame, path_of: Callable[[dict[str, Any]], Path] | None) -> bool:
-    """One instance in several transfer syntaxes? Then quarantine all but the best copy and say so."""
+    """One instance in several encodings? Then quarantine all but the best copy and say so.
+
+    First the data sets as values (another transfer syntax); failing that, the decoded pixels with
+    the data set less its pixel-coding attributes (another photometric coding, planar configuration
+    or Bits Stored). Decoding is paid only here, for files that share a SOP Instance UID.
+    """
     if path_of is None:
         return False
     records = [dict(r, file_id=int(r["file_id"])) for r in group.to_dict("records")]
-    keys = {content_key(path_of(r)) for r in records}
-    if len(keys) != 1 or None in keys:
+    paths = [path_of(r) for r in records]
+    how = next(
+        (
+            how
+            for key_of, how in (
+                (content_key, "the same instance in another transfer syntax"),
+                (decoded_key, "the same instance with its pixels coded differently (identical when decoded)"),
+            )
+            if len(keys := {key_of(p) for p in paths}) == 1 and None not in keys
+        ),
+        None,
+    )
+    if how is None:
         return False
     keep = preferred((r["file_id"], r.get("transfer_syntax")) for r in records)
     others = group.index[group["file_id"] != keep]
-    manifest.loc[others, ["status", "reason"]] = [
-        "quarantined",
-        f"duplicate of file {keep}: the same instance in another transfer syntax",
-    ]
+    manifest.loc[others, ["status", "reason"]] = ["quarantined", f"duplicate of file {keep}: {how}"]
     return True
 
 

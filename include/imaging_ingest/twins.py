@@ -8,12 +8,20 @@ meta, the encoded pixels and the attributes that record a lossy compression) are
 which ``content_key`` checks on parsed values, so that the encoding itself does not count
 (big endian words are compared as values; YBR_ICT/YBR_RCT, the colour coding of JPEG 2000, is RGB). One of them is published, the best encoding first:
 uncompressed, then deflated, then compressed lossless, then lossy; the others are duplicates.
+
+Transcoders also rewrite how the pixels are coded, not only the transfer syntax: RGB becomes
+YBR_FULL, colour-by-pixel becomes colour-by-plane, a JPEG 2000 encoder states Bits Stored 16 for
+a 14-bit image. ``decoded_key`` covers these: the data set without the attributes that only say
+how pixels are coded (Photometric Interpretation, Planar Configuration, Bits Stored, High Bit and
+the lossy-compression record), plus the decoded pixel values themselves (colour as RGB). Equal
+decoded keys mean equal images, so such copies are twins too; copies whose decoded pixels differ
+in any value, or that cannot be decoded, stay a conflict.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +31,7 @@ from pydicom.uid import UID
 
 from .dicom_read import read_dataset
 
-__all__ = ["content_key", "encoding_rank", "preferred"]
+__all__ = ["content_key", "decoded_key", "encoding_rank", "preferred"]
 
 _PIXEL_DATA = 0x7FE00010
 #: What an encoding adds about itself: Lossy Image Compression, its Ratio and Method (PS3.3 C.7.6.1.1.5),
@@ -32,6 +40,8 @@ _ENCODING_HISTORY = frozenset({0x00282110, 0x00282112, 0x00282114})
 _PHOTOMETRIC = 0x00280004
 #: Photometric Interpretations that only say how JPEG 2000 coded RGB (PS3.5 8.2.4): decoded, they are RGB.
 _CODED_AS_RGB = frozenset({"YBR_ICT", "YBR_RCT"})
+#: Attributes that only say how the pixels are coded: equal decoded pixels make them irrelevant.
+_PIXEL_CODING = frozenset({_PHOTOMETRIC, 0x00280006, 0x00280101, 0x00280102})
 _WORD_VRS = frozenset({"OW", "US or OW", "US or SS or OW"})
 #: Lossy transfer syntaxes (PS3.5 Table A-1): the last choice among twins.
 _LOSSY = frozenset(
@@ -63,9 +73,11 @@ def _canonical(value: Any) -> bytes:
     return str(value).strip().encode("utf-8", "replace")
 
 
-def _feed(ds: Dataset, digest: Any, big_endian: bool, depth: int = 0) -> None:
+def _feed(ds: Dataset, digest: Any, big_endian: bool, depth: int = 0, skip: Set[int] = frozenset()) -> None:
     for elem in ds:
         if elem.tag == _PIXEL_DATA or elem.tag in _ENCODING_HISTORY or elem.tag.group in (0x0002, 0xFFFC):
+            continue
+        if depth == 0 and elem.tag in skip:
             continue
         if elem.tag.element == 0:  # group lengths depend on the encoding
             continue
@@ -73,7 +85,7 @@ def _feed(ds: Dataset, digest: Any, big_endian: bool, depth: int = 0) -> None:
         if isinstance(elem.value, Sequence):
             for item in elem.value:
                 digest.update(b"{")
-                _feed(item, digest, big_endian, depth + 1)
+                _feed(item, digest, big_endian, depth + 1, skip)
                 digest.update(b"}")
         elif elem.tag == _PHOTOMETRIC and str(elem.value).strip() in _CODED_AS_RGB:
             digest.update(b"=RGB;")
@@ -96,6 +108,29 @@ def content_key(path: Path) -> str | None:
         digest = hashlib.sha256()
         _feed(ds, digest, ds.original_encoding[1] is False)
     except Exception:  # noqa: BLE001 - an unreadable copy settles nothing
+        return None
+    return digest.hexdigest()
+
+
+def decoded_key(path: Path) -> str | None:
+    """A digest of the data set without its pixel-coding attributes, and of the decoded pixel values.
+
+    Equal for two copies of one image whose pixels are coded differently (RGB and YBR_FULL, by
+    pixel and by plane, Bits Stored 16 and 14 for the same values). None when the file cannot be
+    read or its pixels cannot be decoded (no decoder, corrupt data): it then stays a conflict.
+    """
+    try:
+        with open(path, "rb") as fh:
+            ds = read_dataset(fh, stop_before_pixels=False)
+        if _PIXEL_DATA not in ds:
+            return None
+        pixels = ds.pixel_array  # colour is decoded to RGB (pydicom's default)
+        digest = hashlib.sha256()
+        _feed(ds, digest, ds.original_encoding[1] is False, skip=_PIXEL_CODING)
+        values = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False)
+        digest.update(f"|{values.dtype.str}{values.shape}|".encode())
+        digest.update(values.tobytes())
+    except Exception:  # noqa: BLE001 - an undecodable copy settles nothing
         return None
     return digest.hexdigest()
 

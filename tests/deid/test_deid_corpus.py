@@ -5,8 +5,8 @@ collection config over each corpus. The tests print the published share and ever
 reason (``pytest -m corpus -rP``), and hold the pipeline to the issue's acceptance:
 
 - pydicom's test files: at least 60% of the files published;
-- pydicom-data: at least 50% of its instances published (distinct SOP Instance UIDs: the same
-  instance in two transfer syntaxes is published once), and at least 45% of its files;
+- pydicom-data: at least 50% of its files published (and, printed and held to the same bar, of its
+  instances: distinct SOP Instance UIDs, the same instance in two encodings being published once);
 - on both: no quarantine for the modality or for a coincidental match (a leak reported in a
   kept technical attribute), and no patient's own name or ID in any output.
 """
@@ -137,4 +137,4 @@ def test_pydicom_data_files(tmp_path: Path) -> None:
     assert _forbidden_reasons(rows) == []
     assert _own_identity_in_outputs(src, out, rows) == []
     assert instance_share >= 0.50
-    assert share >= 0.45
+    assert share >= 0.50

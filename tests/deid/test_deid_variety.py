@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pydicom
 import pytest
@@ -156,3 +157,38 @@ def test_corrupt_headers_get_a_reason_never_an_exception(base: str, edits: list[
     bad.write_bytes(bytes(data))
     header = read_header(bad, "bad.dcm")  # unknown VRs, wrong lengths, cut elements: all become reasons
     assert header.reason is None or isinstance(header.reason, str)
+
+
+def _rgb(ds: pydicom.Dataset, planar: int, image: np.ndarray) -> pydicom.Dataset:
+    ds = ds.copy()
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = planar
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelData = (image if planar == 0 else image.transpose(2, 0, 1)).astype("u1").tobytes()
+    return ds
+
+
+def test_pixels_coded_differently_but_equal_when_decoded_are_one_instance(tmp_path: Path) -> None:
+    image = np.arange(4 * 4 * 3, dtype="u1").reshape(4, 4, 3)
+    by_pixel = write(_rgb(ct_dataset(), 0, image), tmp_path / "by_pixel.dcm")
+    by_plane = write(_rgb(ct_dataset(), 1, image), tmp_path / "by_plane.dcm")
+    frame = _inventory([by_pixel, by_plane])
+    assert list(frame["status"]) == ["ok", "quarantined"]
+    assert frame.loc["by_plane.dcm", "reason"] == (
+        "duplicate of file 0: the same instance with its pixels coded differently (identical when decoded)"
+    )
+    stated_16 = ct_dataset()
+    stated_16.BitsStored, stated_16.HighBit = 16, 15  # what a JPEG 2000 encoder states for a 12-bit image
+    frame = _inventory([write(ct_dataset(), tmp_path / "bits12.dcm"), write(stated_16, tmp_path / "bits16.dcm")])
+    assert list(frame["status"]) == ["ok", "quarantined"]
+    other = image.copy()
+    other[3, 3, 2] += 1  # one sample differs: another image under the same UID
+    changed = write(_rgb(ct_dataset(), 1, other), tmp_path / "changed.dcm")
+    frame = _inventory([by_pixel, changed])
+    assert set(frame["reason"]) == {"SOPInstanceUID shared by 2 files with different content"}
+    header_differs = _rgb(ct_dataset(), 1, image)
+    header_differs.SeriesDescription = "AXIAL 3MM"
+    frame = _inventory([by_pixel, write(header_differs, tmp_path / "header.dcm")])
+    assert set(frame["reason"]) == {"SOPInstanceUID shared by 2 files with different content"}
