@@ -31,7 +31,7 @@ from .checksum import Digests, file_digests
 from .config import CollectionConfig, DeidOption, License
 from .core.reasons import classify, rates_by_rule, with_reason_fields
 from .deid import Profile, ResolvedProfile
-from .deid.batch import deidentify_frame
+from .deid.batch import deidentify_frame, freetext_counts
 from .deid.review import Detector
 from .gates import gate_inputs, run_gate
 from .intake import stage_entries
@@ -363,7 +363,8 @@ class Ingest:
         manifests = self.manifests(submission_id)
         name = "deid/" + batch_key.rsplit("/", 1)[-1].removesuffix(".parquet")
         if self._submission(submission_id).state == APPROVALS_STATE and manifests.exists(name):
-            return StageResult("deidentify", submission_id, manifests.key(name), _counts(manifests.read(name)))
+            done = manifests.read(name)
+            return StageResult("deidentify", submission_id, manifests.key(name), _counts(done), freetext_counts(done))
         batch = manifests.read_key(batch_key)
 
         def destination(key: str) -> Path:
@@ -395,7 +396,7 @@ class Ingest:
         self._quarantine(submission_id, frame.merge(batch[["file_id", "raw_key", "source_path"]], on="file_id"), "deidentify")
         counts = _counts(frame)
         log.info("deidentify %s: %s", name, counts)
-        return StageResult("deidentify", submission_id, key, counts)
+        return StageResult("deidentify", submission_id, key, counts, freetext_counts(frame))
 
     def _deid_object(self, submission_id: str, deid_key: str) -> str:
         return f"{self.config.id}/{submission_id}/deid/{deid_key}"

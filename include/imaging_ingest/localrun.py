@@ -5,7 +5,8 @@ screening and verification exactly as the DAG's tasks do, on local paths instead
 object store. Slides and clinical tables the collection config declares go through the
 same functions as in the DAG (same pseudonyms, same date offsets, same published names).
 DST receives verified de-identified files only; every input file gets a row in
-``DST/manifest.csv`` (published or quarantined, with the reason). With
+``DST/manifest.csv`` (published or quarantined, with the reason, and what the free-text
+detector removed and flagged per attribute: ``StudyDescription:2,ImageComments:1``). With
 ``--quarantine-dir``, quarantined originals and the screening evidence of images go there.
 """
 
@@ -29,7 +30,7 @@ from .checksum import file_digests
 from .config import CollectionConfig
 from .csvsafe import neutralise
 from .deid import Profile
-from .deid.batch import deidentify_frame
+from .deid.batch import FREETEXT_COUNTS, deidentify_frame, freetext_counts
 from .intake import stage_entries
 from .inventory import inventory_frame
 from .patients import assign_patients
@@ -47,7 +48,7 @@ from .supporting import (
 
 __all__ = ["LocalRunSummary", "deidentify_tree"]
 
-MANIFEST_COLUMNS = ("source_path", "status", "reason", "output_path", "sha256")
+MANIFEST_COLUMNS = ("source_path", "status", "reason", "output_path", "sha256", *FREETEXT_COUNTS)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class LocalRunSummary:
     quarantined: int
     reasons: dict[str, int] = field(default_factory=dict)
     manifest: Path | None = None
+    #: the free-text detector's counts over the published files, per attribute (``deid.batch.freetext_counts``)
+    freetext: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _staged_records(src: Path, work: Path, config: CollectionConfig) -> list[dict[str, Any]]:
@@ -138,6 +141,7 @@ def deidentify_tree(
             options=config.deid.options,
             workers=workers,
         )
+        freetext = freetext_counts(frame[frame["status"] == "ok"])
         rows = _finish(frame, work, dst, quarantine_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -148,7 +152,9 @@ def deidentify_tree(
         writer.writerows({k: neutralise(v) for k, v in row.items()} for row in rows)  # file names are the site's
     reasons = Counter(r["reason"] for r in rows if r["status"] == "quarantined")
     published = sum(1 for r in rows if r["status"] == "published")
-    return LocalRunSummary(len(rows), published, len(rows) - published, dict(sorted(reasons.items())), manifest)
+    return LocalRunSummary(
+        len(rows), published, len(rows) - published, dict(sorted(reasons.items())), manifest, freetext
+    )
 
 
 def _screen_context(config: CollectionConfig, work: Path, quarantine_dir: Path | None) -> ScreenContext:
@@ -170,15 +176,21 @@ def _finish(frame: pd.DataFrame, work: Path, dst: Path, quarantine_dir: Path | N
     rows = []
     for record in frame.sort_values("file_id").to_dict("records"):
         row = {"source_path": record["source_path"], "status": "quarantined", "reason": record["reason"],
-               "output_path": "", "sha256": ""}
+               "output_path": "", "sha256": "", **dict.fromkeys(FREETEXT_COUNTS, "")}
         if record["status"] == "ok":
             target = dst / record["deid_key"]
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(work / record["deid_key"], target)
             row.update(status="published", reason="", output_path=record["deid_key"], sha256=record["sha256"])
+            row.update({name: _cell(record.get(f"n_{name}")) for name in FREETEXT_COUNTS})
         elif quarantine_dir is not None and record["locator"] and os.path.isfile(record["locator"]) and not os.path.islink(record["locator"]):
             quarantine_dir.mkdir(parents=True, exist_ok=True)
             shutil.copy2(record["locator"], quarantine_dir / f"{int(record['file_id']):06d}.original")
             row["output_path"] = str(quarantine_dir / f"{int(record['file_id']):06d}.original")
         rows.append(row)
     return rows
+
+
+def _cell(value: Any) -> str:
+    """A manifest cell of counts (``Keyword:n,...``); empty where nothing was counted."""
+    return value if isinstance(value, str) else ""

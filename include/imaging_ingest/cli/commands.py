@@ -68,7 +68,7 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
         "manifest": str(summary.manifest),
     }
     if args.json:
-        print(json.dumps(result | {"quarantine_reasons": summary.reasons}, indent=2))
+        print(json.dumps(result | {"quarantine_reasons": summary.reasons} | summary.freetext, indent=2))
     else:
         print_table([result], list(result))
         if summary.reasons:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import DeidOption
 from ..records import iter_records
 from .engine import Deidentifier, DeidError, DeidOutput, PatientContext
+from .freetext.element import parse_counts
 from .profile import ResolvedProfile
 from .review import FreeTextHeld, SeenText, TextPolicy
 from .uids import remap_uid
@@ -29,6 +30,7 @@ __all__ = [
     "FileOutcome",
     "deidentify_files",
     "deidentify_frame",
+    "freetext_counts",
     "iter_outcomes",
     "merge_results",
     "output_key",
@@ -201,6 +203,28 @@ def deidentify_frame(
                 on_output(row)
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else ["file_id", "deid_key", "status", "reason"])
+
+
+#: What the free-text detector did, per attribute: ``n_<name>`` cells of ``deidentify_frame``'s rows.
+FREETEXT_COUNTS = ("freetext_removed", "freetext_flagged")
+
+
+def freetext_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """The detector's counts summed over a batch, per attribute keyword (counts only, never values).
+
+    ``freetext_removed``: PHI spans replaced (or cut) per attribute; ``freetext_flagged``: values
+    left with a suspect span. Rows without the cells (quarantined before cleaning, supporting files)
+    count nothing.
+    """
+    totals: dict[str, dict[str, int]] = {}
+    for name in FREETEXT_COUNTS:
+        summed: dict[str, int] = {}
+        if f"n_{name}" in frame.columns:
+            for cell in frame[f"n_{name}"]:
+                for key, n in parse_counts(cell).items():
+                    summed[key] = summed.get(key, 0) + n
+        totals[name] = dict(sorted(summed.items()))
+    return totals
 
 
 #: The columns every de-identification result has (``deidentify_frame``), besides ``file_id``.
