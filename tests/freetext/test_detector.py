@@ -105,6 +105,32 @@ def test_each_kind_is_found(text: str, kind: Kind) -> None:
     assert kind in {s.kind for s in spans}, (text, spans)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # an accented first name whose folded spelling is a PS3.16 word ("vitoria"): still a name
+        ("Dr Vitória Nogueira", "Dr [NAME]"),
+        ("Discussed with Dr. Vitória Nogueira today", "Discussed with Dr. [NAME] today"),
+        ("DR VITÓRIA NOGUEIRA", "DR [NAME]"),
+        ("Vitória Nogueira called", "[NAME] called"),
+        ("wife Conceição Albuquerque", "wife [NAME]"),
+        # eponyms (PS3.16 words that are surnames: Robinson, Cruz) in "Lastname, Firstname" form
+        ("Robinson, Maria", "[NAME]"),
+        ("Cruz, Maria called", "[NAME] called"),
+        ("contact Robinson, Elizabeth", "contact [NAME]"),
+        ("CT CHEST reviewed by Robinson, Maria", "CT CHEST reviewed by [NAME]"),
+    ],
+)
+def test_accented_first_names_and_eponymous_surnames_are_whole_names(text: str, expected: str) -> None:
+    for text_class in TextClass:
+        assert clean_text(text, text_class=text_class).text == expected, text_class
+
+
+@pytest.mark.parametrize("text", ["Robinson 2 cyst", "Cruz trypanosomiasis", "Ménière disease"])
+def test_eponyms_alone_stay(text: str) -> None:
+    assert clean_text(text, text_class=TextClass.DESCRIPTOR).text == text
+
+
 def test_ages_up_to_89_are_kept() -> None:
     assert not detect("an 89-year-old man, aged 45")
 

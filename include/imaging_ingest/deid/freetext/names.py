@@ -4,12 +4,15 @@ Shapes do not define a name; context does. The rules, strongest first:
 
 - a title or relation cue (``Dr``, ``Mrs``, ``daughter``, ``neighbour``) followed by
   capitalised words: a name (``phi``), unless the word is clinical (``DR CHEST`` is digital
-  radiography, ``MR BRAIN`` a modality);
+  radiography, ``MR BRAIN`` a modality); an accented word there is a name even where its
+  folded spelling is a clinical word (``Dr Vitória Nogueira``: ``vitoria`` is in PS3.16);
 - a phrase cue (``discussed with``, ``per``, ``seen by``, ``referred by``) followed by a word
   in a name table or in no list: a name; followed by an everyday word (``per Bill``): suspect;
 - words from the census name tables that are not also everyday or clinical words
   (``Ottilie``, ``Quist``), a first name followed by a capitalised word (``John Smith``),
-  ``Lastname, Firstname``, initials before a capitalised word (``J. Smith``);
+  an accented word before a surname (``Vitória Nogueira``), ``Lastname, Firstname`` (also
+  with an eponym, a surname that is a clinical but not an everyday word: ``Robinson, Maria``),
+  initials before a capitalised word (``J. Smith``);
 - in narrative, capitalised words in no list: two or more in a row are a name, one alone is
   a suspect;
 - an institution head word (Hospital, Clinic, Medical Center, University...) with the
@@ -138,7 +141,9 @@ def _after_cue(text: str, tokens: Sequence[Token], cue: int, kind: str, upper: b
         return Span(tok.start, tokens[end - 1].end, Kind.NAME, Certainty.PHI, f"name.{kind}")  # "by L. da Cruz"
     cue_upper = text[cue_tok.start : cue_tok.end].isupper()
     certainty: Certainty | None = None
-    if kind in ("title", "relation"):
+    if kind in ("title", "relation") and tok.cap and tok.accented:
+        certainty = Certainty.PHI  # English clinical words carry no accents: "Dr Vitória", "DR VITÓRIA"
+    elif kind in ("title", "relation"):
         before = tokens[cue - 1].low if cue > 0 else ""
         ambiguous = (
             kind == "title" and cue_tok.low in _AMBIGUOUS_TITLES and cue_upper and not gap.startswith(".")
@@ -254,7 +259,7 @@ def word_spans(text: str, text_class: TextClass) -> Iterator[Span]:
         # Lastname, Firstname
         if nxt is not None and tok.cap and nxt.first and nxt.cap and not nxt.clinical and (
             tok.names or (tok.unknown and not tok.clinical)
-        ) and (not nxt.vocab or tok.unknown or not tok.vocab) and text[tok.end : nxt.start] in (", ", ","):
+        ) and (not nxt.vocab or tok.unknown or not tok.vocab or not tok.everyday) and text[tok.end : nxt.start] in (", ", ","):
             end = _extend(text, tokens, i + 1, upper, lex)
             yield Span(tok.start, tokens[end - 1].end, Kind.NAME, Certainty.PHI, "name.last_first")
             covered = tokens[end - 1].end
@@ -280,8 +285,9 @@ def word_spans(text: str, text_class: TextClass) -> Iterator[Span]:
             and (
                 (tok.first and (nxt.names or (nxt.unknown and not nxt.clinical)))
                 or (tok.unknown and not tok.clinical and nxt.names)
+                or (tok.accented and nxt.names and not nxt.vocab)
             )
-        )  # "John Smith", "Lewis Taylor", "Ulrik Danielsen"
+        )  # "John Smith", "Lewis Taylor", "Ulrik Danielsen", "Vitória Nogueira"
         acronym = tok.end - tok.start <= 4 and text[tok.start : tok.end].isupper()  # QIN, PACS in mixed-case text
         if pair or (tok.names and not tok.vocab and not tok.initial and not acronym):
             end = _extend(text, tokens, i, upper, lex)

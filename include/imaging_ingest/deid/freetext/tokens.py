@@ -23,7 +23,8 @@ class Token:
     meaning of its own (clinical or common English); ``clinical``: on the clinical
     allow-list; ``everyday``: common English or a hand-curated protocol word (unlike the
     eponyms among PS3.16's words: Robinson, Cruz); ``sentence_start``: nothing but
-    punctuation before it in its sentence.
+    punctuation before it in its sentence; ``accented``: written with letters outside ASCII
+    (``Vitória``), which the English word lists only match once folded.
     """
 
     start: int
@@ -37,6 +38,7 @@ class Token:
     clinical: bool
     sentence_start: bool
     everyday: bool = False
+    accented: bool = False
 
     @property
     def unknown(self) -> bool:
@@ -105,6 +107,7 @@ def tokenize(text: str, lex: Lexicons) -> list[Token]:
                 clinical=clinical,
                 sentence_start=sentence_start,
                 everyday=_everyday(word, lex),
+                accented=not word.isascii(),
             )
         )
         previous_end = end
