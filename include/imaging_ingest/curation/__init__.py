@@ -1,0 +1,1 @@
+"""Curators in the loop: the quarantine queue, its evidence and decisions."""
