@@ -2,7 +2,9 @@
 
 Read on each request (the page is small); the catalog connection is opened once per
 api-server process. Nothing here names a file or a drop folder: quarantined items are
-shown by submission id, file number, stage and reason.
+shown by submission id, file number, stage and reason. Curators' previews (a file's path,
+its pixels and identifying attributes) come from ``imaging_ingest.curation.previews``,
+read from the restricted tiers through ``store()``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["catalog", "collections", "freetext_collections", "item_collection", "item_dict", "pending_items"]
+__all__ = [
+    "catalog",
+    "collections",
+    "freetext_collections",
+    "item_collection",
+    "item_dict",
+    "pending_items",
+    "rule_regions",
+    "store",
+]
 
 _lock = threading.Lock()
 
@@ -39,6 +50,31 @@ def catalog() -> Any:
 
     with _lock:
         return _catalog(Settings.from_env().catalog_url)
+
+
+@cache
+def _store(settings: Any) -> Any:
+    from imaging_ingest.storage import ObjectStore
+
+    return ObjectStore(settings)
+
+
+def store() -> Any:
+    """The archive's object store (the restricted tiers hold what previews show)."""
+    from imaging_ingest.settings import Settings
+
+    with _lock:
+        return _store(Settings.from_env())
+
+
+def rule_regions(collection_id: str) -> dict[str, list[tuple[int, int, int, int]]]:
+    """The collection's redaction rules, id -> regions (what a preview draws for the rule the evidence names)."""
+    from imaging_ingest.config import load_collections
+
+    for config in load_collections(collections_folder()).configs:
+        if config.id == collection_id:
+            return {rule.id: list(rule.regions) for rule in config.pixels.redaction_rules}
+    return {}
 
 
 def _last_runs(dag_ids: list[str]) -> dict[str, dict[str, Any]]:
