@@ -72,6 +72,7 @@ def _dicom(series: str, sop: str, *, name: str, birth: str | None, pixels: np.nd
     ds.PatientName, ds.PatientID, ds.Modality = name, "MRN-0042" if birth else "PSEUDO-1", "OT"
     if birth:
         ds.PatientBirthDate = birth
+    ds.AccessionNumber = "ACC-77" if birth else ""  # the output keeps it empty (PS3.15 Z)
     ds.WindowCenter, ds.WindowWidth = 1000, 2000
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -238,6 +239,8 @@ def test_attribute_table_shows_identifying_values_before_and_after(queue: Queue,
     assert (rows["PatientBirthDate"].before, rows["PatientBirthDate"].after) == (BIRTH, None)
     assert rows["PatientBirthDate"].change == "removed" and rows["PatientBirthDate"].tag == "(0010,0030)"
     assert rows["SOPInstanceUID"].change == "replaced"
+    assert (rows["AccessionNumber"].before, rows["AccessionNumber"].after) == ("ACC-77", "")
+    assert rows["AccessionNumber"].change == "emptied"
     assert "Rows" not in rows and "WindowCenter" not in rows  # not identifying (not in PS3.15 Table E.1-1)
     no_output = {r.keyword: r for r in previews.item_attributes(catalog, queue.store, queue.ids[3])}
     assert no_output["PatientName"].after is None and no_output["PatientName"].change == "removed"

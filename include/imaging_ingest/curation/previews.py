@@ -374,7 +374,7 @@ class AttributeRow:
     keyword: str
     before: str | None
     after: str | None
-    change: str  # removed, replaced, kept, added
+    change: str  # removed, emptied, replaced, kept, added
 
 
 @cache
@@ -434,6 +434,8 @@ def attribute_rows(original: bytes, deidentified: bytes | None) -> list[Attribut
             change = "added"
         elif new is None:
             change = "removed"
+        elif new == "" and old != "":
+            change = "emptied"
         else:
             change = "kept" if new == old else "replaced"
         rows.append(AttributeRow(f"({tag >> 16:04X},{tag & 0xFFFF:04X})", keyword or "", old, new, change))
