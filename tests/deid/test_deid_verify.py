@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
-import imaging_ingest.deid.engine as engine_module
+import imaging_ingest.deid.values as values_module
 from imaging_ingest import verify
 from imaging_ingest.config import DeidOption
 from imaging_ingest.deid import Action, Deidentifier
@@ -110,14 +110,14 @@ def test_skipped_private_removal_is_caught(submission: SynthSummary, tmp_path: P
 
 def test_skipped_uid_remapping_is_caught(submission: SynthSummary, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "remap_uid", lambda secret, uid: uid)
+    monkeypatch.setattr(values_module, "remap_uid", lambda secret, uid: uid)
     src = dicom_files(submission, "RTSTRUCT")[0]
     leaks = find_leaks(src, deid(src, tmp_path / "out.dcm"))
     assert {"(0008,0018) SOPInstanceUID", "(0020,000D) StudyInstanceUID"} <= {leak.source for leak in leaks}
 
 
 def test_skipped_scrubbing_is_caught(submission: SynthSummary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "clean_element", lambda values, tag, vr, identifiers: ElementResult(list(values), 0, 0))
+    monkeypatch.setattr(values_module, "clean_element", lambda values, tag, vr, identifiers: ElementResult(list(values), 0, 0))
     src = dicom_files(submission, "CT")[0]
     leaks = find_leaks(src, deid(src, tmp_path / "out.dcm", DeidOption.CLEAN_DESCRIPTORS))
     assert any("StudyDescription" in leak.found_in for leak in leaks)

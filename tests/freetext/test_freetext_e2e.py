@@ -12,7 +12,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-import imaging_ingest.deid.engine as engine_module
+import imaging_ingest.deid.values as values_module
 from imaging_ingest import verify_text
 from imaging_ingest.cli import main
 from imaging_ingest.deid.freetext.element import ElementResult
@@ -100,7 +100,7 @@ def test_the_issues_free_text_is_cleaned_end_to_end(tmp_path: Path, secret: byte
 def test_the_verifier_catches_the_issues_text_when_the_scrubber_is_bypassed(
     tmp_path: Path, secret: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "clean_element", lambda values, tag, vr, ids: ElementResult(list(values), 0, 0))
+    monkeypatch.setattr(values_module, "clean_element", lambda values, tag, vr, ids: ElementResult(list(values), 0, 0))
     # descriptors only: (0010,21B0) and (0010,4000) are searched as source values too, these are not
     descriptors = {k: PLANTED[k] for k in ("ImageComments", "StudyDescription")}
     (row,) = _run(tmp_path, secret, monkeypatch, descriptors)
@@ -114,7 +114,7 @@ def test_find_leaks_names_every_element_with_planted_text(tmp_path: Path, secret
     from imaging_ingest.config import DeidConfig
     from imaging_ingest.deid import Deidentifier, PatientContext, Profile
 
-    monkeypatch.setattr(engine_module, "clean_element", lambda values, tag, vr, ids: ElementResult(list(values), 0, 0))
+    monkeypatch.setattr(values_module, "clean_element", lambda values, tag, vr, ids: ElementResult(list(values), 0, 0))
     src = _source(tmp_path / "src")
     profile = Profile.load().resolve(DeidConfig())
     Deidentifier(profile, secret).deidentify_file(src, tmp_path / "out.dcm", PatientContext("FT-0001", -100))
