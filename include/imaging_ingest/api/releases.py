@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -275,6 +275,26 @@ class CollectionView:
         found = self.headers.get_many((s.row.tier, s.row.first_key, _UNKNOWN_SIZE) for s in wanted)
         for s in wanted:
             s._header = MappingProxyType(dict(found.get(s.row.first_key) or {}))
+
+    def studies_of(self, uids: Iterable[str]) -> dict[str, StudyView]:
+        """These studies of the version, by UID (one batched query unless the version is listed)."""
+        wanted = list(dict.fromkeys(uids))
+        if self.listed is not None:
+            return {u: s for u in wanted if (s := self.listed.studies.get(u)) is not None}
+        with self._lock:
+            known = {u: self._lookups[("studies", u)] for u in wanted if ("studies", u) in self._lookups}
+        missing = [u for u in wanted if u not in known]
+        if missing:
+            series = [SeriesView(self, r) for r in series_rows(self.engine, self.id, self.version, study_uids=missing)]
+            self.load_headers(series)
+            found = _studies(self.id, series)
+            with self._lock:
+                for uid in missing:
+                    self._lookups[("studies", uid)] = found.get(uid)
+                while len(self._lookups) > 4096:
+                    self._lookups.popitem(last=False)
+            known.update(found)
+        return {u: s for u in wanted if (s := known.get(u)) is not None}
 
     def _find_series(self, uid: str) -> SeriesView | None:
         rows = series_rows(self.engine, self.id, self.version, series_uid=uid)

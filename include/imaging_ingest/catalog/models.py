@@ -183,7 +183,10 @@ class Patient(Base):
 
 class Study(Base):
     __tablename__ = "studies"
-    __table_args__ = (UniqueConstraint("collection_id", "uid"),)
+    __table_args__ = (
+        UniqueConstraint("collection_id", "uid"),
+        Index("ix_studies_collection_date", "collection_id", "study_date"),  # QIDO StudyDate ranges
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"))
@@ -197,7 +200,10 @@ class Study(Base):
 
 class Series(Base):
     __tablename__ = "series"
-    __table_args__ = (UniqueConstraint("uid", "collection_id"),)  # UID first: the audit trail finds a series by UID
+    __table_args__ = (
+        UniqueConstraint("uid", "collection_id"),  # UID first: the audit trail finds a series by UID
+        Index("ix_series_collection_uid", "collection_id", "uid"),  # QIDO pages a collection's series in UID order
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id"))

@@ -10,6 +10,7 @@ that a cached entry does not depend on the URL the service is reached at.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -54,9 +55,15 @@ def keyword_of(tag: str) -> str:
     return keyword_for_tag(int(tag, 16)) or tag
 
 
+@functools.lru_cache(maxsize=4096)
+def _vr(tag: str) -> str:
+    """The dictionary VR of a tag (pydicom's lookup costs microseconds; answers build thousands)."""
+    return str(dictionary_VR(int(tag, 16)))
+
+
 def element(tag: str, value: Any) -> dict[str, Any]:
     """One DICOM JSON element, its VR from the dictionary; None or "" gives an empty element."""
-    vr = dictionary_VR(int(tag, 16))
+    vr = _vr(tag)
     if value is None or value == "" or value == []:
         return {"vr": vr}
     values = list(value) if isinstance(value, (list, tuple)) else [value]

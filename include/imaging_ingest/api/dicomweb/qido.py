@@ -11,9 +11,16 @@ becomes its DICOM JSON attributes, which the filters then match:
   changes nothing: names are pseudonyms, matched ignoring case anyway);
 * numbers: equality; an empty value matches everything.
 
+A search at study level, or for series at top level, whose keys are all catalog columns
+(UIDs, StudyDate, PatientID/Name, descriptions, modalities, body part, manufacturer) is
+matched, ordered and paged by the catalog (``queries.study_page`` / ``series_page``), and
+attributes are built for the page only; a key only the headers hold (StudyTime,
+SeriesNumber, ...) is matched here over the version's listing.
+
 A multi-valued attribute (ModalitiesInStudy) matches when any value does. A matching key
 the level does not hold is ignored with a ``Warning`` header, as PS3.18 asks. Results are
-in a stable order (collection, then UID) and paged with ``limit`` / ``offset``.
+in a stable order (collection, then the level's UID; a study's series by SeriesNumber)
+and paged with ``limit`` / ``offset``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..access import Scope
+from ..queries import Condition, series_page, study_page
 from ..releases import CollectionView, InstanceView, SeriesView, StudyView
 from .dicom_json import element, select_fields, series_attributes, study_attributes, tag_of
 from .metadata import MetadataCache
@@ -40,6 +48,25 @@ STUDY_DEFAULT = ("00080020", "00080030", "00080050", "00080061", "00080090", "00
 SERIES_DEFAULT = ("00080060", "0008103E", "00080021", "00180015", "0020000D", "0020000E", "00200011", "00201209")
 INSTANCE_DEFAULT = ("00080016", "00080018", "00083002", "0020000D", "0020000E", "00200013", "00280008",
                     "00280010", "00280011", "00280100")
+
+
+#: Matching keys the catalog's columns answer, matched and paged in SQL: tag -> (field, how).
+STUDY_COLUMNS = {
+    "0020000D": ("study_uid", "uids"),
+    "00080020": ("study_date", "range"),
+    "00100020": ("patient", "text"),
+    "00100010": ("patient", "text"),
+    "00081030": ("study_description", "text"),
+    "00080061": ("modalities_in_study", "text"),
+}
+SERIES_COLUMNS = {
+    **STUDY_COLUMNS,
+    "0020000E": ("series_uid", "uids"),
+    "00080060": ("modality", "text"),
+    "0008103E": ("series_description", "text"),
+    "00180015": ("body_part", "text"),
+    "00080070": ("manufacturer", "text"),
+}
 
 
 class BadQuery(ValueError):
@@ -178,17 +205,83 @@ def _check_supported(query: Query, supported: Iterable[str]) -> None:
             query.warnings.append(tag)
 
 
-def _page(items: list[Any], query: Query) -> list[Any]:
-    limit = MAX_RESULTS if query.limit is None else min(query.limit, MAX_RESULTS)
+def _limit(query: Query) -> int:
     if query.limit is not None and query.limit > MAX_RESULTS:
         query.warnings.append(f"limit above {MAX_RESULTS}")
-    return items[query.offset : query.offset + limit]
+    return MAX_RESULTS if query.limit is None else min(query.limit, MAX_RESULTS)
+
+
+def _page(items: list[Any], query: Query) -> list[Any]:
+    return items[query.offset : query.offset + _limit(query)]
+
+
+def _single(value: str | None) -> bool:
+    return bool(value) and not any(c in (value or "") for c in ",\\*?")
+
+
+def _conditions(query: Query, columns: Mapping[str, tuple[str, str]], known: set[str]) -> list[Condition] | None:
+    """The filters as SQL conditions; None when one of them needs the headers (matched in Python)."""
+    out = []
+    for tag, pattern in query.filters.items():
+        if tag in columns:
+            field_name, kind = columns[tag]
+            out.append(Condition(field_name, kind, pattern))
+        elif tag in known or tag == "00080018":
+            return None
+    return out
+
+
+def _study_page(scope: Scope, query: Query, conditions: list[Condition]) -> list[tuple[CollectionView, StudyView]]:
+    """A page of matching studies: matched, ordered and paged by the catalog; attributes only for the page."""
+    views = {v.id: v for v in scope.visible()}
+    if not views:
+        return []
+    engine = next(iter(views.values())).engine
+    keys = study_page(engine, [(v.id, v.version) for v in views.values()], conditions, _limit(query), query.offset)
+    found = _by_collection(views, [(cid, uid) for cid, uid in keys])
+    return [(views[cid], found[cid][uid]) for cid, uid in keys if uid in found[cid]]
+
+
+def _by_collection(views: Mapping[str, CollectionView], keys: list[tuple[str, str]]) -> dict[str, dict[str, StudyView]]:
+    wanted: dict[str, list[str]] = {}
+    for cid, uid in keys:
+        wanted.setdefault(cid, []).append(uid)
+    found: dict[str, dict[str, StudyView]] = {cid: {} for cid in views}
+    for cid, uids in wanted.items():
+        found[cid] = views[cid].studies_of(uids)
+    return found
+
+
+def _series_page(scope: Scope, query: Query, conditions: list[Condition]) -> list[dict[str, Any]]:
+    """A page of matching series (top level), matched and paged by the catalog, with their studies' attributes."""
+    views = {v.id: v for v in scope.visible()}
+    if not views:
+        return []
+    engine = next(iter(views.values())).engine
+    keys = series_page(engine, [(v.id, v.version) for v in views.values()], conditions, _limit(query), query.offset)
+    studies = _by_collection(views, [(cid, study) for cid, _, study in keys])
+    rows = []
+    for cid, uid, study_uid in keys:
+        study = studies[cid].get(study_uid)
+        series = next((s for s in study.series if s.uid == uid), None) if study is not None else None
+        if study is None or series is None:
+            continue
+        attributes = {**study_attributes(views[cid], study), **series_attributes(series)}
+        attributes["0020000D"] = element("0020000D", series.study_uid)
+        rows.append(attributes)
+    return rows
 
 
 def search(scope: Scope, level: str, query: Query, metadata: MetadataCache, *, study_uid: str | None = None,
            series_uid: str | None = None) -> list[dict[str, Any]]:
     """The DICOM JSON answer of a search at ``level`` (studies, series, instances), nested or not."""
     if level == "studies":
+        named = _single(query.filters.get("0020000D")) or _single(query.filters.get("00100020"))
+        conditions = None if named else _conditions(query, STUDY_COLUMNS, study_attributes_tags())
+        if conditions is not None:
+            _check_supported(query, study_attributes_tags())
+            return [select_fields(study_attributes(view, study), STUDY_DEFAULT, query.include, query.everything)
+                    for view, study in _study_page(scope, query, conditions)]
         rows = []
         for view, study in _studies(scope, query, None):
             attributes = study_attributes(view, study)
@@ -199,7 +292,15 @@ def search(scope: Scope, level: str, query: Query, metadata: MetadataCache, *, s
 
     if series_uid:
         query.filters.setdefault("0020000E", series_uid)
+    if level == "series" and study_uid is None and not _single(query.filters.get("0020000E")):
+        conditions = _conditions(query, SERIES_COLUMNS, series_attributes_tags(True))
+        if conditions is not None:
+            _check_supported(query, series_attributes_tags(True))
+            return [select_fields(a, SERIES_DEFAULT + STUDY_DEFAULT, query.include, query.everything)
+                    for a in _series_page(scope, query, conditions)]
     pairs = _series(scope, query, study_uid)
+    if level == "series" and study_uid is None:  # the order the catalog pages in: collection, then series UID
+        pairs.sort(key=lambda pair: (pair[0].id, pair[1].uid))
     series_rows = []
     for view, series in pairs:
         attributes = series_attributes(series)
