@@ -4,7 +4,7 @@ Scheduled on a cron timetable (``IMAGING_INGEST_FIXITY_CRON``, default 03:00 UTC
 any collection's publish Asset. A timetabled run checks every collection by its
 ``fixity`` policy (all objects, or the daily sample that covers the collection within
 ``period_days``); a run triggered by a publication checks that collection, including
-every object the new version added. The work is ``imaging_ingest.fixity``; a mismatch
+every object the new version added. The work is ``imaging_ingest.publish.fixity``; a mismatch
 fails the collection's task, naming the objects, after every check has been recorded.
 """
 
@@ -72,7 +72,7 @@ def fixity_audit() -> None:
     @task
     def plan(params: dict[str, Any] | None = None, triggering_asset_events: Any = None) -> list[dict[str, Any]]:
         """Which collections to check: the requested one, those that just published, or all."""
-        from imaging_ingest.fixity import plan_audits
+        from imaging_ingest.publish.fixity import plan_audits
 
         params = params or {}
         configs = load_collections(COLLECTIONS_FOLDER).configs
@@ -92,8 +92,13 @@ def fixity_audit() -> None:
         from imaging_dags.runtime import task_settings
         from imaging_ingest.catalog import Catalog
         from imaging_ingest.config import FixityConfig
-        from imaging_ingest.fixity import FixityMismatch, audit_collection, raise_on_mismatch, select_targets
-        from imaging_ingest.storage import ObjectStore
+        from imaging_ingest.publish.fixity import (
+            FixityMismatch,
+            audit_collection,
+            raise_on_mismatch,
+            select_targets,
+        )
+        from imaging_ingest.storage.objects import ObjectStore
 
         settings = task_settings()
         catalog = Catalog.from_url(settings.catalog_url)

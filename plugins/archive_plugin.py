@@ -4,8 +4,8 @@ Registers a FastAPI app under ``/archive`` on the api-server and a top-level men
 that shows it inside Airflow's navigation. The routes authenticate with Airflow's own auth
 manager (the UI's session cookie, or a bearer token from ``POST /auth/token``), show each
 collection only to users who may read its DAG, and let only curators (role ``Curator``,
-``imaging_ingest.curators``) approve or reject quarantined files. The decisions go through
-``imaging_ingest.quarantine``: the same library functions as the command line.
+``imaging_ingest.curation.curators``) approve or reject quarantined files. The decisions go through
+``imaging_ingest.curation.quarantine``: the same library functions as the command line.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "dags"))
 
 
 def prepare(home: Path, patients: int, seed: int) -> None:
-    from imaging_ingest.synth import generate_submission
+    from imaging_ingest.synth.dicom import generate_submission
 
     secret = home / "secret.key"
     if not secret.exists():
@@ -65,9 +65,9 @@ def main() -> int:
     with s3_server() as endpoint:
         os.environ["IMAGING_INGEST_S3_ENDPOINT"] = endpoint
         from imaging_ingest.config import load_collection_config
-        from imaging_ingest.ingest import Ingest
-        from imaging_ingest.settings import Settings
-        from imaging_ingest.storage import ObjectStore
+        from imaging_ingest.config.settings import Settings
+        from imaging_ingest.pipeline.ingest import Ingest
+        from imaging_ingest.storage.objects import ObjectStore
 
         settings = Settings.from_env()
         ObjectStore(settings).ensure_buckets()

@@ -34,7 +34,7 @@ TIERS = ("public", "restricted")
 
 
 def _settings(home: Path, endpoint: str):  # type: ignore[no-untyped-def]
-    from imaging_ingest.settings import Settings
+    from imaging_ingest.config.settings import Settings
 
     return Settings(home=home, catalog_url=f"sqlite:///{home / 'catalog.sqlite'}", s3_endpoint=endpoint,
                     bucket_prefix="imaging")
@@ -82,11 +82,12 @@ def _save(home: Path, store) -> int:  # type: ignore[no-untyped-def]
 
 
 def _ingest(home: Path, settings, patients: int, seed: int) -> None:  # type: ignore[no-untyped-def]
+    from imaging_ingest.synth.dicom import generate_submission
+
     from imaging_ingest.api.auth import hash_password
     from imaging_ingest.catalog import Catalog
     from imaging_ingest.config import CollectionConfig, DropConfig, License, load_collection_config
-    from imaging_ingest.ingest import Ingest
-    from imaging_ingest.synth import generate_submission
+    from imaging_ingest.pipeline.ingest import Ingest
 
     secret = secrets.token_hex(32).encode()
     (home / "secret.key").write_bytes(secret + b"\n")
@@ -141,7 +142,7 @@ def main() -> int:
 
     from imaging_dags.local import s3_server
     from imaging_ingest.api import ApiSettings, create_app
-    from imaging_ingest.storage import ObjectStore
+    from imaging_ingest.storage.objects import ObjectStore
 
     home = Path(args.home).resolve()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo")

@@ -34,8 +34,8 @@ for _name in list(os.environ):
 
 from imaging_ingest.catalog import Catalog  # noqa: E402
 from imaging_ingest.config import CollectionConfig, load_collection_config  # noqa: E402
-from imaging_ingest.settings import Settings  # noqa: E402
-from imaging_ingest.storage import ObjectStore  # noqa: E402
+from imaging_ingest.config.settings import Settings  # noqa: E402
+from imaging_ingest.storage.objects import ObjectStore  # noqa: E402
 
 #: A test-only key (public, so never a production key): 64 hex characters, as check_secret requires.
 SECRET = b"af2188caf095f81a0a45290744f42dfbd688ce31337066f35c633ada608322b4"
@@ -105,7 +105,7 @@ def catalog(settings: Settings) -> Iterator[Catalog]:
 @pytest.fixture(scope="session")
 def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-patient synthetic submission, generated once; copy it before changing it."""
-    from imaging_ingest.synth import generate_submission
+    from imaging_ingest.synth.dicom import generate_submission
 
     root = tmp_path_factory.mktemp("synth") / "submission"
     generate_submission(root, patients=2, seed=11)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from imaging_ingest.api.nbia import render_csv
-from imaging_ingest.csvsafe import neutralise, neutralise_frame
+from imaging_ingest.core.csvsafe import neutralise, neutralise_frame
 
 pytestmark = pytest.mark.security
 

@@ -10,9 +10,9 @@ import pytest
 
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import CollectionConfig
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.settings import Settings
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.storage.objects import ObjectStore
 
 pytestmark = pytest.mark.e2e
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from imaging_ingest.gates import GateFailed, gate_inputs, load_suite, run_gate, suite_columns
-from imaging_ingest.manifest import public_projection
+from imaging_ingest.core.gates import GateFailed, gate_inputs, load_suite, run_gate, suite_columns
+from imaging_ingest.pipeline.manifest import public_projection
 
 PARAMS = {"files_in": 3, "modalities": ["CT", "MR"], "pseudonym_regex": r"^DEMO-\d{4,}$", "uid_regex": r"^2\.25\.\d+$"}
 

@@ -11,10 +11,10 @@ import pytest
 
 from imaging_ingest.catalog import Catalog, SubmissionState
 from imaging_ingest.config import CollectionConfig
-from imaging_ingest.gates import GateFailed
-from imaging_ingest.ingest import Ingest, NothingToDo
-from imaging_ingest.settings import Settings
-from imaging_ingest.storage import ObjectStore, PublicTierViolation
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.core.gates import GateFailed
+from imaging_ingest.pipeline.ingest import Ingest, NothingToDo
+from imaging_ingest.storage.objects import ObjectStore, PublicTierViolation
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ def test_gate_failure_stops_the_stage_and_names_the_expectation(
                     catalog=ingest.catalog)
     sub = ingest.claim().submission_id
     ingest.stage_raw(sub)
-    from imaging_ingest import ingest as ingest_module
+    from imaging_ingest.pipeline import ingest as ingest_module
 
     real = ingest_module.inventory_frame
     monkeypatch.setattr(ingest_module, "inventory_frame", lambda records, path_of, modalities, **kw: real(records, path_of, ["CT", "MR", "RTSTRUCT", "OT"], **kw))
@@ -203,7 +203,7 @@ def test_quarantined_originals_are_kept_with_reasons(ingest: Ingest, submission:
 def test_run_refuses_to_start_without_a_secret(
     demo_config: CollectionConfig, settings: Settings, submission: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imaging_ingest.secret import SecretMissing
+    from imaging_ingest.core.secret import SecretMissing
 
     monkeypatch.delenv("IMAGING_INGEST_SECRET", raising=False)
     monkeypatch.delenv("IMAGING_INGEST_SECRET_FILE", raising=False)
@@ -219,7 +219,7 @@ def test_stages_streamed_in_small_parts_give_the_same_manifests_and_release(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Whole-submission stages work part by part (bounded memory); the part size changes nothing."""
-    from imaging_ingest import manifest
+    from imaging_ingest.pipeline import manifest
 
     def run_into(name: str) -> tuple[dict[str, pd.DataFrame], list[dict[str, str]]]:
         ingest, store = _fresh_archive(demo_config, secret, tmp_path / f"parts-{name}", s3_endpoint)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pydicom
 
-from imaging_ingest.inventory import check_submission, inventory_frame, read_header
+from imaging_ingest.inventory.scan import check_submission, inventory_frame, read_header
 
 
 def _ct(synth_cache: Path) -> Path:

@@ -6,9 +6,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from imaging_ingest import manifest
-from imaging_ingest.manifest import ManifestStore, rows_with_file_ids, rows_with_ids
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.pipeline import manifest
+from imaging_ingest.pipeline.manifest import ManifestStore, rows_with_file_ids, rows_with_ids
+from imaging_ingest.storage.objects import ObjectStore
 
 
 @pytest.fixture

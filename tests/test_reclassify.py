@@ -16,11 +16,11 @@ import pytest
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.cli import main
 from imaging_ingest.config import CollectionConfig
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.metrics import REGISTRY
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.ops.metrics import REGISTRY
+from imaging_ingest.pipeline.ingest import Ingest
 from imaging_ingest.publish.reclassify import ReclassificationRefused
-from imaging_ingest.settings import Settings
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.storage.objects import ObjectStore
 
 pytestmark = pytest.mark.security
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from imaging_ingest.records import chunks, frame_from_records, iter_records
+from imaging_ingest.core.records import chunks, frame_from_records, iter_records
 
 
 def test_iter_records_matches_to_dict_records() -> None:

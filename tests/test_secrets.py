@@ -17,7 +17,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from imaging_ingest.cli import main
-from imaging_ingest.secret import (
+from imaging_ingest.core.secret import (
     SecretMissing,
     check_fernet,
     check_key,

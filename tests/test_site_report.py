@@ -13,13 +13,13 @@ import pytest
 
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import CollectionConfig
+from imaging_ingest.config.settings import Settings
 from imaging_ingest.core.reasons import classify, rule_codes, rules
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.metrics import REGISTRY
+from imaging_ingest.intake.drops import REPORTS_DIR
+from imaging_ingest.ops.metrics import REGISTRY
+from imaging_ingest.pipeline.ingest import Ingest
 from imaging_ingest.pipeline.site_report import CSV_NAME, JSON_NAME
-from imaging_ingest.settings import Settings
-from imaging_ingest.sources import REPORTS_DIR
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.storage.objects import ObjectStore
 
 #: Reason texts as the stages write them (one of each kind), with their rule and element.
 REASONS = [

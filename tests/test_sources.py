@@ -7,9 +7,12 @@ from pathlib import Path
 
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import DropConfig
-from imaging_ingest.settings import Settings
-from imaging_ingest.sources import LocalDrop, S3Drop, display_path, open_drop
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.intake.connect import open_drop
+from imaging_ingest.intake.drops import display_path
+from imaging_ingest.intake.local import LocalDrop
+from imaging_ingest.intake.s3 import S3Drop
+from imaging_ingest.storage.objects import ObjectStore
 
 
 def test_local_drop_lists_submissions_and_marker(drop_root: Path, tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from imaging_ingest.checksum import file_digests
-from imaging_ingest.settings import TIERS, Settings
-from imaging_ingest.storage import LocalCache, ObjectStore
+from imaging_ingest.config.settings import TIERS, Settings
+from imaging_ingest.core.checksum import file_digests
+from imaging_ingest.storage.objects import LocalCache, ObjectStore
 
 
 def test_ensure_buckets_is_idempotent(settings: Settings, store: ObjectStore) -> None:

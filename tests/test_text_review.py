@@ -23,11 +23,11 @@ from fastapi.testclient import TestClient
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.cli import main
 from imaging_ingest.config import CollectionConfig
+from imaging_ingest.config.settings import Settings
 from imaging_ingest.deid.review import TextPolicy, TextReview, normalise, value_hash
-from imaging_ingest.ingest import Ingest
 from imaging_ingest.pipeline import text_review
-from imaging_ingest.settings import Settings
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.storage.objects import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))

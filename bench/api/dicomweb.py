@@ -93,7 +93,7 @@ def build(settings: Any, files: Path, series_count: int, per_series: int, side: 
         Study,
         Submission,
     )
-    from imaging_ingest.storage import ObjectStore
+    from imaging_ingest.storage.objects import ObjectStore
 
     rng = random.Random(2026)
     random.seed(2026)
@@ -240,7 +240,7 @@ def main() -> int:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     from imaging_dags.local import s3_server
-    from imaging_ingest.settings import Settings
+    from imaging_ingest.config.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="bench-dicomweb-") as tmp, s3_server() as endpoint:
         work = Path(tmp)

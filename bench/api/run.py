@@ -94,7 +94,7 @@ def build_archive(settings: Any, series_count: int, instances_per_series: int, d
         Study,
         Submission,
     )
-    from imaging_ingest.storage import ObjectStore
+    from imaging_ingest.storage.objects import ObjectStore
 
     rng = random.Random(2024)
     random.seed(2024)
@@ -322,7 +322,7 @@ def main() -> int:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     from imaging_dags.local import s3_server
-    from imaging_ingest.settings import Settings
+    from imaging_ingest.config.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp, s3_server() as endpoint:
         home = Path(tmp)

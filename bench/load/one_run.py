@@ -25,7 +25,7 @@ FILES_PER_PATIENT = 2000
 
 def generate(target: Path) -> int:
     """SIZE CT files: one synthetic template, new patient/study/series/instance UIDs per file."""
-    from imaging_ingest.synth import generate_submission
+    from imaging_ingest.synth.dicom import generate_submission
 
     template_root = WORK / "template"
     generate_submission(template_root, patients=1, seed=5, ct_slices=1, mr_slices=1, rows=ROWS, columns=ROWS)
@@ -137,7 +137,7 @@ workers: {WORKERS}
     if str(run.state) != "success":
         raise SystemExit(f"DAG run ended {run.state}: " + str({ti.task_id: str(ti.state) for ti in run.get_task_instances()}))
     from imaging_ingest.catalog import Catalog
-    from imaging_ingest.settings import Settings
+    from imaging_ingest.config.settings import Settings
 
     catalog = Catalog.from_url(Settings.from_env().catalog_url)
     sub = catalog.submissions("load")[0]

@@ -43,9 +43,9 @@ def stage_main(work: Path, stage: str) -> None:
     import pyarrow  # noqa: F401
 
     from imaging_ingest.config import load_collection_config
-    from imaging_ingest.ingest import Ingest
-    from imaging_ingest.settings import Settings
-    from imaging_ingest.tiers import ensure_storage
+    from imaging_ingest.config.settings import Settings
+    from imaging_ingest.pipeline.ingest import Ingest
+    from imaging_ingest.storage.tiers import ensure_storage
 
     ingest = Ingest(load_collection_config(work / "load.yaml"), Settings.from_env())
     ingest.catalog, ingest.store  # noqa: B018 - connections are made before the stage, as in a task

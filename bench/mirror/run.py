@@ -120,13 +120,13 @@ def main() -> int:
 
     from imaging_ingest.catalog import Catalog
     from imaging_ingest.config import load_collection_config
+    from imaging_ingest.config.settings import Settings
     from imaging_ingest.download.selection import from_index
     from imaging_ingest.download.transfer import S3Source, download
     from imaging_ingest.mirror.config import MirrorTarget
     from imaging_ingest.mirror.sync import MirrorStore, sync_collection
-    from imaging_ingest.settings import Settings
-    from imaging_ingest.storage import ObjectStore
-    from imaging_ingest.tiers import init_storage
+    from imaging_ingest.storage.objects import ObjectStore
+    from imaging_ingest.storage.tiers import init_storage
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")

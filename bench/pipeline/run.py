@@ -30,12 +30,12 @@ sys.path.insert(0, {dags!r})
 started = time.perf_counter()
 arm = {arm!r}
 from imaging_ingest.config import load_collection_config
-from imaging_ingest.settings import Settings
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.storage.objects import ObjectStore
 settings = Settings.from_env()
 ObjectStore(settings).ensure_buckets()
 if arm == "direct":
-    from imaging_ingest.ingest import Ingest
+    from imaging_ingest.pipeline.ingest import Ingest
     config = load_collection_config({config!r})
     summary = Ingest(config, settings).run()
     state = "success" if summary else "nothing"
@@ -46,7 +46,7 @@ else:
     run = run_dag("ingest__demo", {{}})
     state = str(run.state)
     from imaging_ingest.catalog import Catalog
-    from imaging_ingest.ingest import Ingest
+    from imaging_ingest.pipeline.ingest import Ingest
     config = load_collection_config({config!r})
     submission = Catalog.from_url(settings.catalog_url).submissions("demo")[-1].id
     summary = Ingest(config, settings).summary(submission)
@@ -99,8 +99,9 @@ def main() -> int:
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "pipeline.json"))
     args = parser.parse_args()
 
+    from imaging_ingest.synth.dicom import generate_submission
+
     from imaging_dags.local import s3_server
-    from imaging_ingest.synth import generate_submission
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     try:

@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO / "include"))
 _CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {include!r})
-from imaging_ingest.config_sections import DEFAULT_DESCRIPTION_KEYS
-from imaging_ingest.slides import deidentify_slide, verify_slide
+from imaging_ingest.config.sections import DEFAULT_DESCRIPTION_KEYS
+from imaging_ingest.screen.slides import deidentify_slide, verify_slide
 started = time.perf_counter()
 if {step!r} == "deidentify":
     result = deidentify_slide({src!r}, {dst!r}, keep_description_keys=DEFAULT_DESCRIPTION_KEYS)
@@ -58,7 +58,7 @@ def _child(step: str, src: Path, dst: Path) -> dict:
 
 
 def bench_slide(work: Path, megabytes: int) -> dict:
-    from imaging_ingest.synth_extras import SlideText, write_svs
+    from imaging_ingest.synth.extras import SlideText, write_svs
 
     side = int((megabytes * 1024 * 1024 / 3) ** 0.5) // 256 * 256
     text = SlideText("S19-0001 BENCHMARK", "01/02/19", "10:11:12", "operator", "S19-0001", "SS00001",
@@ -91,8 +91,7 @@ def _images(work: Path, count: int) -> list[Path]:
     """CT slices, ultrasound frames and a 30-frame ultrasound cine, from the synthetic generator."""
     import numpy as np
     import pydicom
-
-    from imaging_ingest.synth import generate_submission
+    from imaging_ingest.synth.dicom import generate_submission
 
     root = work / "synth"
     generate_submission(root, patients=1, seed=3, ct_slices=max(4, count // 2), mr_slices=1, rows=256, columns=256,
@@ -117,11 +116,11 @@ def _images(work: Path, count: int) -> list[Path]:
 def bench_screening(work: Path, count: int) -> dict:
     import pandas as pd
 
-    from imaging_ingest.config_sections import PathologyConfig, PixelsConfig, RedactionRule
-    from imaging_ingest.inventory import read_header
-    from imaging_ingest.ocr import tesseract_available
-    from imaging_ingest.pixels import ScreenContext, screen_images
-    from imaging_ingest.synth_extras import US_TEXT_BAND
+    from imaging_ingest.config.sections import PathologyConfig, PixelsConfig, RedactionRule
+    from imaging_ingest.inventory.scan import read_header
+    from imaging_ingest.screen.ocr import tesseract_available
+    from imaging_ingest.screen.pixels import ScreenContext, screen_images
+    from imaging_ingest.synth.extras import US_TEXT_BAND
 
     paths = _images(work, count)
     rows = [{"file_id": i, "kind": "dicom", "status": "ok", "reason": None, "src": str(p), "deid_key": p.name,
@@ -142,7 +141,7 @@ def bench_screening(work: Path, count: int) -> dict:
                             output_of=lambda r, o=outputs: o / f"{int(r['file_id'])}.dcm")
         frame = pd.DataFrame(rows)
         if name == "attributes_only":  # the risky ones as a collection without OCR sees them
-            from imaging_ingest.pixels import screen_frame
+            from imaging_ingest.screen.pixels import screen_frame
 
             started = time.perf_counter()
             screened = screen_frame(frame)

@@ -1,6 +1,6 @@
 """Airflow callbacks of the ingest DAGs: failure notices from tasks, deadline notices from the triggerer.
 
-Both build a PHI-free summary (``imaging_ingest.alerts``) and send it to the target named
+Both build a PHI-free summary (``imaging_ingest.ops.alerts``) and send it to the target named
 by the ``imaging_alerts`` Connection:
 
 - conn type ``http``/``https``: a JSON POST of the summary to ``schema://host:port`` +
@@ -30,7 +30,7 @@ ALERTS_CONNECTION_ID = "imaging_alerts"
 
 def alert_target(conn: Any) -> Any:
     """An ``AlertTarget`` from an Airflow Connection (``None`` when its type is not one we send to)."""
-    from imaging_ingest.alerts import AlertTarget
+    from imaging_ingest.ops.alerts import AlertTarget
 
     extra = conn.extra_dejson or {}
     conn_type = (conn.conn_type or "").lower()
@@ -66,7 +66,7 @@ def alert_target(conn: Any) -> Any:
 
 
 def _send(target: Any, summary: dict[str, Any]) -> None:
-    from imaging_ingest.alerts import deliver, summary_text
+    from imaging_ingest.ops.alerts import deliver, summary_text
 
     log.error("%s", summary_text(summary))
     if target is None:
@@ -98,8 +98,8 @@ def task_failed(context: Any) -> None:
     """``on_failure_callback`` of every ingest task: count it, log it, send the notice."""
     from airflow.sdk import Connection
 
-    from imaging_ingest.alerts import failure_summary
-    from imaging_ingest.metrics import metrics
+    from imaging_ingest.ops.alerts import failure_summary
+    from imaging_ingest.ops.metrics import metrics
 
     ti = context.get("ti")
     dag_id = getattr(ti, "dag_id", None) or context["dag"].dag_id
@@ -155,7 +155,7 @@ async def deadline_missed(collection: str, minutes: int, context: dict[str, Any]
     """Deadline callback (runs in the triggerer): the run is still going after ``minutes``."""
     from airflow.sdk import Connection
 
-    from imaging_ingest.alerts import deadline_summary
+    from imaging_ingest.ops.alerts import deadline_summary
 
     dag_run = (context or {}).get("dag_run") or {}
     conf = dag_run.get("conf") or {}

@@ -1,6 +1,6 @@
 """Build one ingest DAG per collection config.
 
-Each task is a few lines that call one stage of ``imaging_ingest.ingest.Ingest``; the
+Each task is a few lines that call one stage of ``imaging_ingest.pipeline.ingest.Ingest``; the
 stages pass manifest keys and counts through XCom, never rows. The heavy libraries
 (pydicom, pandas, Great Expectations, boto3) are imported by the tasks when they run,
 not when the scheduler parses this file.
@@ -17,11 +17,11 @@ from airflow.sdk import Asset, AsyncCallback, DeadlineAlert, DeadlineReference, 
 
 from imaging_dags.callbacks import task_failed
 from imaging_ingest.config import CollectionConfig, ConfigError
-from imaging_ingest.rerun import SELECTABLE_STAGES, RunRequest
-from imaging_ingest.submission_index import known_submission_ids
+from imaging_ingest.intake.submission_index import known_submission_ids
+from imaging_ingest.pipeline.rerun import SELECTABLE_STAGES, RunRequest
 
 if TYPE_CHECKING:
-    from imaging_ingest.ingest import Ingest, StageResult
+    from imaging_ingest.pipeline.ingest import Ingest, StageResult
 
 START_DATE = datetime(2024, 1, 1)
 
@@ -57,7 +57,7 @@ STAGE_LABELS = {
 
 def _ingest(config: CollectionConfig) -> Ingest:
     from imaging_dags.runtime import task_drop, task_secret, task_settings
-    from imaging_ingest.ingest import Ingest
+    from imaging_ingest.pipeline.ingest import Ingest
 
     return Ingest(config, task_settings(), secret=task_secret(), drop=task_drop(config))
 
@@ -83,7 +83,7 @@ def _stage(
     """Execute a stage, re-use its last manifest (not selected), or skip it (a dry run's writes)."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from imaging_ingest.rerun import MissingManifest, reuse
+    from imaging_ingest.pipeline.rerun import MissingManifest, reuse
 
     action = _request(params).action(stage)
     if action == "skip":
@@ -101,7 +101,7 @@ def submission_param(config: CollectionConfig) -> Param:
     """The submission field; its suggestions come from the local index, read only if present.
 
     Listing submissions from the catalog here would query a database at parse time; the
-    pipeline keeps a small JSON index for this instead (``imaging_ingest.submission_index``).
+    pipeline keeps a small JSON index for this instead (``imaging_ingest.intake.submission_index``).
     The run checks the id against the catalog, so a stale suggestion cannot do harm.
     """
     known = known_submission_ids(os.environ.get("IMAGING_INGEST_HOME"), config.id)
@@ -200,8 +200,8 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
             """
             from airflow.sdk.exceptions import AirflowFailException
 
-            from imaging_ingest.rerun import UnknownSubmission, resolve_submission
-            from imaging_ingest.tiers import ensure_storage
+            from imaging_ingest.pipeline.rerun import UnknownSubmission, resolve_submission
+            from imaging_ingest.storage.tiers import ensure_storage
 
             request = _request(params)
             ingest = _ingest(config)
@@ -240,7 +240,7 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
             """Batches of whole series, by manifest key."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from imaging_ingest.rerun import MissingManifest, reuse_batches
+            from imaging_ingest.pipeline.rerun import MissingManifest, reuse_batches
 
             if _request(params).action("plan_batches") == "run":
                 return _ingest(config).plan(submission_id)
@@ -271,7 +271,7 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
             import json
             import logging
 
-            from imaging_ingest.rerun import preview
+            from imaging_ingest.pipeline.rerun import preview
 
             result = _stage(config, "verify", submission_id, params, lambda i: i.verify(submission_id))
             if _request(params).dry_run:

@@ -95,7 +95,7 @@ def build_mirror_dag(target: MirrorTarget, collection_ids: Sequence[str]) -> Any
             from imaging_dags.runtime import task_settings
             from imaging_ingest.catalog import Catalog
             from imaging_ingest.mirror.sync import MirrorStore, sync_collection
-            from imaging_ingest.storage import ObjectStore
+            from imaging_ingest.storage.objects import ObjectStore
 
             settings = task_settings()
             catalog = Catalog.from_url(settings.catalog_url)
@@ -115,9 +115,9 @@ def build_mirror_dag(target: MirrorTarget, collection_ids: Sequence[str]) -> Any
 
             from imaging_dags.runtime import task_settings
             from imaging_ingest.catalog import Catalog
-            from imaging_ingest.fixity import FixityMismatch
             from imaging_ingest.mirror.audit import audit_mirror, raise_on_mirror_mismatch
             from imaging_ingest.mirror.sync import MirrorStore
+            from imaging_ingest.publish.fixity import FixityMismatch
 
             catalog = Catalog.from_url(task_settings().catalog_url)
             try:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from imaging_ingest.secret import check_secret, configured_secret
-from imaging_ingest.settings import Settings
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.core.secret import check_secret, configured_secret
 
 if TYPE_CHECKING:
     from imaging_ingest.config import CollectionConfig
-    from imaging_ingest.sources import Drop
+    from imaging_ingest.intake.drops import Drop
 
 S3_CONNECTION_ID = "imaging_s3"
 SECRET_VARIABLE = "imaging_ingest_secret"
@@ -86,7 +86,7 @@ def task_drop(config: CollectionConfig) -> Drop | None:
     extra = conn.extra_dejson or {}
     scheme = urlparse(config.drop.url).scheme
     if scheme == "sftp":
-        from imaging_ingest.sftp import SFTPDrop, connector
+        from imaging_ingest.intake.sftp import SFTPDrop, connector
 
         connect = connector(
             conn.host or urlparse(config.drop.url).hostname or "",
@@ -104,8 +104,8 @@ def task_drop(config: CollectionConfig) -> Drop | None:
         import boto3
         from botocore.config import Config
 
-        from imaging_ingest.sources import S3Drop
-        from imaging_ingest.storage import RETRIES
+        from imaging_ingest.intake.s3 import S3Drop
+        from imaging_ingest.storage.objects import RETRIES
 
         client = boto3.client(
             "s3",

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Create the archive's buckets in MinIO (run once by the minio-init service; idempotent).
-# One bucket per storage tier, named <prefix>-<tier> as imaging_ingest.settings.Settings.bucket() does.
+# One bucket per storage tier, named <prefix>-<tier> as imaging_ingest.config.settings.Settings.bucket() does.
 set -eu
 prefix="${IMAGING_INGEST_BUCKET_PREFIX:-imaging}"
 until mc alias set archive http://minio:9000 "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null 2>&1; do

@@ -20,7 +20,7 @@ Pages (HTML, shown in an iframe inside Airflow's navigation) and the JSON they u
 
 Every route needs an authenticated Airflow user (401 otherwise). A collection is visible
 to users who may read its DAG; a decision needs a curator (the Airflow role ``Curator``,
-or a name in ``IMAGING_INGEST_CURATORS``: ``imaging_ingest.curators``) who may read the
+or a name in ``IMAGING_INGEST_CURATORS``: ``imaging_ingest.curation.curators``) who may read the
 DAG, else 403: editing runs, the right of Airflow's User and Op roles, is not enough.
 A collection's ``release_approvals`` asks for that many different curators. Decisions are
 JSON POSTs, which an HTML form on another site cannot send without a CORS preflight this
@@ -48,7 +48,7 @@ from starlette.concurrency import run_in_threadpool
 
 from archive_ui import overview
 from imaging_ingest.core.reasons import classify
-from imaging_ingest.curators import CURATOR_ROLE, NotCurator, is_curator, release_approvals
+from imaging_ingest.curation.curators import CURATOR_ROLE, NotCurator, is_curator, release_approvals
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def create_app() -> FastAPI:
         return JSONResponse(_jsonable([i for i in overview.pending_items(collection) if i["collection"] in visible]))
 
     async def _decide(item_id: int, decision: str, request: Request, user: Any) -> JSONResponse:
-        from imaging_ingest import quarantine
+        from imaging_ingest.curation import quarantine
 
         body = await _decision_body(request)
         collection = await _reviewed_item(item_id, user)
@@ -215,7 +215,7 @@ def create_app() -> FastAPI:
 
     async def _decide_series(item_id: int, decision: str, request: Request, user: Any) -> JSONResponse:
         """Every pending item of the item's series: the same checks, one ``quarantine.decide`` per item."""
-        from imaging_ingest import quarantine
+        from imaging_ingest.curation import quarantine
         from imaging_ingest.curation import previews
 
         body = await _decision_body(request)

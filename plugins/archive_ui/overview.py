@@ -46,7 +46,7 @@ def _catalog(url: str) -> Any:
 
 
 def catalog() -> Any:
-    from imaging_ingest.settings import Settings
+    from imaging_ingest.config.settings import Settings
 
     with _lock:
         return _catalog(Settings.from_env().catalog_url)
@@ -54,14 +54,14 @@ def catalog() -> Any:
 
 @cache
 def _store(settings: Any) -> Any:
-    from imaging_ingest.storage import ObjectStore
+    from imaging_ingest.storage.objects import ObjectStore
 
     return ObjectStore(settings)
 
 
 def store() -> Any:
     """The archive's object store (the restricted tiers hold what previews show)."""
-    from imaging_ingest.settings import Settings
+    from imaging_ingest.config.settings import Settings
 
     with _lock:
         return _store(Settings.from_env())
@@ -169,7 +169,7 @@ def item_dict(item: Any) -> dict[str, Any]:
 
 
 def pending_items(collection: str | None = None) -> list[dict[str, Any]]:
-    from imaging_ingest import quarantine
+    from imaging_ingest.curation import quarantine
 
     return [item_dict(i) for i in quarantine.pending(catalog(), collection)]
 

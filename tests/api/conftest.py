@@ -28,14 +28,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from imaging_ingest.synth.dicom import generate_submission
 
 from imaging_ingest.api.auth import hash_password
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import CollectionConfig, DropConfig, License, load_collection_config
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.settings import Settings
-from imaging_ingest.storage import ObjectStore
-from imaging_ingest.synth import generate_submission
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.storage.objects import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = ROOT / "dags" / "collections" / "demo.yaml"

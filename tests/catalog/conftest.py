@@ -21,9 +21,9 @@ from sqlalchemy import create_engine, text
 
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import CollectionConfig, load_collection_config
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.settings import Settings
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.storage.objects import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = ROOT / "dags" / "collections" / "demo.yaml"
@@ -99,7 +99,7 @@ def second_submission(tmp_path_factory: pytest.TempPathFactory, synth_cache: Pat
     The changed instance has different pixel bytes, so its de-identified object has the
     same UIDs and different content: a replacement of that series.
     """
-    from imaging_ingest.synth import generate_submission
+    from imaging_ingest.synth.dicom import generate_submission
 
     three = tmp_path_factory.mktemp("synth3") / "three"
     generate_submission(three, patients=3, seed=11)

@@ -10,21 +10,21 @@ import bagit
 import pytest
 from pydantic import ValidationError
 
-from imaging_ingest.bag import BagInfo, bag_files, payload_path
-from imaging_ingest.citation import (
-    DataCiteInvalid,
-    VersionFacts,
-    citation_line,
-    datacite_errors,
-    datacite_record,
-    validated,
-)
 from imaging_ingest.config import (
     CitationConfig,
     CollectionConfig,
     DropConfig,
     License,
     load_collection_config,
+)
+from imaging_ingest.publish.bag import BagInfo, bag_files, payload_path
+from imaging_ingest.publish.citation import (
+    DataCiteInvalid,
+    VersionFacts,
+    citation_line,
+    datacite_errors,
+    datacite_record,
+    validated,
 )
 
 ROOT = Path(__file__).resolve().parents[2]

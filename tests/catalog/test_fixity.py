@@ -11,19 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from imaging_ingest import metrics
 from imaging_ingest.catalog import Catalog
-from imaging_ingest.checksum import sha256_b64_from_hex
 from imaging_ingest.config import FixityConfig
-from imaging_ingest.fixity import (
+from imaging_ingest.core.checksum import sha256_b64_from_hex
+from imaging_ingest.ops import metrics
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.publish.fixity import (
     FixityMismatch,
     audit_collection,
     plan_audits,
     raise_on_mismatch,
     select_targets,
 )
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.storage.objects import ObjectStore
 
 from .conftest import BACKENDS, SECRET, catalog_url_for, demo_config_for, make_settings
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from imaging_ingest.catalog import Catalog
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.storage import ObjectStore
-from imaging_ingest.versions import Archive, release_objects, withdraw_series
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.publish.versions import Archive, release_objects, withdraw_series
+from imaging_ingest.storage.objects import ObjectStore
 
 from .conftest import SECRET, catalog_url_for, demo_config_for, make_settings, object_versions
 

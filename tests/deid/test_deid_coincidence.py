@@ -6,9 +6,9 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from imaging_ingest.coincidence import Place, coincidental
 from imaging_ingest.deid import Deidentifier
-from imaging_ingest.verify import find_leaks
+from imaging_ingest.verify.coincidence import Place, coincidental
+from imaging_ingest.verify.leaks import find_leaks
 
 from .deid_helpers import PSEUDONYM, SECRET, code_item, ct_dataset, patient, resolve, write
 

@@ -1,6 +1,6 @@
 """Outputs introduce no new dciodvfy errors compared with their inputs.
 
-Synthetic CT, MR, RTSTRUCT and SC from ``generate_submission``, plus (``synth_conformance``) a CT
+Synthetic CT, MR, RTSTRUCT and SC from ``generate_submission``, plus (``synth.conformance``) a CT
 whose Request Attributes Sequence nests a Referenced Study Sequence and whose person
 identifications carry identifying codes, a Segmentation and a Comprehensive SR.
 """
@@ -12,11 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from imaging_ingest.synth.dicom import SynthSummary
 
 from imaging_ingest.config import DeidOption
 from imaging_ingest.deid import Deidentifier
-from imaging_ingest.synth import SynthSummary
-from imaging_ingest.synth_conformance import write_conformance_set
+from imaging_ingest.synth.conformance import write_conformance_set
 
 from .deid_helpers import SECRET, dicom_files, patient, resolve
 

@@ -22,9 +22,9 @@ import pydicom
 import pytest
 
 from imaging_ingest.catalog import Catalog
-from imaging_ingest.coincidence import TECHNICAL_KEYWORDS
 from imaging_ingest.config import CollectionConfig, DropConfig, License
-from imaging_ingest.localrun import deidentify_tree
+from imaging_ingest.pipeline.localrun import deidentify_tree
+from imaging_ingest.verify.coincidence import TECHNICAL_KEYWORDS
 
 pytestmark = pytest.mark.corpus
 

@@ -21,7 +21,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittle
 
 from imaging_ingest.config import DeidOption
 from imaging_ingest.deid import Action, Deidentifier, ResolvedProfile
-from imaging_ingest.verify import find_leaks
+from imaging_ingest.verify.leaks import find_leaks
 
 from .deid_helpers import SECRET, code_item, patient, resolve, site_uid, write
 

@@ -8,12 +8,12 @@ import hmac
 from pathlib import Path
 
 import pytest
+from imaging_ingest.synth.dicom import SynthSummary
 from pydicom import dcmread
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from imaging_ingest.config import DeidOption
 from imaging_ingest.deid import Deidentifier, date_offset_days, remap_uid, scrub_text, shift_da, shift_dt
-from imaging_ingest.synth import SynthSummary
 
 from .deid_helpers import SECRET, dicom_files, patient, resolve
 
@@ -137,7 +137,7 @@ def test_pseudonyms_are_stable_across_submissions_and_reruns(tmp_path: Path) -> 
 
     from imaging_ingest.catalog import Catalog
     from imaging_ingest.config import CollectionConfig
-    from imaging_ingest.patients import assign_patients
+    from imaging_ingest.deid.patients import assign_patients
 
     config = CollectionConfig.model_validate({"id": "lungs", "title": "Lungs", "license": "CC-BY-4.0",
                                               "drop": {"url": "file:///tmp/drop"}})
@@ -160,7 +160,7 @@ def test_pseudonyms_are_stable_across_submissions_and_reruns(tmp_path: Path) -> 
 
 
 def test_without_a_secret_nothing_starts(tmp_path: Path) -> None:
-    from imaging_ingest.secret import SecretMissing, load_secret, read_secret_file
+    from imaging_ingest.core.secret import SecretMissing, load_secret, read_secret_file
 
     with pytest.raises(SecretMissing):
         load_secret({})

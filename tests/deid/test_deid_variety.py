@@ -17,7 +17,7 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 
 from imaging_ingest.config import CollectionConfig, DropConfig, License, default_modalities
 from imaging_ingest.deid import Deidentifier
-from imaging_ingest.inventory import inventory_frame, read_header
+from imaging_ingest.inventory.scan import inventory_frame, read_header
 
 from .deid_helpers import SECRET, ct_dataset, patient, resolve, write
 
@@ -45,7 +45,7 @@ def _inventory(paths: list[Path], modalities: tuple[str, ...] | list[str] = ()) 
 
 
 def test_pixel_screening_still_flags_modalities_that_carry_burned_in_text() -> None:
-    from imaging_ingest.pixels import screen_attributes
+    from imaging_ingest.screen.pixels import screen_attributes
 
     assert screen_attributes(None, "US", None).flagged and screen_attributes(None, "XA", None).flagged
     assert not screen_attributes(None, "MG", None).flagged

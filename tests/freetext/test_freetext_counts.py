@@ -14,8 +14,8 @@ from imaging_ingest.cli import main
 from imaging_ingest.config import CollectionConfig
 from imaging_ingest.deid.batch import freetext_counts
 from imaging_ingest.deid.freetext.element import parse_counts
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.settings import Settings
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.config.settings import Settings
 
 from .test_freetext_e2e import SECRET_WORDS, _run
 

@@ -14,8 +14,8 @@ import yaml
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.catalog.models import Submission
 from imaging_ingest.config import CollectionConfig, DropConfig, License
-from imaging_ingest.settings import Settings
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.storage.objects import ObjectStore
 
 from .servers import SSHD, FaultPlan, FaultProxy, SSHServer
 

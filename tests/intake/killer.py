@@ -20,9 +20,9 @@ sys.path[:0] = [str(ROOT / "include")]
 
 from imaging_ingest.catalog import Catalog  # noqa: E402
 from imaging_ingest.config import CollectionConfig  # noqa: E402
-from imaging_ingest.ingest import Ingest  # noqa: E402
-from imaging_ingest.settings import Settings  # noqa: E402
-from imaging_ingest.storage import ObjectStore  # noqa: E402
+from imaging_ingest.config.settings import Settings  # noqa: E402
+from imaging_ingest.pipeline.ingest import Ingest  # noqa: E402
+from imaging_ingest.storage.objects import ObjectStore  # noqa: E402
 
 
 def die() -> None:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from imaging_ingest.archives import ArchiveRejected, read_archive
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import ArchiveLimits
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.settings import Settings
-from imaging_ingest.sources import unsafe_name_reason
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.intake.archives import ArchiveRejected, read_archive
+from imaging_ingest.intake.drops import unsafe_name_reason
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.storage.objects import ObjectStore
 
 from .conftest import SECRET, intake_config, make_settings, run_intake_dag
 

@@ -18,9 +18,9 @@ from backing_services import pg_url
 
 from imaging_ingest.catalog import Catalog, SubmissionState
 from imaging_ingest.config import CollectionConfig
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.settings import Settings
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.storage.objects import ObjectStore
 
 from .conftest import SECRET, intake_config, make_settings
 from .servers import FaultPlan, FaultProxy
@@ -192,7 +192,7 @@ def test_catalog_connection_loss_is_retried_by_the_task(
 def test_restricted_collection_never_reaches_the_public_tier(ingest: Ingest, store: ObjectStore) -> None:
     """Even a config that slipped past validation (model_copy does not validate) cannot publish publicly."""
     from imaging_ingest.config import License
-    from imaging_ingest.storage import PublicTierViolation
+    from imaging_ingest.storage.objects import PublicTierViolation
 
     bad = Ingest(
         ingest.config.model_copy(update={"license": License.RESTRICTED, "tier": "public"}),

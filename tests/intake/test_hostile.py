@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from imaging_ingest.catalog import Catalog
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.storage.objects import ObjectStore
 
 from .conftest import SECRET, intake_config, make_settings
 from .hostile import TEST_LIMITS, Case, build_hostile_submission

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from imaging_ingest.archives import ArchiveRejected, read_archive
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import ArchiveLimits, CollectionConfig, DropConfig
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.settings import Settings
-from imaging_ingest.sources import LocalDrop, SubmissionChanged
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.intake.archives import ArchiveRejected, read_archive
+from imaging_ingest.intake.drops import SubmissionChanged
+from imaging_ingest.intake.local import LocalDrop
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.storage.objects import ObjectStore
 
 pytestmark = pytest.mark.security
 
@@ -193,7 +194,7 @@ def test_ordinary_tar_gz_still_reads(tmp_path: Path) -> None:
 
 
 def test_s3_object_replaced_after_listing_is_refused(settings: Settings, store: ObjectStore) -> None:
-    from imaging_ingest.sources import S3Drop
+    from imaging_ingest.intake.s3 import S3Drop
 
     bucket = f"{settings.bucket_prefix}-drop"
     store.client.create_bucket(Bucket=bucket)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from imaging_ingest import sftp as sftp_module
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import CollectionConfig
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.settings import Settings
-from imaging_ingest.sftp import SFTPDrop, connector
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.intake.sftp import SFTPDrop, connector
+from imaging_ingest.intake.staging import sftp as sftp_module
+from imaging_ingest.pipeline.ingest import Ingest
 
 from .conftest import SECRET, intake_config, make_settings, run_intake_dag
 from .servers import SSHServer

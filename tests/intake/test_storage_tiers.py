@@ -12,11 +12,12 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 
-from imaging_ingest import storage as storage_module
-from imaging_ingest.checksum import file_digests
-from imaging_ingest.settings import TIERS, Settings
-from imaging_ingest.storage import ObjectStore
-from imaging_ingest.tiers import StoragePolicy, TierPolicy, init_storage, lifecycle_rules
+from imaging_ingest.config.settings import TIERS, Settings
+from imaging_ingest.core.checksum import file_digests
+from imaging_ingest.storage import objects as storage_module
+from imaging_ingest.storage.objects import ObjectStore
+from imaging_ingest.storage.policy import StoragePolicy, TierPolicy, lifecycle_rules
+from imaging_ingest.storage.tiers import init_storage
 
 from .conftest import make_settings
 
@@ -160,7 +161,7 @@ def test_storage_init_command_is_idempotent(
 
 def test_runs_reconcile_once_per_policy(fresh: Settings, tmp_path: Path) -> None:
     """A run's ``ensure_storage`` sets up a new deployment, then costs one read until the policy changes."""
-    from imaging_ingest.tiers import ensure_storage
+    from imaging_ingest.storage.tiers import ensure_storage
 
     store = ObjectStore(fresh)
     first = ensure_storage(store)

@@ -23,9 +23,9 @@ from catalog.conftest import (  # the catalog tests' package (tests/ is on sys.p
 
 from imaging_dags.local import s3_server
 from imaging_ingest.catalog import Catalog
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.storage import ObjectStore
-from imaging_ingest.tiers import init_storage
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.storage.objects import ObjectStore
+from imaging_ingest.storage.tiers import init_storage
 
 __all__ = ["second_submission"]
 

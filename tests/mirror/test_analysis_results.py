@@ -14,7 +14,7 @@ from catalog.conftest import SECRET
 from pydicom.sr.codedict import codes
 
 from imaging_ingest.analysis.references import references
-from imaging_ingest.ingest import Ingest
+from imaging_ingest.pipeline.ingest import Ingest
 
 pytestmark = pytest.mark.mirror
 

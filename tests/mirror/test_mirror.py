@@ -6,11 +6,9 @@ import uuid
 
 import pytest
 
-from imaging_ingest import metrics as metrics_module
 from imaging_ingest.config import License
 from imaging_ingest.download.selection import from_index
 from imaging_ingest.download.transfer import S3Source, download
-from imaging_ingest.fixity import FixityMismatch
 from imaging_ingest.mirror.audit import audit_mirror, raise_on_mirror_mismatch
 from imaging_ingest.mirror.config import MirrorTarget
 from imaging_ingest.mirror.sync import (
@@ -22,6 +20,8 @@ from imaging_ingest.mirror.sync import (
     verify_collection,
     withdraw_collection,
 )
+from imaging_ingest.ops import metrics as metrics_module
+from imaging_ingest.publish.fixity import FixityMismatch
 
 pytestmark = pytest.mark.mirror
 

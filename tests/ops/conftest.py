@@ -14,7 +14,7 @@ import pytest
 from ops_support import MAPPING, Capture, Exporter, demo_config_text
 
 from imaging_ingest.config import CollectionConfig
-from imaging_ingest.settings import Settings
+from imaging_ingest.config.settings import Settings
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def webhook() -> Iterator[Capture]:
 @pytest.fixture
 def exporter() -> Iterator[Exporter]:
     """The StatsD bridge with the shipped statsd-exporter mapping, on free loopback ports."""
-    from imaging_ingest.statsd_bridge import Bridge, StatsdMapping
+    from imaging_ingest.ops.statsd_bridge import Bridge, StatsdMapping
 
     bridge = Bridge(StatsdMapping.load(MAPPING))
     udp_port, http_port = bridge.start(("127.0.0.1", 0), ("127.0.0.1", 0))

@@ -14,9 +14,9 @@ from airflow_stack import moto_server
 from ops_support import demo_config_text
 
 from imaging_ingest.config import load_collection_config
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.settings import Settings
-from imaging_ingest.storage import ObjectStore
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.storage.objects import ObjectStore
 
 SECRET = "b4fd58cce48365f40f7667e1de9a1a95f880989b960509a1b566300e6ff13fa9"  # test-only key (public)
 

@@ -90,7 +90,7 @@ def mapped_names() -> tuple[re.Pattern[str], ...]:
     For the names no run in this suite's Prometheus test produces (Airflow's, and the pipeline's
     failure-only counters): they must at least be names the mapping can make.
     """
-    from imaging_ingest.metrics import METRICS
+    from imaging_ingest.ops.metrics import METRICS
 
     names = set()
     for spec in METRICS:

@@ -14,7 +14,8 @@ import pytest
 from ops_support import Capture, run_demo, task_states
 
 from imaging_dags.callbacks import alert_target, deadline_missed
-from imaging_ingest.alerts import (
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.ops.alerts import (
     WITHHELD,
     AlertTarget,
     deliver,
@@ -22,7 +23,6 @@ from imaging_ingest.alerts import (
     sanitize_message,
     summary_text,
 )
-from imaging_ingest.settings import Settings
 
 
 class SiteError(Exception):
@@ -200,7 +200,7 @@ def test_a_failed_task_puts_its_submission_in_the_failed_state(
     """The catalog's state machine hears of a task that failed for good; the next claim resumes it."""
     from imaging_dags.callbacks import task_failed
     from imaging_ingest.catalog import Catalog, SubmissionState
-    from imaging_ingest.ingest import Ingest
+    from imaging_ingest.pipeline.ingest import Ingest
 
     ingest = Ingest(demo_config, ingest_env)
     sub = ingest.claim().submission_id

@@ -17,12 +17,12 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from imaging_ingest import quarantine
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.cli import main
 from imaging_ingest.config import CollectionConfig
-from imaging_ingest.curators import is_curator, release_approvals
-from imaging_ingest.settings import Settings
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.curation import quarantine
+from imaging_ingest.curation.curators import is_curator, release_approvals
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins"))

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from ops_support import ROOT
 
-from imaging_ingest.settings import TIERS
+from imaging_ingest.config.settings import TIERS
 
 COMPOSE = ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from ops_support import MAPPING, Exporter, run_demo, task_states, value, xcom
 
-from imaging_ingest.metrics import METRICS, Metrics, StatsdClient, reason_category
-from imaging_ingest.settings import Settings
-from imaging_ingest.statsd_bridge import Bridge, Sample, StatsdMapping, parse_line
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.ops.metrics import METRICS, Metrics, StatsdClient, reason_category
+from imaging_ingest.ops.statsd_bridge import Bridge, Sample, StatsdMapping, parse_line
 
 
 def _until(condition, timeout: float = 10.0) -> None:
@@ -62,7 +62,7 @@ def test_label_values_cannot_inject_statsd_syntax() -> None:
     sink = Metrics()
     with pytest.raises(ValueError, match="takes labels"):
         sink.inc("files_in", collection="demo", patient="x")
-    from imaging_ingest.metrics import _label
+    from imaging_ingest.ops.metrics import _label
 
     assert _label("a,b:c|d#e f") == "a_b_c_d_e_f"
 

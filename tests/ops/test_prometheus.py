@@ -104,10 +104,10 @@ def scraped(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, synth_ca
 
     from imaging_ingest.catalog import Catalog
     from imaging_ingest.config import FixityConfig
-    from imaging_ingest.fixity import audit_collection, select_targets
-    from imaging_ingest.settings import Settings
-    from imaging_ingest.statsd_bridge import Bridge, StatsdMapping
-    from imaging_ingest.storage import ObjectStore
+    from imaging_ingest.config.settings import Settings
+    from imaging_ingest.ops.statsd_bridge import Bridge, StatsdMapping
+    from imaging_ingest.publish.fixity import audit_collection, select_targets
+    from imaging_ingest.storage.objects import ObjectStore
 
     root = tmp_path_factory.mktemp("prometheus")
     home = root / "home"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from imaging_ingest import quarantine
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import CollectionConfig
-from imaging_ingest.metrics import REGISTRY
+from imaging_ingest.curation import quarantine
+from imaging_ingest.ops.metrics import REGISTRY
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from ops_support import ROOT, run_demo, task_states, xcom
 
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import CollectionConfig
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.rerun import SELECTABLE_STAGES, RunRequest
-from imaging_ingest.settings import Settings
-from imaging_ingest.storage import ObjectStore
-from imaging_ingest.submission_index import known_submission_ids, read_index
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.intake.submission_index import known_submission_ids, read_index
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.pipeline.rerun import SELECTABLE_STAGES, RunRequest
+from imaging_ingest.storage.objects import ObjectStore
 
 SOURCE_PATH = os.pathsep.join([str(ROOT / "include"), str(ROOT / "dags")])
 
@@ -49,7 +49,7 @@ def _parse_dag(env: dict[str, str]) -> dict:
             "failure_callbacks": sorted({{getattr(cb, "__qualname__", str(cb)) for t in dag.tasks
                                          for cb in callbacks(t)}}),
             "tasks_without_callback": sorted(t.task_id for t in dag.tasks if not callbacks(t)),
-            "heavy": sorted(m for m in ("pandas", "pydicom", "imaging_ingest.catalog", "imaging_ingest.ingest") if m in sys.modules),
+            "heavy": sorted(m for m in ("pandas", "pydicom", "imaging_ingest.catalog", "imaging_ingest.pipeline.ingest") if m in sys.modules),
         }}, default=str))
         """
     )

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 from openpyxl import Workbook
 
-from imaging_ingest.clinical import (
+from imaging_ingest.config.sections import ClinicalTable
+from imaging_ingest.core.gates import GateFailed, run_gate
+from imaging_ingest.screen.clinical import (
     PatientInfo,
     TableError,
     deidentify_table,
@@ -18,8 +20,6 @@ from imaging_ingest.clinical import (
     write_table,
     xlsx_bytes,
 )
-from imaging_ingest.config_sections import ClinicalTable
-from imaging_ingest.gates import GateFailed, run_gate
 
 TABLE = ClinicalTable(
     name="clinical",

@@ -12,11 +12,11 @@ import pytest
 
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.cli import main
-from imaging_ingest.quarantine import supporting_files
-from imaging_ingest.settings import Settings
-from imaging_ingest.slides import verify_slide
-from imaging_ingest.storage import ObjectStore
-from imaging_ingest.synth_extras import US_TEXT_BAND
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.curation.quarantine import supporting_files
+from imaging_ingest.screen.slides import verify_slide
+from imaging_ingest.storage.objects import ObjectStore
+from imaging_ingest.synth.extras import US_TEXT_BAND
 
 from .test_pipeline import check_clinical_matches_catalog
 

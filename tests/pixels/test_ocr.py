@@ -10,8 +10,8 @@ import pydicom
 import pytest
 from PIL import Image
 
-from imaging_ingest import ocr
-from imaging_ingest.ocr import (
+from imaging_ingest.screen import ocr
+from imaging_ingest.screen.ocr import (
     OcrResult,
     Word,
     evidence_png,

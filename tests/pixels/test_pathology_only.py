@@ -9,9 +9,9 @@ import pytest
 
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import CollectionConfig, DropConfig, License
-from imaging_ingest.config_sections import PathologyConfig
-from imaging_ingest.localrun import deidentify_tree
-from imaging_ingest.synth_extras import SlideText, write_svs
+from imaging_ingest.config.sections import PathologyConfig
+from imaging_ingest.pipeline.localrun import deidentify_tree
+from imaging_ingest.synth.extras import SlideText, write_svs
 
 SECRET = bytes.fromhex("5e" * 32)
 TEXT = SlideText(

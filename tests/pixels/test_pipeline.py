@@ -16,12 +16,12 @@ import pytest
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.cli import main
 from imaging_ingest.config import CollectionConfig
-from imaging_ingest.ingest import Ingest
-from imaging_ingest.quarantine import evidence_keys, supporting_files
-from imaging_ingest.settings import Settings
-from imaging_ingest.slides import verify_slide
-from imaging_ingest.storage import ObjectStore
-from imaging_ingest.synth_extras import US_TEXT_BAND
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.curation.quarantine import evidence_keys, supporting_files
+from imaging_ingest.pipeline.ingest import Ingest
+from imaging_ingest.screen.slides import verify_slide
+from imaging_ingest.storage.objects import ObjectStore
+from imaging_ingest.synth.extras import US_TEXT_BAND
 
 pytestmark = [pytest.mark.ocr, pytest.mark.openslide]
 
@@ -38,7 +38,7 @@ def _published(frame: pd.DataFrame, marker: str) -> pd.Series:
 def check_clinical_matches_catalog(store: ObjectStore, catalog: Catalog, submission: Path, key: str, secret: bytes) -> None:
     """Each row carries its patient's pseudonym, and its date moved by the same offset as the patient's studies."""
     from imaging_ingest.catalog.models import Patient, Study
-    from imaging_ingest.patients import patient_key
+    from imaging_ingest.deid.patients import patient_key
 
     published = {r["patient_id"]: r for r in csv.DictReader(io.StringIO(store.get_bytes("public", key).decode()))}
     source = list(csv.DictReader((submission / "clinical.csv").open()))
@@ -156,7 +156,7 @@ def test_an_approved_item_is_published_by_the_next_run(
 def test_local_deidentify_handles_slides_and_tables_like_the_dag(
     demo_config: CollectionConfig, extras_cache: Path, tmp_path: Path, secret: bytes, catalog: Catalog
 ) -> None:
-    from imaging_ingest.localrun import deidentify_tree
+    from imaging_ingest.pipeline.localrun import deidentify_tree
 
     summary = deidentify_tree(extras_cache, tmp_path / "out", secret=secret, config=demo_config, catalog=catalog,
                               quarantine_dir=tmp_path / "q")

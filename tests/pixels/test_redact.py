@@ -10,7 +10,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
-from imaging_ingest.redact import RedactionError, blank_regions, redact_file
+from imaging_ingest.screen.redact import RedactionError, blank_regions, redact_file
 
 
 def _image(path: Path, pixels: np.ndarray, photometric: str, *, frames: int = 1, compress: bool = False) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imaging_ingest.config import ConfigError, load_collection_config
-from imaging_ingest.config_sections import RedactionRule, load_redaction_rules
+from imaging_ingest.config.sections import RedactionRule, load_redaction_rules
 
 BASE = """id: rules_demo
 title: Rules demo

@@ -11,10 +11,10 @@ import pandas as pd
 import pydicom
 import pytest
 
-from imaging_ingest.config_sections import PathologyConfig, PixelsConfig, RedactionRule
-from imaging_ingest.inventory import read_header
-from imaging_ingest.pixels import CuratorDecision, ScreenContext, screen_images
-from imaging_ingest.synth_extras import US_TEXT_BAND
+from imaging_ingest.config.sections import PathologyConfig, PixelsConfig, RedactionRule
+from imaging_ingest.inventory.scan import read_header
+from imaging_ingest.screen.pixels import CuratorDecision, ScreenContext, screen_images
+from imaging_ingest.synth.extras import US_TEXT_BAND
 
 pytestmark = pytest.mark.ocr
 
@@ -137,7 +137,7 @@ def test_curators_decisions_override_screening(extras_cache: Path, tmp_path: Pat
 
 
 def test_without_tesseract_risky_images_are_quarantined(extras_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from imaging_ingest import pixels
+    from imaging_ingest.screen import pixels
 
     monkeypatch.setattr(pixels, "tesseract_available", lambda: False)
     frame, _, _ = _screen(tmp_path, [_find(extras_cache, "_US_")])

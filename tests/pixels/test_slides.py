@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from imaging_ingest.config_sections import DEFAULT_DESCRIPTION_KEYS
-from imaging_ingest.slides import (
+from imaging_ingest.config.sections import DEFAULT_DESCRIPTION_KEYS
+from imaging_ingest.screen.slides import (
     SlideError,
     classify_pages,
     deidentify_slide,
@@ -19,7 +19,7 @@ from imaging_ingest.slides import (
     scrub_aperio_description,
     verify_slide,
 )
-from imaging_ingest.synth_extras import SlideText, write_svs
+from imaging_ingest.synth.extras import SlideText, write_svs
 
 pytestmark = pytest.mark.openslide
 

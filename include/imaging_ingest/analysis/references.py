@@ -27,8 +27,8 @@ from pydicom.datadict import keyword_for_tag
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-    from ..catalog import Catalog
-    from ..storage import ObjectStore
+    from imaging_ingest.catalog import Catalog
+    from imaging_ingest.storage.objects import ObjectStore
 
 __all__ = [
     "RULE",
@@ -86,8 +86,8 @@ def published_uids(catalog: Catalog, collections: Iterable[str], uids: Iterable[
     """Which of ``uids`` are published in the source collections: uid -> (level, collection)."""
     from sqlalchemy import select
 
-    from ..catalog.models import Instance, Series, Study
-    from ..records import chunks
+    from imaging_ingest.catalog.models import Instance, Series, Study
+    from imaging_ingest.core.records import chunks
 
     sources = sorted(set(collections))
     wanted = sorted(set(uids))
@@ -140,8 +140,8 @@ def frames_of_reference(catalog: Catalog, store: ObjectStore, sources: Iterable[
     from pydicom import dcmread
     from sqlalchemy import select
 
-    from ..catalog.models import Instance, Series
-    from ..records import chunks
+    from imaging_ingest.catalog.models import Instance, Series
+    from imaging_ingest.core.records import chunks
 
     first: dict[str, tuple[str, str]] = {}
     with catalog.session() as s:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..catalog import Catalog
+    from imaging_ingest.catalog import Catalog
 
 __all__ = ["source_dois", "source_versions"]
 
@@ -21,8 +21,8 @@ def source_versions(catalog: Catalog, sources: Iterable[str], study_uids: Iterab
     """(collection, version, DOI) of each source collection version the studies come from."""
     from sqlalchemy import func, select
 
-    from ..catalog.models import CollectionVersion, Instance, Series, Study
-    from ..records import chunks
+    from imaging_ingest.catalog.models import CollectionVersion, Instance, Series, Study
+    from imaging_ingest.core.records import chunks
 
     studies = sorted(set(study_uids))
     found: list[tuple[str, int, str | None]] = []

@@ -5,7 +5,7 @@ tools); this service answers them from the catalog and the object store, serving
 what published releases list. ``imaging-ingest api`` runs it; docs/api.md describes it.
 """
 
-from .app import create_app, create_app_from_env
-from .settings import ApiSettings
+from imaging_ingest.api.app import create_app, create_app_from_env
+from imaging_ingest.api.settings import ApiSettings
 
 __all__ = ["ApiSettings", "create_app", "create_app_from_env"]

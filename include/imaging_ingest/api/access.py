@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .auth import Caller
-from .releases import CollectionView, PatientView, SeriesView, StudyView
+from imaging_ingest.api.auth import Caller
+from imaging_ingest.api.releases import CollectionView, PatientView, SeriesView, StudyView
 
 __all__ = ["Scope"]
 

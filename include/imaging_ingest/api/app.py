@@ -24,20 +24,20 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import __version__
-from ..settings import Settings
-from ..storage import ObjectStore
-from .access import Scope
-from .auth import NOT_FOUND, AuthError, Caller, NotVisible, TokenService, load_users
-from .catalogue import catalogue_router
-from .dicomweb import MetadataCache, dicomweb_router
-from .headers import HeaderCache
-from .limits import BodyLimit, LoginThrottle, SecurityHeaders, Throttled
-from .queries import connect
-from .releases import Archive, is_restricted
-from .routes import nbia_router
-from .schemas import CollectionInfo, TokenAnswer
-from .settings import ApiSettings
+from imaging_ingest import __version__
+from imaging_ingest.api.access import Scope
+from imaging_ingest.api.auth import NOT_FOUND, AuthError, Caller, NotVisible, TokenService, load_users
+from imaging_ingest.api.catalogue import catalogue_router
+from imaging_ingest.api.dicomweb import MetadataCache, dicomweb_router
+from imaging_ingest.api.headers import HeaderCache
+from imaging_ingest.api.limits import BodyLimit, LoginThrottle, SecurityHeaders, Throttled
+from imaging_ingest.api.queries import connect
+from imaging_ingest.api.releases import Archive, is_restricted
+from imaging_ingest.api.routes import nbia_router
+from imaging_ingest.api.schemas import CollectionInfo, TokenAnswer
+from imaging_ingest.api.settings import ApiSettings
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.storage.objects import ObjectStore
 
 __all__ = ["ApiState", "create_app", "create_app_from_env"]
 

@@ -24,10 +24,10 @@ from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from .access import Scope
-from .auth import AuthError, Caller
-from .nbia import license_for
-from .releases import CollectionView, SeriesView
+from imaging_ingest.api.access import Scope
+from imaging_ingest.api.auth import AuthError, Caller
+from imaging_ingest.api.nbia import license_for
+from imaging_ingest.api.releases import CollectionView, SeriesView
 
 __all__ = ["catalogue_router"]
 

@@ -18,12 +18,12 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .nbia import license_for
-from .releases import CollectionView, InstanceView, SeriesView
-from .zipstream import IntegrityError, ZipEntry, ZipStream
+from imaging_ingest.api.nbia import license_for
+from imaging_ingest.api.releases import CollectionView, InstanceView, SeriesView
+from imaging_ingest.api.zipstream import IntegrityError, ZipEntry, ZipStream
 
 if TYPE_CHECKING:
-    from ..storage import ObjectStore
+    from imaging_ingest.storage.objects import ObjectStore
 
 __all__ = ["image_names", "object_chunks", "series_zip", "verified_chunks"]
 

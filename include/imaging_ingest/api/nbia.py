@@ -19,8 +19,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from ..csvsafe import neutralise
-from .releases import CollectionView, PatientView, SeriesView, StudyView
+from imaging_ingest.api.releases import CollectionView, PatientView, SeriesView, StudyView
+from imaging_ingest.core.csvsafe import neutralise
 
 __all__ = [
     "METADATA_COLUMNS",

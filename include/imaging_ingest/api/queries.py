@@ -18,7 +18,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, and_, create_engine, event, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from ..catalog.models import Collection, CollectionVersion, Instance, Patient, Series, Study, Submission
+from imaging_ingest.catalog.models import (
+    Collection,
+    CollectionVersion,
+    Instance,
+    Patient,
+    Series,
+    Study,
+    Submission,
+)
 
 __all__ = [
     "Condition",

@@ -29,8 +29,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from .headers import HeaderCache
-from .queries import (
+from imaging_ingest.api.headers import HeaderCache
+from imaging_ingest.api.queries import (
     SeriesRow,
     VersionRow,
     patient_ids_ignoring_case,

@@ -21,9 +21,9 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Res
 from fastapi.dependencies.utils import get_flat_dependant
 from fastapi.responses import StreamingResponse
 
-from .access import Scope
-from .downloads import object_chunks, series_zip, verified_chunks
-from .nbia import (
+from imaging_ingest.api.access import Scope
+from imaging_ingest.api.downloads import object_chunks, series_zip, verified_chunks
+from imaging_ingest.api.nbia import (
     METADATA_COLUMNS,
     PATIENT_COLUMNS,
     SERIES_COLUMNS,
@@ -35,8 +35,8 @@ from .nbia import (
     series_row,
     study_row,
 )
-from .releases import CollectionView, SeriesView
-from .schemas import (
+from imaging_ingest.api.releases import CollectionView, SeriesView
+from imaging_ingest.api.schemas import (
     BodyPartValue,
     CollectionValue,
     ManufacturerValue,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from ..secret import MIN_KEY_CHARS, SecretMissing, check_key
+from imaging_ingest.core.secret import MIN_KEY_CHARS, SecretMissing, check_key
 
 __all__ = ["ApiSettings", "MIN_TOKEN_SECRET_BYTES"]
 

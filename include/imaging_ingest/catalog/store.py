@@ -23,11 +23,9 @@ from typing import Any
 from sqlalchemy import Engine, and_, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..config import CollectionConfig
-from ..records import chunks
-from . import migrate
-from .curation import SupportingFile
-from .models import (
+from imaging_ingest.catalog import migrate
+from imaging_ingest.catalog.curation import SupportingFile
+from imaging_ingest.catalog.models import (
     AuditEvent,
     Collection,
     CollectionVersion,
@@ -44,6 +42,8 @@ from .models import (
     VersionKind,
     utcnow,
 )
+from imaging_ingest.config import CollectionConfig
+from imaging_ingest.core.records import chunks
 
 __all__ = [
     "Catalog",

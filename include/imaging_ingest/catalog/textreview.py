@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, utcnow
+from imaging_ingest.catalog.models import Base, utcnow
 
 __all__ = ["FreeTextOccurrence", "FreeTextValue"]
 

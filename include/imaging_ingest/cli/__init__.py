@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import __version__
+from imaging_ingest import __version__
 
 __all__ = ["UsageError", "main", "print_table"]
 
@@ -48,13 +48,13 @@ def progress_bar(enabled: bool) -> Callable[[str, int], Callable[[], None]] | No
 
 
 def settings_from_env() -> Any:
-    from ..settings import Settings
+    from imaging_ingest.config.settings import Settings
 
     return Settings.from_env()
 
 
 def catalog_for(url: str | None = None) -> Any:
-    from ..catalog import Catalog
+    from imaging_ingest.catalog import Catalog
 
     return Catalog.from_url(url or settings_from_env().catalog_url)
 
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from ..secret import configured_secret
+        from imaging_ingest.core.secret import configured_secret
 
         configured_secret()  # a placeholder or guessable secret in the environment: refused before any command
         return int(args.func(args))

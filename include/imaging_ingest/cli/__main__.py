@@ -2,6 +2,6 @@
 
 import sys
 
-from . import main
+from imaging_ingest.cli import main
 
 sys.exit(main())

@@ -7,16 +7,16 @@ import getpass
 import logging
 import sys
 
-from . import CommandFactory, UsageError
+from imaging_ingest.cli import CommandFactory, UsageError
 
 
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..api.auth import load_users
-    from ..api.queries import connect
-    from ..api.settings import ApiSettings
-    from ..settings import Settings
+    from imaging_ingest.api.auth import load_users
+    from imaging_ingest.api.queries import connect
+    from imaging_ingest.api.settings import ApiSettings
+    from imaging_ingest.config.settings import Settings
 
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, not {args.port}")
@@ -44,7 +44,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:
-    from ..api.auth import hash_password
+    from imaging_ingest.api.auth import hash_password
 
     if sys.stdin.isatty():
         password = getpass.getpass("Password: ")

@@ -20,7 +20,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import CommandFactory, UsageError, catalog_for, print_table, progress_bar, settings_from_env
+from imaging_ingest.cli import (
+    CommandFactory,
+    UsageError,
+    catalog_for,
+    print_table,
+    progress_bar,
+    settings_from_env,
+)
 
 VERSIONS_USAGE = (
     "imaging-ingest versions [--json] COLLECTION\n"
@@ -36,7 +43,7 @@ def _collections_folder(args: argparse.Namespace) -> Path:
 
 
 def _config(args: argparse.Namespace, collection_id: str) -> Any:
-    from ..config import load_collections
+    from imaging_ingest.config import load_collections
 
     loaded = load_collections(_collections_folder(args))
     for config in loaded.configs:
@@ -46,7 +53,7 @@ def _config(args: argparse.Namespace, collection_id: str) -> Any:
 
 
 def _store() -> Any:
-    from ..storage import ObjectStore
+    from imaging_ingest.storage.objects import ObjectStore
 
     return ObjectStore(settings_from_env())
 
@@ -99,7 +106,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 
 def _versions_show(args: argparse.Namespace, collection: str, number: str) -> int:
-    from ..versions import open_release
+    from imaging_ingest.publish.versions import open_release
 
     catalog = catalog_for()
     n = _number(number, "VERSION")
@@ -135,7 +142,7 @@ def _versions_show(args: argparse.Namespace, collection: str, number: str) -> in
 
 
 def _versions_diff(args: argparse.Namespace, collection: str, a: str, b: str) -> int:
-    from ..versions import diff_versions
+    from imaging_ingest.publish.versions import diff_versions
 
     diff = diff_versions(_store(), catalog_for(), collection, _number(a, "A"), _number(b, "B"))
     if args.json:
@@ -154,7 +161,7 @@ def _versions_diff(args: argparse.Namespace, collection: str, a: str, b: str) ->
 
 
 def _versions_withdraw(args: argparse.Namespace, words: list[str]) -> int:
-    from ..versions import Archive, withdraw_series
+    from imaging_ingest.publish.versions import Archive, withdraw_series
 
     if len(words) < 2:
         raise UsageError("usage: imaging-ingest versions withdraw COLLECTION SERIES_UID [SERIES_UID ...] --reason TEXT")
@@ -177,7 +184,7 @@ def _versions_withdraw(args: argparse.Namespace, words: list[str]) -> int:
 
 
 def _versions_fetch(args: argparse.Namespace, collection: str, number: str, dest: str) -> int:
-    from ..versions import fetch_version
+    from imaging_ingest.publish.versions import fetch_version
 
     n = _number(number, "VERSION")
     path = fetch_version(_store(), catalog_for(), collection, n, Path(dest), progress_bar(not args.json))
@@ -220,8 +227,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_export_manifest(args: argparse.Namespace) -> int:
-    from ..csvsafe import neutralise_frame
-    from ..versions import export_manifest, manifest_frame
+    from imaging_ingest.core.csvsafe import neutralise_frame
+    from imaging_ingest.publish.versions import export_manifest, manifest_frame
 
     n = _number(args.version, "VERSION")
     store, catalog = _store(), catalog_for()
@@ -240,8 +247,8 @@ def cmd_export_manifest(args: argparse.Namespace) -> int:
 
 
 def cmd_fixity(args: argparse.Namespace) -> int:
-    from ..config import FixityConfig, load_collections
-    from ..fixity import audit_collection, raise_on_mismatch, select_targets
+    from imaging_ingest.config import FixityConfig, load_collections
+    from imaging_ingest.publish.fixity import audit_collection, raise_on_mismatch, select_targets
 
     catalog, store = catalog_for(), _store()
     policies = {c.id: c.fixity for c in load_collections(_collections_folder(args)).configs}
@@ -265,8 +272,8 @@ def cmd_fixity(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
-    from ..catalog import Catalog
-    from ..catalog.migrate import head_revision, stamp
+    from imaging_ingest.catalog import Catalog
+    from imaging_ingest.catalog.migrate import head_revision, stamp
 
     catalog = Catalog.from_url(args.url or settings_from_env().catalog_url, create=False)
     try:
@@ -294,9 +301,9 @@ def cmd_reclassify(args: argparse.Namespace) -> int:
     Withdrawing (``--to restricted``) is what a run does by itself after a config change;
     releasing (``--to public``) is never automatic and needs a curator (``--by``).
     """
-    from ..curators import NotCurator, require_curator
-    from ..publish.reclassify import reclassify
-    from ..storage import ObjectStore
+    from imaging_ingest.curation.curators import NotCurator, require_curator
+    from imaging_ingest.publish.reclassify import reclassify
+    from imaging_ingest.storage.objects import ObjectStore
 
     by = args.by or os.environ.get("USER", "unknown")
     if args.to == "public":

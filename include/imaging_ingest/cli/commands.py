@@ -7,11 +7,18 @@ import json
 import sys
 from pathlib import Path
 
-from . import CommandFactory, UsageError, catalog_for, print_table, progress_bar, settings_from_env
+from imaging_ingest.cli import (
+    CommandFactory,
+    UsageError,
+    catalog_for,
+    print_table,
+    progress_bar,
+    settings_from_env,
+)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from ..synth import generate_submission, summary_as_dict
+    from imaging_ingest.synth.dicom import generate_submission, summary_as_dict
 
     summary = generate_submission(Path(args.out_dir), patients=args.patients, seed=args.seed, extras=args.extras)
     if args.marker:
@@ -25,9 +32,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_deidentify(args: argparse.Namespace) -> int:
-    from ..config import CollectionConfig, DropConfig, License, load_collection_config
-    from ..localrun import deidentify_tree
-    from ..secret import read_secret_file
+    from imaging_ingest.config import CollectionConfig, DropConfig, License, load_collection_config
+    from imaging_ingest.core.secret import read_secret_file
+    from imaging_ingest.pipeline.localrun import deidentify_tree
 
     src, dst = Path(args.src_dir), Path(args.dst_dir)
     if not src.is_dir():
@@ -79,8 +86,8 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
 
 def cmd_storage_init(args: argparse.Namespace) -> int:
     """Create the tier buckets and bring versioning, lifecycle and access in line with the policy."""
-    from ..storage import ObjectStore
-    from ..tiers import init_storage
+    from imaging_ingest.storage.objects import ObjectStore
+    from imaging_ingest.storage.tiers import init_storage
 
     changes = init_storage(ObjectStore(settings_from_env()))
     print_table([c.as_dict() for c in changes], ["tier", "bucket", "what", "state"], args.json)
@@ -88,7 +95,7 @@ def cmd_storage_init(args: argparse.Namespace) -> int:
 
 
 def cmd_collections(args: argparse.Namespace) -> int:
-    from ..config import load_collections
+    from imaging_ingest.config import load_collections
 
     loaded = load_collections(Path(args.folder))
     catalog = catalog_for()

@@ -7,11 +7,11 @@ import json
 import os
 from pathlib import Path
 
-from . import CommandFactory, UsageError, print_table, settings_from_env
+from imaging_ingest.cli import CommandFactory, UsageError, print_table, settings_from_env
 
 
 def _source(args: argparse.Namespace) -> object:
-    from ..download.transfer import S3Source
+    from imaging_ingest.download.transfer import S3Source
 
     settings = settings_from_env()
     bucket = args.bucket or settings.bucket(args.tier)
@@ -21,8 +21,13 @@ def _source(args: argparse.Namespace) -> object:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from ..download.selection import from_index, from_manifest, write_citation, write_tool_manifests
-    from ..download.transfer import ApiSource, download
+    from imaging_ingest.download.selection import (
+        from_index,
+        from_manifest,
+        write_citation,
+        write_tool_manifests,
+    )
+    from imaging_ingest.download.transfer import ApiSource, download
 
     if bool(args.manifest) == bool(args.collection):
         raise UsageError("name a COLLECTION (with --version, --series, --where) or a --manifest FILE, not both")
@@ -58,9 +63,9 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_release_index(args: argparse.Namespace) -> int:
-    from ..publish.backfill import backfill_index
-    from ..storage import ObjectStore
-    from . import catalog_for
+    from imaging_ingest.cli import catalog_for
+    from imaging_ingest.publish.backfill import backfill_index
+    from imaging_ingest.storage.objects import ObjectStore
 
     catalog = catalog_for()
     try:

@@ -7,20 +7,20 @@ import json
 import os
 from pathlib import Path
 
-from . import CommandFactory, UsageError, catalog_for, print_table, settings_from_env
+from imaging_ingest.cli import CommandFactory, UsageError, catalog_for, print_table, settings_from_env
 
 
 def cmd_mirror(args: argparse.Namespace) -> int:
-    from ..mirror.audit import audit_mirror
-    from ..mirror.config import MirrorConfigError, load_mirror_target
-    from ..mirror.sync import (
+    from imaging_ingest.mirror.audit import audit_mirror
+    from imaging_ingest.mirror.config import MirrorConfigError, load_mirror_target
+    from imaging_ingest.mirror.sync import (
         MirrorStore,
         plan_collections,
         sync_collection,
         verify_collection,
         withdraw_collection,
     )
-    from ..storage import ObjectStore
+    from imaging_ingest.storage.objects import ObjectStore
 
     path = Path(args.target)
     if not path.suffix:

@@ -8,7 +8,7 @@ import signal
 import threading
 from pathlib import Path
 
-from . import CommandFactory, UsageError, print_table
+from imaging_ingest.cli import CommandFactory, UsageError, print_table
 
 DEFAULT_MAPPING = Path(__file__).resolve().parents[3] / "deploy" / "statsd" / "mapping.yml"
 
@@ -21,7 +21,7 @@ def _address(text: str, what: str) -> tuple[str, int]:
 
 
 def cmd_metrics_exporter(args: argparse.Namespace) -> int:
-    from ..statsd_bridge import Bridge, StatsdMapping
+    from imaging_ingest.ops.statsd_bridge import Bridge, StatsdMapping
 
     mapping_path = Path(args.mapping)
     if not mapping_path.is_file():
@@ -40,7 +40,7 @@ def cmd_metrics_exporter(args: argparse.Namespace) -> int:
 
 def cmd_check_secrets(args: argparse.Namespace) -> int:
     """Refuse a deployment whose environment holds a placeholder or guessable secret (the stack's init)."""
-    from ..secret import check_stack_secrets
+    from imaging_ingest.core.secret import check_stack_secrets
 
     checked = check_stack_secrets()
     print_table([{"secret": name, "state": "ok"} for name in checked], ["secret", "state"], args.json)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import CommandFactory, UsageError, catalog_for, print_table, settings_from_env
+from imaging_ingest.cli import CommandFactory, UsageError, catalog_for, print_table, settings_from_env
 
 
 def _region(text: str) -> tuple[int, int, int, int]:
@@ -57,8 +57,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..quarantine import APPROVABLE_STAGES, evidence_keys
-    from ..storage import ObjectStore
+    from imaging_ingest.curation.quarantine import APPROVABLE_STAGES, evidence_keys
+    from imaging_ingest.storage.objects import ObjectStore
 
     catalog = catalog_for()
     item = _item(catalog, args.item)
@@ -107,8 +107,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _decide(args: argparse.Namespace, state: str) -> int:
     """Only curators decide (``curators.require_curator``); the collection's ``release_approvals`` applies."""
-    from ..curators import NotCurator, release_approvals, require_curator
-    from ..quarantine import DecisionError, decide
+    from imaging_ingest.curation.curators import NotCurator, release_approvals, require_curator
+    from imaging_ingest.curation.quarantine import DecisionError, decide
 
     try:
         curator = require_curator(_curator(args))

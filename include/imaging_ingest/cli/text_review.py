@@ -15,7 +15,7 @@ import getpass
 import os
 from typing import Any
 
-from . import CommandFactory, UsageError, catalog_for, print_table
+from imaging_ingest.cli import CommandFactory, UsageError, catalog_for, print_table
 
 COLUMNS = ["id", "state", "flagged", "count", "attributes", "action", "text"]
 
@@ -35,7 +35,7 @@ def _table(rows: list[Any], as_json: bool) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..pipeline import text_review
+    from imaging_ingest.pipeline import text_review
 
     state = None if args.state == "all" else args.state
     _table(text_review.values(catalog_for(), args.collection, state=state, flagged_only=args.flagged), args.json)
@@ -43,14 +43,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..pipeline import text_review
+    from imaging_ingest.pipeline import text_review
 
     _table(text_review.submission_report(catalog_for(), args.submission), args.json)
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..pipeline import text_review
+    from imaging_ingest.pipeline import text_review
 
     try:
         _table([text_review.value(catalog_for(), args.value)], args.json)
@@ -61,8 +61,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _decide(args: argparse.Namespace, decision: str) -> int:
     """Only curators decide (``curators.require_curator``)."""
-    from ..curators import NotCurator, require_curator
-    from ..pipeline import text_review
+    from imaging_ingest.curation.curators import NotCurator, require_curator
+    from imaging_ingest.pipeline import text_review
 
     try:
         curator = require_curator(_curator(args))

@@ -1,1 +1,1 @@
-"""Building blocks every stage uses (records, manifests, checksums, gates, quarantine reasons)."""
+"""Building blocks every stage uses: records, checksums, gates, needles, reasons, secrets."""

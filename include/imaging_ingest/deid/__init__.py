@@ -1,10 +1,10 @@
 """Header de-identification: the PS3.15 profile as data, applied consistently with one secret."""
 
-from .dates import date_offset_days, shift_da, shift_dt
-from .engine import Deidentifier, DeidError, DeidOutput, DeidStats, PatientContext
-from .profile import Action, Profile, ResolvedProfile
-from .scrub import scrub_text
-from .uids import keyed_hash, remap_uid
+from imaging_ingest.deid.dates import date_offset_days, shift_da, shift_dt
+from imaging_ingest.deid.engine import Deidentifier, DeidError, DeidOutput, DeidStats, PatientContext
+from imaging_ingest.deid.profile import Action, Profile, ResolvedProfile
+from imaging_ingest.deid.scrub import scrub_text
+from imaging_ingest.deid.uids import keyed_hash, remap_uid
 
 __all__ = [
     "Action",

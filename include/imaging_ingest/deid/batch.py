@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import DeidOption
-from ..records import iter_records
-from .engine import Deidentifier, DeidError, DeidOutput, PatientContext
-from .freetext.element import parse_counts
-from .profile import ResolvedProfile
-from .review import FreeTextHeld, SeenText, TextPolicy
-from .uids import remap_uid
+from imaging_ingest.config import DeidOption
+from imaging_ingest.core.records import iter_records
+from imaging_ingest.deid.engine import Deidentifier, DeidError, DeidOutput, PatientContext
+from imaging_ingest.deid.freetext.element import parse_counts
+from imaging_ingest.deid.profile import ResolvedProfile
+from imaging_ingest.deid.review import FreeTextHeld, SeenText, TextPolicy
+from imaging_ingest.deid.uids import remap_uid
 
 if TYPE_CHECKING:  # pandas is imported where frames are handled: worker processes never need it
     import pandas as pd

@@ -12,7 +12,7 @@ import re
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
-from .uids import keyed_hash
+from imaging_ingest.deid.uids import keyed_hash
 
 __all__ = ["date_offset_days", "shift_da", "shift_dt", "shift_date_text"]
 

@@ -19,7 +19,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
-from .profile import vr_of_tag
+from imaging_ingest.deid.profile import vr_of_tag
 
 __all__ = [
     "OWN_ID_TAGS",

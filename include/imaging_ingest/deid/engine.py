@@ -31,10 +31,10 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
-from ..checksum import HashingWriter, copy_range
-from ..config import DeidOption
-from ..dicom_read import encoding_transfer_syntax, read_dataset
-from .elements import (
+from imaging_ingest.core.checksum import HashingWriter, copy_range
+from imaging_ingest.config import DeidOption
+from imaging_ingest.core.dicom_read import encoding_transfer_syntax, read_dataset
+from imaging_ingest.deid.elements import (
     PATIENT_ID,
     PATIENT_NAME,
     SOP_CLASS_UID,
@@ -47,11 +47,18 @@ from .elements import (
     raw_element,
     vr_of,
 )
-from .profile import Action, ResolvedProfile, describe_tag
-from .results import CATALOG_ATTRIBUTES, DeidError, DeidOutput, DeidStats, PatientContext, catalog_attributes
-from .review import TextPolicy, TextReview
-from .values import FileRun, ValueActions
-from .writer import encode_dataset, encode_file_header, pixel_element_end
+from imaging_ingest.deid.profile import Action, ResolvedProfile, describe_tag
+from imaging_ingest.deid.results import (
+    CATALOG_ATTRIBUTES,
+    DeidError,
+    DeidOutput,
+    DeidStats,
+    PatientContext,
+    catalog_attributes,
+)
+from imaging_ingest.deid.review import TextPolicy, TextReview
+from imaging_ingest.deid.values import FileRun, ValueActions
+from imaging_ingest.deid.writer import encode_dataset, encode_file_header, pixel_element_end
 
 __all__ = [
     "CATALOG_ATTRIBUTES",

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
-from ..config import DeidConfig, DeidOption, TagOverride
+from imaging_ingest.config import DeidConfig, DeidOption, TagOverride
 
 __all__ = [
     "Action",

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
-from .elements import codec_of, element_map, string_values
-from .freetext.element import format_counts
-from .review import SeenText
+from imaging_ingest.deid.elements import codec_of, element_map, string_values
+from imaging_ingest.deid.freetext.element import format_counts
+from imaging_ingest.deid.review import SeenText
 
 __all__ = [
     "CATALOG_ATTRIBUTES",

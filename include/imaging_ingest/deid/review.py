@@ -32,8 +32,8 @@ from typing import Any
 
 from pydicom.datadict import keyword_for_tag
 
-from .profile import describe_tag
-from .uids import keyed_hash
+from imaging_ingest.deid.profile import describe_tag
+from imaging_ingest.deid.uids import keyed_hash
 
 __all__ = [
     "ACTION_HELD",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .freetext import TextClass, clean_text
+from imaging_ingest.deid.freetext import TextClass, clean_text
 
 __all__ = ["scrub_text"]
 

@@ -15,13 +15,20 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from .dates import shift_da, shift_dt
-from .elements import LazyIdentifiers, ascii_values, element_map, has_value, text_values, vr_of
-from .freetext.element import clean_element, count_by_attribute
-from .profile import Action, ResolvedProfile
-from .results import DeidStats
-from .review import TextReview
-from .uids import keyed_hash, remap_uid
+from imaging_ingest.deid.dates import shift_da, shift_dt
+from imaging_ingest.deid.elements import (
+    LazyIdentifiers,
+    ascii_values,
+    element_map,
+    has_value,
+    text_values,
+    vr_of,
+)
+from imaging_ingest.deid.freetext.element import clean_element, count_by_attribute
+from imaging_ingest.deid.profile import Action, ResolvedProfile
+from imaging_ingest.deid.results import DeidStats
+from imaging_ingest.deid.review import TextReview
+from imaging_ingest.deid.uids import keyed_hash, remap_uid
 
 __all__ = ["FileRun", "ValueActions"]
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..publish.index import download_path, index_key
+from imaging_ingest.publish.index import download_path, index_key
 
 __all__ = [
     "Item",

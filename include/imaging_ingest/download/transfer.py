@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .selection import Item, Selection
+from imaging_ingest.download.selection import Item, Selection
 
 __all__ = ["ApiSource", "DownloadFailed", "DownloadReport", "InsufficientSpace", "S3Source", "download"]
 

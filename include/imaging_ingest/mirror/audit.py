@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from ..catalog import Catalog
-from ..fixity import FixityMismatch, FixityReport, check_object
-from ..metrics import metrics
-from .sync import MirrorStore, collection_tier
+from imaging_ingest.catalog import Catalog
+from imaging_ingest.mirror.sync import MirrorStore, collection_tier
+from imaging_ingest.ops.metrics import metrics
+from imaging_ingest.publish.fixity import FixityMismatch, FixityReport, check_object
 
 __all__ = ["audit_mirror", "raise_on_mirror_mismatch"]
 

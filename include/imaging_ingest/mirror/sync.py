@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..catalog import Catalog
-from ..checksum import sha256_b64_from_hex
-from ..config import License
-from ..settings import Settings
-from ..storage import MULTIPART_THRESHOLD, ObjectStore
-from .config import MirrorTarget
+from imaging_ingest.catalog import Catalog
+from imaging_ingest.config import License
+from imaging_ingest.config.settings import Settings
+from imaging_ingest.core.checksum import sha256_b64_from_hex
+from imaging_ingest.mirror.config import MirrorTarget
+from imaging_ingest.storage.objects import MULTIPART_THRESHOLD, ObjectStore
 
 __all__ = [
     "MirrorStore",
@@ -63,7 +63,7 @@ class MirrorStore(ObjectStore):
             import boto3
             from botocore.config import Config
 
-            from ..storage import RETRIES
+            from imaging_ingest.storage.objects import RETRIES
 
             client = boto3.client(
                 "s3", endpoint_url=target.endpoint, region_name=target.region,

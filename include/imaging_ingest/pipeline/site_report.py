@@ -25,9 +25,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..core.reasons import classify
-from ..csvsafe import neutralise
-from ..quarantine import APPROVABLE_STAGES
+from imaging_ingest.core.csvsafe import neutralise
+from imaging_ingest.core.reasons import classify
+from imaging_ingest.curation.quarantine import APPROVABLE_STAGES
 
 __all__ = ["CSV_NAME", "JSON_NAME", "build_site_report", "site_report_csv", "write_site_report"]
 

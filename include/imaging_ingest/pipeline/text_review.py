@@ -33,9 +33,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import delete, select
 
-from ..catalog.models import AuditEvent, utcnow
-from ..catalog.textreview import FreeTextOccurrence, FreeTextValue
-from ..deid.review import (
+from imaging_ingest.catalog.models import AuditEvent, utcnow
+from imaging_ingest.catalog.textreview import FreeTextOccurrence, FreeTextValue
+from imaging_ingest.deid.review import (
     ACTION_HELD,
     ACTION_KEPT,
     ACTION_REMOVED,
@@ -78,7 +78,7 @@ class TextDecisionError(ValueError):
 
 def suspect_flagged(text: str, tag: int) -> bool:
     """The free-text detector's verdict on a cleaned value: does a suspect span remain?"""
-    from ..deid.freetext import Certainty, attribute_class, detect
+    from imaging_ingest.deid.freetext import Certainty, attribute_class, detect
 
     return any(span.certainty == Certainty.SUSPECT for span in detect(text, text_class=attribute_class(tag)))
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..versions import open_release, release_objects
-from .index import index_key, write_release_index
+from imaging_ingest.publish.index import index_key, write_release_index
+from imaging_ingest.publish.versions import open_release, release_objects
 
 if TYPE_CHECKING:
-    from ..catalog import Catalog
-    from ..storage import ObjectStore
+    from imaging_ingest.catalog import Catalog
+    from imaging_ingest.storage.objects import ObjectStore
 
 __all__ = ["backfill_index"]
 

@@ -40,8 +40,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
-    from ..catalog import Catalog
-    from ..storage import ObjectStore
+    from imaging_ingest.catalog import Catalog
+    from imaging_ingest.storage.objects import ObjectStore
 
 __all__ = [
     "INDEX_TABLES",
@@ -155,8 +155,8 @@ def _series_metadata(catalog: Catalog, collection_id: str, series_uids: list[str
     """Modality, body part, descriptions and shifted study date of series, from the catalog."""
     from sqlalchemy import select
 
-    from ..catalog.models import Series, Study
-    from ..records import chunks
+    from imaging_ingest.catalog.models import Series, Study
+    from imaging_ingest.core.records import chunks
 
     found: dict[str, dict[str, Any]] = {}
     with catalog.session() as s:

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import update
 
 if TYPE_CHECKING:
-    from ..catalog import Catalog
-    from ..config import CollectionConfig
-    from ..storage import ObjectStore
+    from imaging_ingest.catalog import Catalog
+    from imaging_ingest.config import CollectionConfig
+    from imaging_ingest.storage.objects import ObjectStore
 
 __all__ = ["ReclassificationRefused", "Reclassified", "reclassify", "reconcile_tier"]
 
@@ -69,8 +69,8 @@ def reclassify(catalog: Catalog, store: ObjectStore, collection_id: str, to_tier
 
     Idempotent: a run interrupted half way moves what is left when run again.
     """
-    from ..catalog.models import AuditEvent, Collection, Instance
-    from ..metrics import metrics
+    from imaging_ingest.catalog.models import AuditEvent, Collection, Instance
+    from imaging_ingest.ops.metrics import metrics
 
     if to_tier not in (PUBLIC, RESTRICTED):
         raise ValueError(f"a collection is public or restricted, not {to_tier!r}")

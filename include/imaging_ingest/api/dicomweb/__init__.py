@@ -7,7 +7,7 @@ cache DICOM JSON; ``multipart`` encodes multipart/related answers; ``rendered`` 
 frames and renders JPEG/PNG.
 """
 
-from .metadata import MetadataCache
-from .router import dicomweb_router
+from imaging_ingest.api.dicomweb.metadata import MetadataCache
+from imaging_ingest.api.dicomweb.router import dicomweb_router
 
 __all__ = ["MetadataCache", "dicomweb_router"]

@@ -18,7 +18,7 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 
-from ..releases import CollectionView, SeriesView, StudyView
+from imaging_ingest.api.releases import CollectionView, SeriesView, StudyView
 
 __all__ = [
     "BINARY_VRS",

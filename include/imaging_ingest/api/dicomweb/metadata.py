@@ -25,8 +25,8 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 
-from ..headers import Fetch
-from .dicom_json import dataset_json
+from imaging_ingest.api.dicomweb.dicom_json import dataset_json
+from imaging_ingest.api.headers import Fetch
 
 __all__ = ["MetadataCache", "read_metadata"]
 

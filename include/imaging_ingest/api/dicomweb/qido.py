@@ -31,11 +31,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..access import Scope
-from ..queries import Condition, series_page, study_page
-from ..releases import CollectionView, InstanceView, SeriesView, StudyView
-from .dicom_json import element, select_fields, series_attributes, study_attributes, tag_of
-from .metadata import MetadataCache
+from imaging_ingest.api.access import Scope
+from imaging_ingest.api.queries import Condition, series_page, study_page
+from imaging_ingest.api.releases import CollectionView, InstanceView, SeriesView, StudyView
+from imaging_ingest.api.dicomweb.dicom_json import (
+    element,
+    select_fields,
+    series_attributes,
+    study_attributes,
+    tag_of,
+)
+from imaging_ingest.api.dicomweb.metadata import MetadataCache
 
 __all__ = ["MAX_RESULTS", "BadQuery", "Query", "parse_query", "search"]
 

@@ -15,13 +15,20 @@ import pydicom
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from ..access import Scope
-from ..auth import NOT_FOUND
-from .dicom_json import link_bulk_data, tag_of
-from .multipart import Part, content_type, multipart_body, new_boundary
-from .qido import BadQuery, parse_query, search
-from .rendered import NoPixelData, read_frames, render
-from .wado import Target, accepts_frames, instance_bytes, instance_stream, resolve, wants_png
+from imaging_ingest.api.access import Scope
+from imaging_ingest.api.auth import NOT_FOUND
+from imaging_ingest.api.dicomweb.dicom_json import link_bulk_data, tag_of
+from imaging_ingest.api.dicomweb.multipart import Part, content_type, multipart_body, new_boundary
+from imaging_ingest.api.dicomweb.qido import BadQuery, parse_query, search
+from imaging_ingest.api.dicomweb.rendered import NoPixelData, read_frames, render
+from imaging_ingest.api.dicomweb.wado import (
+    Target,
+    accepts_frames,
+    instance_bytes,
+    instance_stream,
+    resolve,
+    wants_png,
+)
 
 __all__ = ["dicomweb_router"]
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException
 
-from ..access import Scope
-from ..auth import NOT_FOUND
-from ..downloads import object_chunks, verified_chunks
-from ..releases import CollectionView, InstanceView, SeriesView
-from ..zipstream import IntegrityError
-from .rendered import FRAME_MEDIA_TYPES
+from imaging_ingest.api.access import Scope
+from imaging_ingest.api.auth import NOT_FOUND
+from imaging_ingest.api.dicomweb.rendered import FRAME_MEDIA_TYPES
+from imaging_ingest.api.downloads import object_chunks, verified_chunks
+from imaging_ingest.api.releases import CollectionView, InstanceView, SeriesView
+from imaging_ingest.api.zipstream import IntegrityError
 
 __all__ = ["Target", "accepts_frames", "instance_bytes", "instance_stream", "resolve", "wants_png"]
 

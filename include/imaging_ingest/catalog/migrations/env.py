@@ -25,7 +25,7 @@ def _url() -> str:
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from imaging_ingest.settings import Settings
+    from imaging_ingest.config.settings import Settings
 
     return Settings.from_env().catalog_url
 

@@ -5,10 +5,15 @@ the uncertain ones for review; ``attribute_class`` says how an attribute's text 
 The word lists are data (``data/freetext/``, provenance in its README).
 """
 
-from .classes import AttributeClass, attribute_class, attribute_classes, class_treatment
-from .clean import clean_text, token_for
-from .detector import detect
-from .spans import Certainty, Cleaned, Kind, Span, TextClass
+from imaging_ingest.deid.freetext.classes import (
+    AttributeClass,
+    attribute_class,
+    attribute_classes,
+    class_treatment,
+)
+from imaging_ingest.deid.freetext.clean import clean_text, token_for
+from imaging_ingest.deid.freetext.detector import detect
+from imaging_ingest.deid.freetext.spans import Certainty, Cleaned, Kind, Span, TextClass
 
 __all__ = [
     "AttributeClass",

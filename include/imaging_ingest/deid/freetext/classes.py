@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
-from .lexicons import data_path
-from .spans import TextClass
+from imaging_ingest.deid.freetext.lexicons import data_path
+from imaging_ingest.deid.freetext.spans import TextClass
 
 __all__ = ["AttributeClass", "attribute_class", "attribute_classes", "class_treatment"]
 

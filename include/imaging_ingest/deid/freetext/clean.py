@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 
-from .detector import detect, own_identifier_spans
-from .spans import Certainty, Cleaned, Span, TextClass
+from imaging_ingest.deid.freetext.detector import detect, own_identifier_spans
+from imaging_ingest.deid.freetext.spans import Certainty, Cleaned, Span, TextClass
 
 __all__ = ["clean_text", "token_for"]
 

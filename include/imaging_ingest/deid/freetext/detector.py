@@ -13,9 +13,9 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-from .names import word_spans
-from .patterns import pattern_spans
-from .spans import Certainty, Kind, Span, TextClass
+from imaging_ingest.deid.freetext.names import word_spans
+from imaging_ingest.deid.freetext.patterns import pattern_spans
+from imaging_ingest.deid.freetext.spans import Certainty, Kind, Span, TextClass
 
 __all__ = ["detect", "own_identifier_spans"]
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from pydicom.datadict import keyword_for_tag
 
-from .classes import attribute_classes
-from .clean import clean_text
-from .spans import TextClass
+from imaging_ingest.deid.freetext.classes import attribute_classes
+from imaging_ingest.deid.freetext.clean import clean_text
+from imaging_ingest.deid.freetext.spans import TextClass
 
 __all__ = ["ElementResult", "clean_element", "count_by_attribute", "format_counts", "parse_counts"]
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from .lexicons import Lexicons, lexicons
-from .spans import Certainty, Kind, Span, TextClass
-from .tokens import Token, tokenize
+from imaging_ingest.deid.freetext.lexicons import Lexicons, lexicons
+from imaging_ingest.deid.freetext.spans import Certainty, Kind, Span, TextClass
+from imaging_ingest.deid.freetext.tokens import Token, tokenize
 
 __all__ = ["word_spans"]
 

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterator
 from functools import cache
 
-from .lexicons import Lexicons, lexicons
-from .spans import Certainty, Kind, Span
+from imaging_ingest.deid.freetext.lexicons import Lexicons, lexicons
+from imaging_ingest.deid.freetext.spans import Certainty, Kind, Span
 
 __all__ = ["pattern_spans"]
 

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from .lexicons import Lexicons
+from imaging_ingest.deid.freetext.lexicons import Lexicons
 
 __all__ = ["Token", "tokenize"]
 

@@ -1,0 +1,271 @@
+"""Inventory: one header-only read per file, one manifest row per file.
+
+The inventory decides what each file is before anything is changed: DICOM (with the
+identifiers that later stages group and check by), a supporting file, or something that
+cannot be ingested, in which case the row carries the reason. Only the header is read
+(``stop_before_pixels``), so a submission of large images inventories at disk speed.
+Submission-wide checks follow: duplicate SOP Instance UIDs, series that mix patients.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.uid import UID
+
+from imaging_ingest.core.dicom_read import encoding_transfer_syntax, read_dataset, truncation
+from imaging_ingest.core.records import frame_from_records
+from imaging_ingest.inventory.twins import content_key, decoded_key, preferred
+
+__all__ = ["HEADER_COLUMNS", "FileKind", "check_submission", "inventory_frame", "read_header"]
+
+#: Manifest columns filled from the header (PHI: the manifest lives in the restricted staging tier).
+HEADER_COLUMNS = (
+    "sop_class_uid",
+    "sop_uid",
+    "modality",
+    "patient_id",
+    "study_uid",
+    "series_uid",
+    "transfer_syntax",
+    "rows",
+    "cols",
+    "frames",
+    "burned_in_annotation",
+    "image_type",
+    "manufacturer",
+    "body_part",
+    "recognizable_visual_features",
+)
+
+#: What pydicom raises on a corrupt header (an unknown VR, a value of the wrong length...): a reason, never a crash.
+_CORRUPT = (
+    EOFError,
+    struct.error,
+    ValueError,
+    TypeError,
+    KeyError,
+    OverflowError,
+    IndexError,
+    RecursionError,
+    NotImplementedError,
+    BytesLengthException,
+)
+
+_CLINICAL_SUFFIXES = {".csv", ".tsv", ".xlsx", ".xls"}
+_SLIDE_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".scn", ".mrxs"}
+
+
+class FileKind:
+    DICOM = "dicom"
+    CLINICAL = "clinical"
+    SLIDE = "slide"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class HeaderRead:
+    kind: str
+    values: dict[str, Any]
+    reason: str | None = None
+
+
+def _text(ds: Any, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _int(ds: Any, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _kind_by_name(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix in _CLINICAL_SUFFIXES:
+        return FileKind.CLINICAL
+    if suffix in _SLIDE_SUFFIXES:
+        return FileKind.SLIDE
+    return FileKind.OTHER
+
+
+def read_header(path: Path, display_name: str) -> HeaderRead:
+    """Read one file's header; never raises for bad input, returns the reason instead."""
+    if path.stat().st_size == 0:
+        return HeaderRead(FileKind.OTHER, {}, "zero-byte file")
+    try:
+        with open(path, "rb") as fh:
+            ds = read_dataset(fh, stop_before_pixels=True)  # Part 10, or a data set without file meta
+            cut = truncation(ds, fh, fh.tell(), path.stat().st_size)
+    except InvalidDicomError:
+        kind = _kind_by_name(display_name)
+        if kind == FileKind.OTHER:
+            return HeaderRead(kind, {}, "not a DICOM file (no DICM prefix) and not a supported supporting-data type")
+        return HeaderRead(kind, {})
+    except _CORRUPT as exc:
+        return HeaderRead(FileKind.DICOM, {}, f"truncated or corrupt DICOM header ({type(exc).__name__})")
+    try:
+        values = {
+            "sop_class_uid": _text(ds, "SOPClassUID"),
+            "sop_uid": _text(ds, "SOPInstanceUID"),
+            "modality": _text(ds, "Modality"),
+            "patient_id": _text(ds, "PatientID"),
+            "study_uid": _text(ds, "StudyInstanceUID"),
+            "series_uid": _text(ds, "SeriesInstanceUID"),
+            "transfer_syntax": str(encoding_transfer_syntax(ds)),
+            "rows": _int(ds, "Rows"),
+            "cols": _int(ds, "Columns"),
+            "frames": _int(ds, "NumberOfFrames"),
+            "burned_in_annotation": _text(ds, "BurnedInAnnotation"),
+            "image_type": _text(ds, "ImageType"),
+            "manufacturer": _text(ds, "Manufacturer"),
+            "body_part": _text(ds, "BodyPartExamined"),
+            "recognizable_visual_features": _text(ds, "RecognizableVisualFeatures"),
+        }
+    except _CORRUPT as exc:
+        return HeaderRead(FileKind.DICOM, {}, f"corrupt DICOM element ({type(exc).__name__})")
+    # a truncated copy takes no part in duplicate detection: its intact original goes on
+    return HeaderRead(FileKind.DICOM, values, cut or _header_problem(values))
+
+
+def _header_problem(values: dict[str, Any]) -> str | None:
+    for column, keyword in (
+        ("sop_uid", "SOPInstanceUID"),
+        ("sop_class_uid", "SOPClassUID"),
+        ("study_uid", "StudyInstanceUID"),
+        ("series_uid", "SeriesInstanceUID"),
+    ):
+        value = values.get(column)
+        if not value:
+            return f"missing {keyword}"
+        if not UID(value).is_valid:
+            return f"invalid {keyword} (not a valid UID)"
+    if not values.get("modality"):
+        return "missing Modality"
+    return None
+
+
+def check_submission(
+    manifest: pd.DataFrame, *, copy: bool = True, path_of: Callable[[dict[str, Any]], Path] | None = None
+) -> pd.DataFrame:
+    """Submission-wide rules over rows still 'ok'; returns the manifest with new quarantines.
+
+    - the same SOP Instance UID with identical bytes: the first copy goes on, others are duplicates;
+    - the same SOP Instance UID with different bytes but the same data set in another transfer
+      syntax, or with pixels coded differently that decode to the same values (``twins``; needs
+      ``path_of`` to read them): the best encoding goes on, others are duplicates;
+    - the same SOP Instance UID with different content: no copy can be trusted, all are quarantined;
+    - a series whose files name more than one patient: the whole series is quarantined.
+
+    ``copy=False`` changes ``manifest`` itself (for a caller that owns it: no second copy
+    of a large submission's manifest).
+    """
+    if copy:
+        manifest = manifest.copy()
+    ok = manifest["status"] == "ok"
+    shared = ok & manifest["sop_uid"].notna() & manifest.duplicated("sop_uid", keep=False)
+    for _, group in manifest[shared].groupby("sop_uid", sort=False):
+        if group["sha256_source"].nunique() > 1:
+            if not _encoding_twins(manifest, group, path_of):
+                manifest.loc[group.index, ["status", "reason"]] = [
+                    "quarantined",
+                    f"SOPInstanceUID shared by {len(group)} files with different content",
+                ]
+        else:
+            first = int(group["file_id"].min())
+            dupes = group.index[group["file_id"] != first]
+            manifest.loc[dupes, ["status", "reason"]] = ["quarantined", f"exact duplicate of file {first}"]
+    ok = manifest["status"] == "ok"
+    patients_per_series = manifest[ok].groupby("series_uid")["patient_id"].nunique()
+    for series_uid in patients_per_series[patients_per_series > 1].index:
+        rows = ok & (manifest["series_uid"] == series_uid)
+        count = int(patients_per_series[series_uid])
+        manifest.loc[rows, ["status", "reason"]] = ["quarantined", f"series mixes {count} patients"]
+    return manifest
+
+
+def _encoding_twins(manifest: pd.DataFrame, group: pd.DataFrame, path_of: Callable[[dict[str, Any]], Path] | None) -> bool:
+    """One instance in several encodings? Then quarantine all but the best copy and say so.
+
+    First the data sets as values (another transfer syntax); failing that, the decoded pixels with
+    the data set less its pixel-coding attributes (another photometric coding, planar configuration
+    or Bits Stored). Decoding is paid only here, for files that share a SOP Instance UID.
+    """
+    if path_of is None:
+        return False
+    records = [dict(r, file_id=int(r["file_id"])) for r in group.to_dict("records")]
+    paths = [path_of(r) for r in records]
+    how = next(
+        (
+            how
+            for key_of, how in (
+                (content_key, "the same instance in another transfer syntax"),
+                (decoded_key, "the same instance with its pixels coded differently (identical when decoded)"),
+            )
+            if len(keys := {key_of(p) for p in paths}) == 1 and None not in keys
+        ),
+        None,
+    )
+    if how is None:
+        return False
+    keep = preferred((r["file_id"], r.get("transfer_syntax")) for r in records)
+    others = group.index[group["file_id"] != keep]
+    manifest.loc[others, ["status", "reason"]] = ["quarantined", f"duplicate of file {keep}: {how}"]
+    return True
+
+
+def inventory_frame(
+    records: Iterable[dict[str, Any]],
+    path_of: Callable[[dict[str, Any]], Path],
+    modalities: Iterable[str],
+    supporting: Callable[[str, str], str | None] | None = None,
+) -> pd.DataFrame:
+    """Read every still-ok file's header into its record, then apply the submission-wide rules.
+
+    ``records`` carry at least ``file_id``, ``source_path``, ``sha256_source``, ``status``
+    and ``reason``; ``path_of`` gives a record's local file. ``supporting(kind, path)``
+    says whether the collection takes a supporting file (None) or why not; without it,
+    every supporting file is quarantined as undeclared.
+    """
+    accepted = {m.upper() for m in modalities}
+
+    def read(record: dict[str, Any]) -> dict[str, Any]:
+        record = dict(record)
+        if record["status"] == "ok":
+            header = read_header(path_of(record), record["source_path"])
+            record["kind"] = header.kind
+            record.update(header.values)
+            if header.reason:
+                record.update(status="quarantined", reason=header.reason)
+            elif header.kind != FileKind.DICOM:
+                refusal = (
+                    supporting(header.kind, record["source_path"])
+                    if supporting is not None
+                    else f"supporting file of type '{header.kind}' is not declared in the collection config"
+                )
+                if refusal:
+                    record.update(status="quarantined", reason=refusal)
+            elif (record.get("modality") or "").upper() not in accepted:
+                record.update(
+                    status="quarantined", reason=f"modality {record.get('modality')} is not accepted by this collection"
+                )
+        return record
+
+    frame = frame_from_records(read(record) for record in records)
+    for column in ("kind", *HEADER_COLUMNS):
+        if column not in frame.columns:
+            frame[column] = None
+    return check_submission(frame, copy=False, path_of=path_of)

@@ -1,0 +1,1 @@
+"""Operations: the pipeline's metrics, alerts, stage observation and the StatsD bridge."""

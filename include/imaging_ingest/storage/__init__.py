@@ -1,0 +1,1 @@
+"""Tiered object storage: the object store, the tiers' policies, and storage initialisation."""

@@ -1,0 +1,1 @@
+"""Synthetic, deliberately PHI-laden submissions for tests and the demo."""
