@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "dags"))
 
 
 def prepare(home: Path, patients: int, seed: int) -> None:
-    from imaging_ingest.synth.dicom import generate_submission
+    from imaging_ingest.synth.generate import generate_submission
 
     secret = home / "secret.key"
     if not secret.exists():

@@ -82,12 +82,11 @@ def _save(home: Path, store) -> int:  # type: ignore[no-untyped-def]
 
 
 def _ingest(home: Path, settings, patients: int, seed: int) -> None:  # type: ignore[no-untyped-def]
-    from imaging_ingest.synth.dicom import generate_submission
-
     from imaging_ingest.api.auth import hash_password
     from imaging_ingest.catalog import Catalog
     from imaging_ingest.config import CollectionConfig, DropConfig, License, load_collection_config
     from imaging_ingest.pipeline.ingest import Ingest
+    from imaging_ingest.synth.generate import generate_submission
 
     secret = secrets.token_hex(32).encode()
     (home / "secret.key").write_bytes(secret + b"\n")

@@ -105,7 +105,7 @@ def catalog(settings: Settings) -> Iterator[Catalog]:
 @pytest.fixture(scope="session")
 def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-patient synthetic submission, generated once; copy it before changing it."""
-    from imaging_ingest.synth.dicom import generate_submission
+    from imaging_ingest.synth.generate import generate_submission
 
     root = tmp_path_factory.mktemp("synth") / "submission"
     generate_submission(root, patients=2, seed=11)

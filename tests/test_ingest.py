@@ -236,3 +236,16 @@ def test_stages_streamed_in_small_parts_give_the_same_manifests_and_release(
     assert parts[1] == whole[1]
     for name, frame in whole[0].items():
         pd.testing.assert_frame_equal(parts[0][name], frame, check_dtype=False, obj=name)
+
+
+def test_an_ingest_closes_what_it_opened_and_leaves_what_it_was_given(
+    demo_config: CollectionConfig, settings: Settings, secret: bytes, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disposed: list[Catalog] = []
+    monkeypatch.setattr(Catalog, "dispose", lambda self: disposed.append(self))
+    with Ingest(demo_config, settings, secret=secret) as own:
+        opened = own.catalog  # opened by the ingest itself
+    assert disposed == [opened]
+    with Ingest(demo_config, settings, secret=secret, catalog=catalog) as given:
+        assert given.catalog is catalog
+    assert disposed == [opened]  # the caller's catalog stays open

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from imaging_ingest.synth.dicom import SynthSummary, generate_submission, summary_as_dict
 from pydicom import config as pydicom_config
 from pydicom.uid import ExplicitVRLittleEndian
+
+from imaging_ingest.synth.generate import SynthSummary, generate_submission, summary_as_dict
 
 PATIENTS = 2
 CT_SLICES = 8

@@ -1,6 +1,6 @@
 """The benchmark corpus: synthetic CT and MR series with headers shaped like a scanner's.
 
-``imaging_ingest.synth.dicom`` writes valid CT and MR objects with planted PHI, but with lean
+``imaging_ingest.synth.generate`` writes valid CT and MR objects with planted PHI, but with lean
 headers (about 80 elements). A scanner's header is larger: some 290 elements, about 170 of
 them private (vendor acquisition and reconstruction parameters, a CSA-like binary blob),
 which is where de-identification spends its time. ``shape_like_a_scanner`` adds such
@@ -15,10 +15,11 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from imaging_ingest.synth.dicom import generate_submission
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+
+from imaging_ingest.synth.generate import generate_submission
 
 __all__ = ["make_corpus", "shape_like_a_scanner"]
 

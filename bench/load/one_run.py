@@ -25,7 +25,7 @@ FILES_PER_PATIENT = 2000
 
 def generate(target: Path) -> int:
     """SIZE CT files: one synthetic template, new patient/study/series/instance UIDs per file."""
-    from imaging_ingest.synth.dicom import generate_submission
+    from imaging_ingest.synth.generate import generate_submission
 
     template_root = WORK / "template"
     generate_submission(template_root, patients=1, seed=5, ct_slices=1, mr_slices=1, rows=ROWS, columns=ROWS)

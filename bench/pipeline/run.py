@@ -99,9 +99,8 @@ def main() -> int:
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "pipeline.json"))
     args = parser.parse_args()
 
-    from imaging_ingest.synth.dicom import generate_submission
-
     from imaging_dags.local import s3_server
+    from imaging_ingest.synth.generate import generate_submission
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     try:

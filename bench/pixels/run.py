@@ -91,7 +91,8 @@ def _images(work: Path, count: int) -> list[Path]:
     """CT slices, ultrasound frames and a 30-frame ultrasound cine, from the synthetic generator."""
     import numpy as np
     import pydicom
-    from imaging_ingest.synth.dicom import generate_submission
+
+    from imaging_ingest.synth.generate import generate_submission
 
     root = work / "synth"
     generate_submission(root, patients=1, seed=3, ct_slices=max(4, count // 2), mr_slices=1, rows=256, columns=256,

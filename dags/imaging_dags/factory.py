@@ -80,21 +80,21 @@ def _stage(
     execute: Callable[[Ingest], StageResult],
     batch_key: str | None = None,
 ) -> dict[str, Any]:
-    """Execute a stage, re-use its last manifest (not selected), or skip it (a dry run's writes)."""
+    """Execute a stage, re-use its last manifest, or skip it (a dry run's writes), as ``StagePlan`` decides."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from imaging_ingest.pipeline.rerun import MissingManifest, reuse
+    from imaging_ingest.pipeline.rerun import MissingManifest, StagePlan, run_or_reuse
 
-    action = _request(params).action(stage)
-    if action == "skip":
+    request = _request(params)
+    with _ingest(config) as ingest:
+        plan = StagePlan.for_submission(ingest, submission_id, request)
+        try:
+            result = run_or_reuse(ingest, plan, stage, submission_id, lambda: execute(ingest), batch_key)
+        except MissingManifest as exc:
+            raise AirflowFailException(str(exc)) from None
+    if result is None:
         raise AirflowSkipException(f"dry run: {stage} is skipped (nothing is registered or published)")
-    ingest = _ingest(config)
-    if action == "run":
-        return execute(ingest).as_dict()
-    try:
-        return reuse(ingest, stage, submission_id, batch_key).as_dict()
-    except MissingManifest as exc:
-        raise AirflowFailException(str(exc)) from None
+    return result.as_dict()
 
 
 def submission_param(config: CollectionConfig) -> Param:
@@ -204,14 +204,14 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
             from imaging_ingest.storage.tiers import ensure_storage
 
             request = _request(params)
-            ingest = _ingest(config)
-            ensure_storage(ingest.store)  # the tiers exist and carry the policy (reconciled when it changed)
-            if request.submission:
-                try:
-                    return resolve_submission(ingest, request.submission)
-                except UnknownSubmission as exc:
-                    raise AirflowFailException(str(exc)) from None
-            ready = ingest.discover()
+            with _ingest(config) as ingest:
+                ensure_storage(ingest.store)  # the tiers exist and carry the policy (reconciled when it changed)
+                if request.submission:
+                    try:
+                        return resolve_submission(ingest, request.submission)
+                    except UnknownSubmission as exc:
+                        raise AirflowFailException(str(exc)) from None
+                ready = ingest.discover()
             return str(ready[0]["submission_id"]) if ready else ""
 
         @task.short_circuit
@@ -220,7 +220,8 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
             if not submission_id:
                 return False
             request = _request(params)
-            result = _ingest(config).claim(submission_id, force=request.proceed_if_published)
+            with _ingest(config) as ingest:
+                result = ingest.claim(submission_id, force=request.proceed_if_published)
             return result.submission_id if result.extra["proceed"] else False
 
         @task(**IO_RETRIES)
@@ -240,14 +241,15 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
             """Batches of whole series, by manifest key."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from imaging_ingest.pipeline.rerun import MissingManifest, reuse_batches
+            from imaging_ingest.pipeline.rerun import MissingManifest, StagePlan, reuse_batches
 
-            if _request(params).action("plan_batches") == "run":
-                return _ingest(config).plan(submission_id)
-            try:
-                return reuse_batches(_ingest(config), submission_id)
-            except MissingManifest as exc:
-                raise AirflowFailException(str(exc)) from None
+            with _ingest(config) as ingest:
+                if StagePlan.for_submission(ingest, submission_id, _request(params)).action("plan_batches") == "run":
+                    return ingest.plan(submission_id)
+                try:
+                    return reuse_batches(ingest, submission_id)
+                except MissingManifest as exc:
+                    raise AirflowFailException(str(exc)) from None
 
         @task(max_active_tis_per_dagrun=4)
         def deidentify(batch_key: str, submission_id: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -275,7 +277,8 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
 
             result = _stage(config, "verify", submission_id, params, lambda i: i.verify(submission_id))
             if _request(params).dry_run:
-                report = preview(_ingest(config), submission_id)
+                with _ingest(config) as ingest:
+                    report = preview(ingest, submission_id)
                 logging.getLogger(__name__).info("dry run report: %s", json.dumps(report))
                 result["extra"] = {**result.get("extra", {}), "dry_run_report": report}
             return result
@@ -293,7 +296,8 @@ def build_ingest_dag(config: CollectionConfig) -> Any:
         @task(outlets=[asset])
         def announce(submission_id: str, published: dict[str, Any], outlet_events: Any = None) -> dict[str, Any]:
             """The run's PHI-free summary, the site's submission report (to its drop), an Asset event."""
-            summary = _ingest(config).announce(submission_id)
+            with _ingest(config) as ingest:
+                summary = ingest.announce(submission_id)
             if outlet_events is not None:
                 outlet_events[asset].extra = {
                     "submission_id": submission_id,

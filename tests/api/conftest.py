@@ -28,7 +28,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from imaging_ingest.synth.dicom import generate_submission
 
 from imaging_ingest.api.auth import hash_password
 from imaging_ingest.catalog import Catalog
@@ -36,6 +35,7 @@ from imaging_ingest.config import CollectionConfig, DropConfig, License, load_co
 from imaging_ingest.config.settings import Settings
 from imaging_ingest.pipeline.ingest import Ingest
 from imaging_ingest.storage.objects import ObjectStore
+from imaging_ingest.synth.generate import generate_submission
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = ROOT / "dags" / "collections" / "demo.yaml"

@@ -99,7 +99,7 @@ def second_submission(tmp_path_factory: pytest.TempPathFactory, synth_cache: Pat
     The changed instance has different pixel bytes, so its de-identified object has the
     same UIDs and different content: a replacement of that series.
     """
-    from imaging_ingest.synth.dicom import generate_submission
+    from imaging_ingest.synth.generate import generate_submission
 
     three = tmp_path_factory.mktemp("synth3") / "three"
     generate_submission(three, patients=3, seed=11)

@@ -59,6 +59,24 @@ def test_opening_a_catalog_at_head_is_a_no_op(catalog_url: str) -> None:
     second.dispose()
 
 
+def test_a_process_checks_the_schema_once_per_database(catalog_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imaging_ingest.catalog import migrate
+
+    checks: list[str] = []
+    real = migrate.current_revision
+    monkeypatch.setattr(migrate, "current_revision", lambda engine: checks.append("checked") or real(engine))
+    first = Catalog.from_url(catalog_url)
+    assert len(checks) == 1
+    second = Catalog.from_url(catalog_url)
+    assert len(checks) == 1  # the second opening trusts the first one's check
+    assert second.schema_revision() == head_revision()
+    second.downgrade("base")  # a downgrade forgets: the next opening migrates again
+    third = Catalog.from_url(catalog_url)
+    assert third.schema_revision() == head_revision()
+    for catalog in (first, second, third):
+        catalog.dispose()
+
+
 def test_concurrent_openers_all_get_a_migrated_catalog(catalog_url: str) -> None:
     def open_one(_: int) -> str | None:
         catalog = Catalog.from_url(catalog_url)

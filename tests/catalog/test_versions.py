@@ -21,7 +21,9 @@ from imaging_ingest.catalog import SubmissionState
 from imaging_ingest.catalog.store import replacement_key
 from imaging_ingest.cli import main
 from imaging_ingest.publish.citation import datacite_errors
-from imaging_ingest.publish.versions import diff_versions, fetch_version, release_objects
+from imaging_ingest.publish.diff import diff_versions
+from imaging_ingest.publish.export import fetch_version
+from imaging_ingest.publish.versions import release_objects
 
 from .conftest import DEMO_CONFIG, REPLACED_SERIES_FOLDER, TwoVersions, object_versions
 

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from imaging_ingest.synth.dicom import SynthSummary, generate_submission
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from imaging_ingest.deid import Deidentifier, PatientContext, ResolvedProfile
 from imaging_ingest.deid.engine import DeidOutput
+from imaging_ingest.synth.generate import SynthSummary, generate_submission
 
 from .deid_helpers import SECRET, patient, resolve, write
 

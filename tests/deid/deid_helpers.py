@@ -12,12 +12,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from imaging_ingest.synth.dicom import SynthSummary
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from imaging_ingest.config import DeidConfig, DeidOption
 from imaging_ingest.deid import PatientContext, Profile, ResolvedProfile
+from imaging_ingest.synth.generate import SynthSummary
 
 SECRET = b"af2188caf095f81a0a45290744f42dfbd688ce31337066f35c633ada608322b4"  # test-only key (public)
 PSEUDONYM = "TESTCOLL-0001"

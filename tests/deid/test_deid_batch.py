@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from imaging_ingest.synth.dicom import SynthSummary
 
 from imaging_ingest.config import DeidOption
 from imaging_ingest.deid.batch import FileJob, deidentify_files, deidentify_frame, merge_results, output_key
 from imaging_ingest.deid.uids import remap_uid
+from imaging_ingest.synth.generate import SynthSummary
 
 from .deid_helpers import SECRET, dicom_files, patient, resolve
 

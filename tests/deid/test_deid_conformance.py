@@ -12,11 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from imaging_ingest.synth.dicom import SynthSummary
 
 from imaging_ingest.config import DeidOption
 from imaging_ingest.deid import Deidentifier
 from imaging_ingest.synth.conformance import write_conformance_set
+from imaging_ingest.synth.generate import SynthSummary
 
 from .deid_helpers import SECRET, dicom_files, patient, resolve
 

@@ -7,7 +7,6 @@ import io
 from pathlib import Path
 
 import pytest
-from imaging_ingest.synth.dicom import SynthSummary
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
@@ -22,6 +21,7 @@ from pydicom.uid import (
 from imaging_ingest.config import DeidConfig, DeidOption
 from imaging_ingest.deid import Deidentifier, DeidError, Profile
 from imaging_ingest.deid.engine import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from imaging_ingest.synth.generate import SynthSummary
 
 from .deid_helpers import SECRET, ct_dataset, dicom_files, patient, resolve, write
 

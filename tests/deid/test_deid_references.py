@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imaging_ingest.synth.dicom import SynthSummary
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from imaging_ingest.config import DeidOption
 from imaging_ingest.deid import Deidentifier
+from imaging_ingest.synth.generate import SynthSummary
 
 from .deid_helpers import SECRET, code_item, ct_dataset, dicom_files, patient, resolve, site_uid, write
 

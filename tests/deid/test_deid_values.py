@@ -8,12 +8,12 @@ import hmac
 from pathlib import Path
 
 import pytest
-from imaging_ingest.synth.dicom import SynthSummary
 from pydicom import dcmread
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from imaging_ingest.config import DeidOption
 from imaging_ingest.deid import Deidentifier, date_offset_days, remap_uid, scrub_text, shift_da, shift_dt
+from imaging_ingest.synth.generate import SynthSummary
 
 from .deid_helpers import SECRET, dicom_files, patient, resolve
 

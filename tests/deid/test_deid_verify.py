@@ -13,7 +13,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
 import imaging_ingest.deid.values as values_module
-from imaging_ingest.verify.leaks import leaks as verify
+from imaging_ingest.verify import leaks as verify
 from imaging_ingest.config import DeidOption
 from imaging_ingest.deid import Action, Deidentifier
 from imaging_ingest.deid.freetext.element import ElementResult

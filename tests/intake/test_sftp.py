@@ -14,8 +14,8 @@ import pytest
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import CollectionConfig
 from imaging_ingest.config.settings import Settings
+from imaging_ingest.intake import sftp as sftp_module
 from imaging_ingest.intake.sftp import SFTPDrop, connector
-from imaging_ingest.intake.staging import sftp as sftp_module
 from imaging_ingest.pipeline.ingest import Ingest
 
 from .conftest import SECRET, intake_config, make_settings, run_intake_dag

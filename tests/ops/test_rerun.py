@@ -17,7 +17,7 @@ from imaging_ingest.config import CollectionConfig
 from imaging_ingest.config.settings import Settings
 from imaging_ingest.intake.submission_index import known_submission_ids, read_index
 from imaging_ingest.pipeline.ingest import Ingest
-from imaging_ingest.pipeline.rerun import SELECTABLE_STAGES, RunRequest
+from imaging_ingest.pipeline.rerun import SELECTABLE_STAGES, RunRequest, StagePlan
 from imaging_ingest.storage.objects import ObjectStore
 
 SOURCE_PATH = os.pathsep.join([str(ROOT / "include"), str(ROOT / "dags")])
@@ -109,11 +109,26 @@ def test_run_request_validation() -> None:
     assert request.submission == "sub-1"
     assert request.stages == ("verify", "publish")  # pipeline order, whatever the form's order
     assert request.partial and request.proceed_if_published
-    assert [request.action(s) for s in ("inventory", "verify", "register", "publish")] == ["reuse", "run", "skip", "skip"]
+    plan = StagePlan(request)
+    assert [plan.action(s) for s in ("inventory", "verify", "register", "publish")] == ["reuse", "run", "skip", "skip"]
     assert RunRequest.from_params({"stages": None}).stages == SELECTABLE_STAGES  # a cleared picker means all
     assert not RunRequest.from_params({"stages": list(SELECTABLE_STAGES)}).partial
     with pytest.raises(ValueError, match="unknown stage.*announce"):
         RunRequest.from_params({"stages": ["announce"]})
+
+
+def test_one_plan_decides_for_approvals_and_rerun_parameters() -> None:
+    """Curators' approvals and a curator's rerun parameters are two inputs to the same decision."""
+    everything = StagePlan()
+    assert {everything.action(s) for s in SELECTABLE_STAGES} == {"run"}
+    approvals = StagePlan(approvals=True)
+    assert [approvals.action(s) for s in SELECTABLE_STAGES] == ["reuse"] * 4 + ["run"] * 4
+    dry_approvals = StagePlan(RunRequest(dry_run=True), approvals=True)
+    assert [dry_approvals.action(s) for s in SELECTABLE_STAGES] == ["reuse"] * 4 + ["run", "run", "skip", "skip"]
+    later = StagePlan(RunRequest(stages=("verify", "register", "publish")))
+    assert [later.action(s) for s in SELECTABLE_STAGES] == ["reuse"] * 5 + ["run"] * 3
+    with pytest.raises(ValueError, match="announce is not a selectable stage"):
+        everything.action("announce")
 
 
 @pytest.mark.e2e

@@ -15,7 +15,7 @@ from imaging_ingest.config import CollectionConfig
 @pytest.fixture(scope="session")
 def extras_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-patient submission with the extras (US, DICOM WSI, SVS, XLSX), generated once; copy before changing."""
-    from imaging_ingest.synth.dicom import generate_submission
+    from imaging_ingest.synth.generate import generate_submission
 
     root = tmp_path_factory.mktemp("synth-extras") / "submission"
     generate_submission(root, patients=2, seed=11, extras=True)
@@ -37,7 +37,7 @@ def svs_path(extras_cache: Path) -> Path:
 
 def render_text(lines: list[str], size: tuple[int, int] = (640, 240), *, background: int = 255) -> np.ndarray:
     """Grey pixels with the lines drawn big enough to OCR (DejaVu Sans, as the synthetic data uses)."""
-    from imaging_ingest.synth.dicom import _font
+    from imaging_ingest.synth.documents import load_font as _font
 
     image = Image.new("L", size, background)
     draw = ImageDraw.Draw(image)

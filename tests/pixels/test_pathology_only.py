@@ -13,6 +13,9 @@ from imaging_ingest.config.sections import PathologyConfig
 from imaging_ingest.pipeline.localrun import deidentify_tree
 from imaging_ingest.synth.extras import SlideText, write_svs
 
+# verifying a slide reads it back with OpenSlide
+pytestmark = pytest.mark.openslide
+
 SECRET = bytes.fromhex("5e" * 32)
 TEXT = SlideText(
     filename="S19-4711 QUARTERMAINE", date="03/02/19", time="10:11:12", user="kingsbury", barcode="S19-4711",

@@ -1,7 +1,10 @@
 """The catalog's schema migrations (Alembic), as the library and the CLI run them.
 
-``Catalog.from_url(create=True)`` calls :func:`upgrade` so that every catalog a caller
-opens is at the newest schema. Concurrent openers (mapped Airflow tasks, several
+``Catalog.from_url(create=True)`` calls :func:`ensure_head` so that every catalog a caller
+opens is at the newest schema: the first opening of a database in a process checks its
+revision (and migrates if needed), later openings in the same process trust that check
+instead of querying ``alembic_version`` again. ``imaging-ingest catalog upgrade`` migrates
+explicitly, for deployments that open catalogs with ``create=False``. Concurrent openers (mapped Airflow tasks, several
 workers) serialise on a lock: an advisory lock on PostgreSQL, a lock file beside a
 SQLite database; the one that comes second finds the schema already at head.
 """
@@ -9,6 +12,7 @@ SQLite database; the one that comes second finds the schema already at head.
 from __future__ import annotations
 
 import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -20,9 +24,21 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
-__all__ = ["ALEMBIC_INI", "SchemaPredatesMigrations", "alembic_config", "current_revision", "downgrade", "head_revision", "upgrade"]
+__all__ = [
+    "ALEMBIC_INI",
+    "SchemaPredatesMigrations",
+    "alembic_config",
+    "current_revision",
+    "downgrade",
+    "ensure_head",
+    "head_revision",
+    "upgrade",
+]
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+
+#: Databases (by URL) this process has seen at the head revision.
+_AT_HEAD: set[str] = set()
 
 #: An arbitrary, fixed key for PostgreSQL's advisory lock around migrations.
 _PG_LOCK_KEY = 0x1A6E_C0DE
@@ -100,13 +116,43 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(alembic_config(connection), revision)
 
 
+def _database_key(engine: Engine) -> str | None:
+    """Which database an engine opens; for a SQLite file, that very file (a new file is another database)."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            return None
+        try:
+            st = os.stat(url.database)
+        except FileNotFoundError:
+            return None
+        return f"{url.render_as_string(hide_password=False)}#{st.st_dev}:{st.st_ino}"
+    return url.render_as_string(hide_password=False)
+
+
+def ensure_head(engine: Engine) -> None:
+    """Bring the catalog to the newest schema, once per database and process."""
+    if (key := _database_key(engine)) is not None and key in _AT_HEAD:
+        return
+    upgrade(engine)
+    if (key := _database_key(engine)) is not None:
+        _AT_HEAD.add(key)
+
+
+def _forget(engine: Engine) -> None:
+    if (key := _database_key(engine)) is not None:
+        _AT_HEAD.discard(key)
+
+
 def downgrade(engine: Engine, revision: str) -> None:
     """Migrate the catalog down to ``revision`` (``base`` drops every catalog table)."""
+    _forget(engine)
     with _migration(engine) as connection:
         command.downgrade(alembic_config(connection), revision)
 
 
 def stamp(engine: Engine, revision: str) -> None:
     """Record ``revision`` as the catalog's schema without running migrations (for adopting old catalogs)."""
+    _forget(engine)
     with _migration(engine) as connection:
         command.stamp(alembic_config(connection), revision)

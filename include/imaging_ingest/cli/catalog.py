@@ -142,7 +142,7 @@ def _versions_show(args: argparse.Namespace, collection: str, number: str) -> in
 
 
 def _versions_diff(args: argparse.Namespace, collection: str, a: str, b: str) -> int:
-    from imaging_ingest.publish.versions import diff_versions
+    from imaging_ingest.publish.diff import diff_versions
 
     diff = diff_versions(_store(), catalog_for(), collection, _number(a, "A"), _number(b, "B"))
     if args.json:
@@ -184,7 +184,7 @@ def _versions_withdraw(args: argparse.Namespace, words: list[str]) -> int:
 
 
 def _versions_fetch(args: argparse.Namespace, collection: str, number: str, dest: str) -> int:
-    from imaging_ingest.publish.versions import fetch_version
+    from imaging_ingest.publish.export import fetch_version
 
     n = _number(number, "VERSION")
     path = fetch_version(_store(), catalog_for(), collection, n, Path(dest), progress_bar(not args.json))
@@ -228,7 +228,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_export_manifest(args: argparse.Namespace) -> int:
     from imaging_ingest.core.csvsafe import neutralise_frame
-    from imaging_ingest.publish.versions import export_manifest, manifest_frame
+    from imaging_ingest.publish.export import export_manifest, manifest_frame
 
     n = _number(args.version, "VERSION")
     store, catalog = _store(), catalog_for()

@@ -18,7 +18,7 @@ from imaging_ingest.cli import (
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from imaging_ingest.synth.dicom import generate_submission, summary_as_dict
+    from imaging_ingest.synth.generate import generate_submission, summary_as_dict
 
     summary = generate_submission(Path(args.out_dir), patients=args.patients, seed=args.seed, extras=args.extras)
     if args.marker:

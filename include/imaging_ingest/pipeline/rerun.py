@@ -1,4 +1,11 @@
-"""Curator reruns: which stages a run executes, which it re-uses, and dry runs.
+"""Which stages a run executes, which it re-uses, and which it skips: the one place that decides.
+
+Two things decide it, and :class:`StagePlan` combines them:
+
+- **curators' approvals**: a published submission whose quarantined files curators approved
+  is run again to publish them; its originals, inventory, batches and de-identified
+  batches are those of its first run, so those stages re-use their manifests;
+- **the run's parameters** (:class:`RunRequest`, the Airflow trigger form's fields).
 
 A run is asked for with four parameters (the Airflow trigger form's fields):
 
@@ -24,24 +31,27 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from imaging_ingest.pipeline.ingest import Ingest, StageResult
+    from imaging_ingest.pipeline.base import IngestBase as Ingest
+    from imaging_ingest.pipeline.base import StageResult
 
 __all__ = [
     "SELECTABLE_STAGES",
     "MissingManifest",
     "RunRequest",
+    "StagePlan",
     "UnknownSubmission",
     "preview",
     "resolve_submission",
     "reuse",
     "reuse_batches",
+    "run_or_reuse",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,6 +69,9 @@ SELECTABLE_STAGES: tuple[str, ...] = (
 )
 #: Stages that write the catalog's instances and versions or the public tier: a dry run skips them.
 WRITING_STAGES = frozenset({"register", "publish"})
+
+#: Stages a run publishing curators' approvals re-uses from the submission's first run.
+APPROVALS_REUSE = frozenset({"stage_raw", "inventory", "plan_batches", "deidentify"})
 
 #: The manifest each stage leaves behind (``deidentify`` leaves one per batch, ``plan_batches`` the batches).
 STAGE_MANIFEST = {
@@ -117,16 +130,66 @@ class RunRequest:
     def proceed_if_published(self) -> bool:
         return self.force or self.partial
 
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """Per stage of one run: ``run`` it, ``reuse`` its last manifest, or ``skip`` it.
+
+    ``approvals`` is True when the run publishes curators' approvals of a published
+    submission (the catalog says so: its state is ``approvals``).
+    """
+
+    request: RunRequest = RunRequest()
+    approvals: bool = False
+
+    @classmethod
+    def for_submission(cls, ingest: Ingest, submission_id: str, request: RunRequest | None = None) -> StagePlan:
+        from imaging_ingest.curation.quarantine import APPROVALS_STATE
+
+        row = ingest.catalog.submission(submission_id)
+        return cls(request or RunRequest(), approvals=row is not None and row.state == APPROVALS_STATE)
+
     def action(self, stage: str) -> Action:
         """``run`` the stage, ``reuse`` its last manifest, or ``skip`` it (a dry run's writes)."""
         if stage not in SELECTABLE_STAGES:
             raise ValueError(f"{stage} is not a selectable stage")
-        if self.dry_run and stage in WRITING_STAGES:
+        if self.request.dry_run and stage in WRITING_STAGES:
             return "skip"
-        return "run" if stage in self.stages else "reuse"
+        if self.approvals and stage in APPROVALS_REUSE:
+            return "reuse"
+        return "run" if stage in self.request.stages else "reuse"
 
 
-def resolve_submission(ingest: Ingest, submission_id: str) -> str:
+def run_or_reuse(
+    ingest: Ingest,
+    plan: StagePlan,
+    stage: str,
+    submission_id: str,
+    execute: Callable[[], StageResult],
+    batch_key: str | None = None,
+) -> StageResult | None:
+    """Execute a stage or re-use its last manifest, as the plan says; None when the plan skips it."""
+    action = plan.action(stage)
+    if action == "skip":
+        return None
+    if action == "run":
+        return execute()
+    return reuse(ingest, stage, submission_id, batch_key)
+
+
+class _Discovering(Protocol):
+    """An ingest that can list its drop (``Ingest``); typed structurally so this module stays light."""
+
+    @property
+    def catalog(self) -> Any: ...
+
+    config: Any
+
+    def discover(self) -> list[dict[str, Any]]: ...
+
+
+def resolve_submission(ingest: _Discovering, submission_id: str) -> str:
     """Check a requested id belongs to this collection, discovering the drop once if it is new."""
     for attempt in range(2):
         row = ingest.catalog.submission(submission_id)
@@ -163,7 +226,7 @@ def _read(ingest: Ingest, stage: str, submission_id: str, name: str) -> tuple[st
 
 def reuse(ingest: Ingest, stage: str, submission_id: str, batch_key: str | None = None) -> StageResult:
     """The result a stage's last execution left, read back from its manifest (nothing re-done)."""
-    from imaging_ingest.pipeline.ingest import StageResult
+    from imaging_ingest.pipeline.base import StageResult
 
     if stage == "deidentify":
         if batch_key is None:
@@ -172,8 +235,13 @@ def reuse(ingest: Ingest, stage: str, submission_id: str, batch_key: str | None 
     else:
         name = STAGE_MANIFEST[stage]
     key, frame = _read(ingest, stage, submission_id, name)
-    log.info("%s: not selected; re-using %s", stage, key)
-    return StageResult(stage, submission_id, key, _counts(frame), {"reused": True})
+    log.info("%s: not run; re-using %s", stage, key)
+    extra: dict[str, Any] = {"reused": True}
+    if stage == "deidentify":
+        from imaging_ingest.deid.batch import freetext_counts
+
+        extra |= freetext_counts(frame)
+    return StageResult(stage, submission_id, key, _counts(frame), extra)
 
 
 def reuse_batches(ingest: Ingest, submission_id: str) -> list[str]:

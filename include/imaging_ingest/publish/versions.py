@@ -19,15 +19,13 @@ Withdrawal makes a version without a series. Both record why, in the catalog.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from imaging_ingest import __version__
@@ -36,9 +34,8 @@ from imaging_ingest.catalog import Catalog
 from imaging_ingest.catalog.models import VersionKind
 from imaging_ingest.catalog.store import CatalogOutOfSync
 from imaging_ingest.config import CollectionConfig
-from imaging_ingest.core.csvsafe import neutralise_frame
 from imaging_ingest.core.records import chunks, iter_records
-from imaging_ingest.publish.bag import BAG_TAG_FILES, BagInfo, bag_files, payload_path
+from imaging_ingest.publish.bag import BagInfo, bag_files
 from imaging_ingest.publish.citation import (
     VersionFacts,
     citation_line,
@@ -53,14 +50,7 @@ from imaging_ingest.storage.objects import ObjectStore
 __all__ = [
     "PUBLISH_COLUMNS",
     "Archive",
-    "Change",
     "PublishOutcome",
-    "VersionDiff",
-    "diff_listings",
-    "diff_versions",
-    "export_manifest",
-    "fetch_version",
-    "manifest_frame",
     "merge_submission",
     "open_release",
     "publish_submission",
@@ -502,177 +492,3 @@ def withdraw_series(archive: Archive, series_uids: Iterable[str], reason: str, *
 
 
 # -- comparing versions -------------------------------------------------------------------
-
-LEVELS = ("patient", "study", "series", "instance", "file")
-
-
-@dataclass(frozen=True, order=True)
-class Change:
-    """One difference between two versions: a patient, study, series or instance added, removed or replaced.
-
-    Instances and series are ``replaced`` (same UID, different bytes); patients and studies
-    holding a changed series are ``changed``.
-    """
-
-    level: str
-    change: str
-    id: str
-
-
-@dataclass(frozen=True)
-class VersionDiff:
-    collection_id: str
-    a: int
-    b: int
-    changes: tuple[Change, ...] = field(default_factory=tuple)
-
-    def ids(self, level: str, change: str) -> list[str]:
-        return [c.id for c in self.changes if c.level == level and c.change == change]
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {level: {} for level in LEVELS}
-        for c in self.changes:
-            out[c.level][c.change] = out[c.level].get(c.change, 0) + 1
-        return out
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"collection": self.collection_id, "a": self.a, "b": self.b, "counts": self.counts(),
-                "changes": [asdict(c) for c in self.changes]}
-
-
-def diff_listings(a: Listing, b: Listing) -> list[Change]:
-    """What changed from listing ``a`` to listing ``b``, level by level."""
-    def tree(listing: Listing) -> tuple[dict[str, str], dict[str, dict[str, str]], dict[str, set[str]], dict[str, set[str]]]:
-        dicom = [e for e in listing.values() if is_dicom_entry(e)]
-        instances = {e["sop_uid"]: e["sha256"] for e in dicom}
-        series: dict[str, dict[str, str]] = defaultdict(dict)
-        studies: dict[str, set[str]] = defaultdict(set)
-        patients: dict[str, set[str]] = defaultdict(set)
-        for e in dicom:
-            series[e["series_uid"]][e["sop_uid"]] = e["sha256"]
-            studies[e["study_uid"]].add(e["series_uid"])
-            patients[e["patient"]].add(e["study_uid"])
-        return instances, series, studies, patients
-
-    ia, sa, ta, pa = tree(a)
-    ib, sb, tb, pb = tree(b)
-    changes: list[Change] = []
-
-    def compare(level: str, old: Mapping[str, Any], new: Mapping[str, Any], differs: Callable[[str], bool], word: str) -> set[str]:
-        touched = set()
-        for uid in sorted(new.keys() - old.keys()):
-            changes.append(Change(level, "added", uid))
-            touched.add(uid)
-        for uid in sorted(old.keys() - new.keys()):
-            changes.append(Change(level, "removed", uid))
-            touched.add(uid)
-        for uid in sorted(old.keys() & new.keys()):
-            if differs(uid):
-                changes.append(Change(level, word, uid))
-                touched.add(uid)
-        return touched
-
-    compare("instance", ia, ib, lambda uid: ia[uid] != ib[uid], "replaced")
-    changed_series = compare("series", sa, sb, lambda uid: sa[uid] != sb[uid], "replaced")
-    changed_studies = compare("study", ta, tb, lambda uid: bool((ta[uid] | tb[uid]) & changed_series), "changed")
-    compare("patient", pa, pb, lambda uid: bool((pa[uid] | pb[uid]) & changed_studies), "changed")
-    fa = {k: e["sha256"] for k, e in a.items() if not is_dicom_entry(e)}
-    fb = {k: e["sha256"] for k, e in b.items() if not is_dicom_entry(e)}
-    compare("file", fa, fb, lambda key: fa[key] != fb[key], "replaced")
-    return sorted(changes, key=lambda c: (LEVELS.index(c.level), c.change, c.id))
-
-
-def diff_versions(store: ObjectStore, catalog: Catalog, collection_id: str, a: int, b: int) -> VersionDiff:
-    _, release_a = open_release(store, catalog, collection_id, a)
-    _, release_b = open_release(store, catalog, collection_id, b)
-    return VersionDiff(collection_id, a, b, tuple(diff_listings(release_objects(release_a), release_objects(release_b))))
-
-
-# -- getting a version out ----------------------------------------------------------------
-
-
-def fetch_version(
-    store: ObjectStore,
-    catalog: Catalog,
-    collection_id: str,
-    number: int,
-    destination: Path,
-    progress: Callable[[str, int], Callable[[], None]] | None = None,
-) -> Path:
-    """Download a version as a BagIt bag: its tag files, metadata and every object under ``data/``.
-
-    ``bagit.Bag(destination).validate()`` then checks every byte against the checksums
-    recorded when the version was published.
-    """
-    tier, release = open_release(store, catalog, collection_id, number)
-    prefix = version_prefix(collection_id, number)
-    destination.mkdir(parents=True, exist_ok=True)
-    for name in (*BAG_TAG_FILES, DATACITE, CITATION, RELEASE):
-        if store.head(tier, f"{prefix}/{name}") is not None:
-            store.download(tier, f"{prefix}/{name}", destination / name)
-    if not (destination / "bagit.txt").exists():
-        raise FileNotFoundError(f"{collection_id} version {number} has no BagIt manifest (published before bags)")
-    objects = release["objects"]
-    tick = progress(f"{collection_id} v{number}", len(objects)) if progress else None
-    for entry in objects:
-        store.download(tier, entry["key"], destination / payload_path(collection_id, entry["key"]))
-        if tick:
-            tick()
-    return destination
-
-
-MANIFEST_COLUMNS = (
-    "collection", "version", "patient", "study_uid", "series_uid", "sop_uid", "modality", "sop_class_uid",
-    "key", "size", "sha256", "md5", "tier",
-)
-
-
-def manifest_frame(store: ObjectStore, catalog: Catalog, collection_id: str, number: int) -> Any:
-    """One row per object of a version: the release's listing with the catalog's modality and SOP class."""
-    import pandas as pd
-
-    tier, release = open_release(store, catalog, collection_id, number)
-    listing = release_objects(release)
-    members = {m.key: m for m in catalog.members(collection_id, number)}
-    if set(members) != set(listing):
-        raise CatalogOutOfSync(
-            f"{collection_id} version {number}: the catalog lists {len(members)} objects, release.json {len(listing)}"
-        )
-    rows = [
-        {
-            "collection": collection_id,
-            "version": number,
-            "patient": entry.get("patient") or members[key].patient,
-            "study_uid": entry["study_uid"],
-            "series_uid": entry["series_uid"],
-            "sop_uid": entry["sop_uid"],
-            "modality": members[key].modality,
-            "sop_class_uid": members[key].sop_class_uid,
-            "key": key,
-            "size": int(entry["size"]),
-            "sha256": entry["sha256"],
-            "md5": entry["md5"],
-            "tier": tier,
-        }
-        for key, entry in sorted(listing.items())
-    ]
-    return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
-
-
-def export_manifest(
-    store: ObjectStore, catalog: Catalog, collection_id: str, number: int, path: Path | None, fmt: str
-) -> bytes | None:
-    """Write a version's manifest as CSV or Parquet to ``path`` (or return the bytes when None)."""
-    frame = manifest_frame(store, catalog, collection_id, number)
-    buffer = io.BytesIO()
-    if fmt == "csv":
-        neutralise_frame(frame).to_csv(buffer, index=False)  # header values: no spreadsheet formulas
-    elif fmt == "parquet":
-        frame.to_parquet(buffer, index=False)
-    else:
-        raise ValueError(f"unknown manifest format {fmt!r}: use csv or parquet")
-    if path is None:
-        return buffer.getvalue()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buffer.getvalue())
-    return None
