@@ -160,7 +160,7 @@ def test_gate_failure_stops_the_stage_and_names_the_expectation(
                     catalog=ingest.catalog)
     sub = ingest.claim().submission_id
     ingest.stage_raw(sub)
-    from imaging_ingest.pipeline import ingest as ingest_module
+    from imaging_ingest.pipeline.stages import intake as ingest_module
 
     real = ingest_module.inventory_frame
     monkeypatch.setattr(ingest_module, "inventory_frame", lambda records, path_of, modalities, **kw: real(records, path_of, ["CT", "MR", "RTSTRUCT", "OT"], **kw))

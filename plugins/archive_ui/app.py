@@ -215,8 +215,7 @@ def create_app() -> FastAPI:
 
     async def _decide_series(item_id: int, decision: str, request: Request, user: Any) -> JSONResponse:
         """Every pending item of the item's series: the same checks, one ``quarantine.decide`` per item."""
-        from imaging_ingest.curation import quarantine
-        from imaging_ingest.curation import previews
+        from imaging_ingest.curation import previews, quarantine
 
         body = await _decision_body(request)
         collection = await _reviewed_item(item_id, user)

@@ -13,11 +13,11 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
 import imaging_ingest.deid.values as values_module
-from imaging_ingest.verify import leaks as verify
 from imaging_ingest.config import DeidOption
 from imaging_ingest.deid import Action, Deidentifier
 from imaging_ingest.deid.freetext.element import ElementResult
 from imaging_ingest.synth.generate import SynthSummary
+from imaging_ingest.verify import leaks as verify
 from imaging_ingest.verify.leaks import find_leaks, identifying_values, verify_frame
 
 from .deid_helpers import SECRET, ct_dataset, dicom_files, patient, resolve, write

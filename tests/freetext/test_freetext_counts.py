@@ -12,10 +12,10 @@ import pytest
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.cli import main
 from imaging_ingest.config import CollectionConfig
+from imaging_ingest.config.settings import Settings
 from imaging_ingest.deid.batch import freetext_counts
 from imaging_ingest.deid.freetext.element import parse_counts
 from imaging_ingest.pipeline.ingest import Ingest
-from imaging_ingest.config.settings import Settings
 
 from .test_freetext_e2e import SECRET_WORDS, _run
 

@@ -13,7 +13,6 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 import imaging_ingest.deid.values as values_module
-from imaging_ingest.verify import text as verify_text
 from imaging_ingest.cli import main
 from imaging_ingest.deid.freetext.element import ElementResult
 from imaging_ingest.verify import text as verify_text

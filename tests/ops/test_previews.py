@@ -25,12 +25,11 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
-from imaging_ingest.curation import quarantine
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import CollectionConfig
-from imaging_ingest.curation import previews
-from imaging_ingest.curation.curators import NotCurator
 from imaging_ingest.config.settings import Settings
+from imaging_ingest.curation import previews, quarantine
+from imaging_ingest.curation.curators import NotCurator
 from imaging_ingest.storage.objects import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -39,10 +39,10 @@ from PIL import Image, ImageDraw
 from pydicom.multival import MultiValue
 from sqlalchemy import select
 
-from imaging_ingest.curation import quarantine
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.catalog.models import AuditEvent, QuarantineItem
 from imaging_ingest.core.reasons import Reason, classify
+from imaging_ingest.curation import quarantine
 from imaging_ingest.curation.curators import require_curator
 from imaging_ingest.storage.objects import ObjectStore
 

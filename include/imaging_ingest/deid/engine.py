@@ -31,8 +31,8 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
-from imaging_ingest.core.checksum import HashingWriter, copy_range
 from imaging_ingest.config import DeidOption
+from imaging_ingest.core.checksum import HashingWriter, copy_range
 from imaging_ingest.core.dicom_read import encoding_transfer_syntax, read_dataset
 from imaging_ingest.deid.elements import (
     PATIENT_ID,

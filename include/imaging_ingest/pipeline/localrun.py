@@ -26,18 +26,16 @@ from typing import Any
 import pandas as pd
 
 from imaging_ingest.catalog import Catalog
-from imaging_ingest.core.checksum import file_digests
 from imaging_ingest.config import CollectionConfig
+from imaging_ingest.core.checksum import file_digests
 from imaging_ingest.core.csvsafe import neutralise
 from imaging_ingest.deid import Profile
 from imaging_ingest.deid.batch import FREETEXT_COUNTS, deidentify_frame, freetext_counts
-from imaging_ingest.intake.staging import stage_entries
-from imaging_ingest.inventory.scan import inventory_frame
 from imaging_ingest.deid.patients import assign_patients
-from imaging_ingest.pipeline.text_review import load_policy
-from imaging_ingest.screen.pixels import ScreenContext, screen_images
 from imaging_ingest.intake.drops import DropEntry
 from imaging_ingest.intake.local import open_local, walk_tree
+from imaging_ingest.intake.staging import stage_entries
+from imaging_ingest.inventory.scan import inventory_frame
 from imaging_ingest.pipeline.supporting import (
     SUPPORTING_KINDS,
     SupportingEnv,
@@ -46,6 +44,8 @@ from imaging_ingest.pipeline.supporting import (
     merge_all,
     verify_all,
 )
+from imaging_ingest.pipeline.text_review import load_policy
+from imaging_ingest.screen.pixels import ScreenContext, screen_images
 
 __all__ = ["LocalRunSummary", "deidentify_tree"]
 
