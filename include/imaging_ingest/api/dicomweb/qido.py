@@ -32,8 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imaging_ingest.api.access import Scope
-from imaging_ingest.api.queries import Condition, series_page, study_page
-from imaging_ingest.api.releases import CollectionView, InstanceView, SeriesView, StudyView
 from imaging_ingest.api.dicomweb.dicom_json import (
     element,
     select_fields,
@@ -42,6 +40,8 @@ from imaging_ingest.api.dicomweb.dicom_json import (
     tag_of,
 )
 from imaging_ingest.api.dicomweb.metadata import MetadataCache
+from imaging_ingest.api.queries import Condition, series_page, study_page
+from imaging_ingest.api.releases import CollectionView, InstanceView, SeriesView, StudyView
 
 __all__ = ["MAX_RESULTS", "BadQuery", "Query", "parse_query", "search"]
 
