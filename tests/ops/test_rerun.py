@@ -171,7 +171,8 @@ def test_dry_run_then_publish_then_rerun_later_stages(
         result = xcom(rerun, stage)
         assert result["extra"] == {"reused": True}, stage
         assert result["manifest"].endswith(".parquet")
-    assert xcom(rerun, "deidentify", 0)["extra"] == {"reused": True}
+    # a re-used batch reports what its de-identification removed, as the run that did it reported
+    assert xcom(rerun, "deidentify", 0)["extra"] == {"reused": True} | xcom(real, "deidentify", 0)["extra"]
     assert xcom(rerun, "plan_batches") == xcom(real, "plan_batches")
     assert xcom(rerun, "verify")["extra"] != {"reused": True}
     assert _modified(store, staged_key) == staged_at  # stage_raw did not run again
