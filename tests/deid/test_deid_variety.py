@@ -192,3 +192,47 @@ def test_pixels_coded_differently_but_equal_when_decoded_are_one_instance(tmp_pa
     header_differs.SeriesDescription = "AXIAL 3MM"
     frame = _inventory([by_pixel, write(header_differs, tmp_path / "header.dcm")])
     assert set(frame["reason"]) == {"SOPInstanceUID shared by 2 files with different content"}
+
+
+def test_instance_uids_in_the_wrong_syntax_are_remapped_unless_kept(tmp_path: Path) -> None:
+    from imaging_ingest.catalog import Catalog
+    from imaging_ingest.config import DeidConfig, DeidOption
+    from imaging_ingest.deid import Profile
+    from imaging_ingest.pipeline.localrun import deidentify_tree
+
+    ds = ct_dataset()
+    hashed = {k: hashlib.sha256(k.encode()).hexdigest() for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")}
+    for keyword, value in hashed.items():  # what a hashing pseudonymiser upstream leaves: 64 hex digits
+        setattr(ds, keyword, value)
+    src = write(ds, tmp_path / "src" / "hashed.dcm")
+    default = Profile.load().resolve(DeidConfig())
+    assert default.remapped_instance_uids() == set(hashed)
+    ok = inventory_frame([_record(0, src)], lambda r: Path(r["path"]), default_modalities(),
+                         remapped_uids=default.remapped_instance_uids())
+    assert ok["status"].tolist() == ["ok"]
+    strict = _inventory([src])  # nothing said about remapping: refused as before
+    assert strict["reason"].tolist() == ["invalid SOPInstanceUID (not a valid UID)"]
+    ds.SOPInstanceUID = "1.2\\3.4"  # two values: not one identifier
+    bad = write(ds, tmp_path / "bad.dcm")
+    frame = inventory_frame([_record(0, bad)], lambda r: Path(r["path"]), default_modalities(),
+                            remapped_uids=default.remapped_instance_uids())
+    assert frame["status"].tolist() == ["quarantined"]
+    retained = Profile.load().resolve(DeidConfig(options=[DeidOption.RETAIN_UIDS]))
+    assert retained.remapped_instance_uids() == frozenset()
+    kept = Profile.load().resolve(DeidConfig(overrides={"SeriesInstanceUID": {"action": "keep"}}))
+    assert kept.remapped_instance_uids() == {"SOPInstanceUID", "StudyInstanceUID"}
+
+    for options, status in (([], "published"), ([DeidOption.RETAIN_UIDS], "quarantined")):
+        config = CollectionConfig(id="x_y", title="xyz", license=License.CC_BY_4_0,
+                                  drop=DropConfig(url=(tmp_path / "src").as_uri()), deid=DeidConfig(options=options))
+        catalog = Catalog.from_url(f"sqlite:///{tmp_path / f'c{len(options)}.db'}")
+        out = tmp_path / f"out{len(options)}"
+        try:
+            summary = deidentify_tree(tmp_path / "src", out, secret=SECRET, config=config, catalog=catalog)
+        finally:
+            catalog.dispose()
+        assert (summary.published, summary.quarantined) == ((1, 0) if status == "published" else (0, 1)), summary.reasons
+    published = pydicom.dcmread(next((tmp_path / "out0").rglob("*.dcm")))
+    assert all(pydicom.uid.UID(published[k].value).is_valid for k in hashed)
+    data = next((tmp_path / "out0").rglob("*.dcm")).read_bytes()
+    assert not [v for v in hashed.values() if v.encode() in data]

@@ -88,7 +88,9 @@ def build_hostile_submission(target: Path, synth: Path, *, specials: bool = True
     _save(ds, bad / "no_sop_uid.dcm")
     cases["missing_sop_uid"] = Case(("bad/no_sop_uid.dcm",), "missing SOPInstanceUID")
 
-    ds = _variant(template, "invalid-uid", sop="1.2.840.abc.7")
+    # longer than a UI value may be: refused although the profile remaps UIDs (a short value in the
+    # wrong syntax, "1.2.840.abc.7", is remapped like any other: tests/deid/test_deid_variety.py)
+    ds = _variant(template, "invalid-uid", sop="1.2.840." + "1234567890" * 6)
     _save(ds, bad / "invalid_uid.dcm")
     cases["invalid_uid"] = Case(("bad/invalid_uid.dcm",), "invalid SOPInstanceUID")
 

@@ -224,6 +224,18 @@ class ResolvedProfile:
             return Action.KEEP
         return Action.REMOVE  # including group lengths: they are never written back
 
+    def remapped_instance_uids(self) -> frozenset[str]:
+        """Which of SOP Instance, Study and Series Instance UID this profile replaces by their keyed remapping.
+
+        Not under Retain UIDs, and not where an override keeps the attribute as it is. The
+        inventory tolerates a source UID in the wrong syntax only there: it is never published.
+        """
+        if DeidOption.RETAIN_UIDS in self.options:
+            return frozenset()
+        kept_as_is = {t for t in self.overridden if self.actions.get(t) is Action.KEEP}
+        keywords = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+        return frozenset(k for k in keywords if tag_for_keyword(k) not in kept_as_is)
+
     def actions_for_sop_class(self, sop_class_uid: str | None) -> dict[int, Action]:
         """Top-level decisions for one SOP class: combined codes resolved by attribute Type.
 

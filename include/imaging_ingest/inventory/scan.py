@@ -9,6 +9,7 @@ Submission-wide checks follow: duplicate SOP Instance UIDs, series that mix pati
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -102,8 +103,14 @@ def _kind_by_name(path: str) -> str:
     return FileKind.OTHER
 
 
-def read_header(path: Path, display_name: str) -> HeaderRead:
-    """Read one file's header; never raises for bad input, returns the reason instead."""
+def read_header(path: Path, display_name: str, *, remapped_uids: frozenset[str] = frozenset()) -> HeaderRead:
+    """Read one file's header; never raises for bad input, returns the reason instead.
+
+    ``remapped_uids``: keywords of the instance UIDs the collection's profile replaces by their
+    keyed remapping (``ResolvedProfile.remapped_instance_uids``); a value of one of them in the
+    wrong syntax (a hash in hex, say) is still an identifier that is never published, so it is
+    accepted as long as it is one value of printable characters of a UID's length.
+    """
     if path.stat().st_size == 0:
         return HeaderRead(FileKind.OTHER, {}, "zero-byte file")
     try:
@@ -138,10 +145,14 @@ def read_header(path: Path, display_name: str) -> HeaderRead:
     except _CORRUPT as exc:
         return HeaderRead(FileKind.DICOM, {}, f"corrupt DICOM element ({type(exc).__name__})")
     # a truncated copy takes no part in duplicate detection: its intact original goes on
-    return HeaderRead(FileKind.DICOM, values, cut or _header_problem(values))
+    return HeaderRead(FileKind.DICOM, values, cut or _header_problem(values, remapped_uids))
 
 
-def _header_problem(values: dict[str, Any]) -> str | None:
+#: A value that can stand for an identifier even if it is not a UID's digits and dots: one value, printable, short.
+_REMAPPABLE = re.compile(r"[!-\[\]-~]{1,64}")
+
+
+def _header_problem(values: dict[str, Any], remapped_uids: frozenset[str] = frozenset()) -> str | None:
     for column, keyword in (
         ("sop_uid", "SOPInstanceUID"),
         ("sop_class_uid", "SOPClassUID"),
@@ -151,7 +162,7 @@ def _header_problem(values: dict[str, Any]) -> str | None:
         value = values.get(column)
         if not value:
             return f"missing {keyword}"
-        if not UID(value).is_valid:
+        if not UID(value).is_valid and not (keyword in remapped_uids and _REMAPPABLE.fullmatch(value)):
             return f"invalid {keyword} (not a valid UID)"
     if not values.get("modality"):
         return "missing Modality"
@@ -232,20 +243,22 @@ def inventory_frame(
     path_of: Callable[[dict[str, Any]], Path],
     modalities: Iterable[str],
     supporting: Callable[[str, str], str | None] | None = None,
+    *,
+    remapped_uids: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     """Read every still-ok file's header into its record, then apply the submission-wide rules.
 
     ``records`` carry at least ``file_id``, ``source_path``, ``sha256_source``, ``status``
     and ``reason``; ``path_of`` gives a record's local file. ``supporting(kind, path)``
     says whether the collection takes a supporting file (None) or why not; without it,
-    every supporting file is quarantined as undeclared.
+    every supporting file is quarantined as undeclared. ``remapped_uids``: see ``read_header``.
     """
     accepted = {m.upper() for m in modalities}
 
     def read(record: dict[str, Any]) -> dict[str, Any]:
         record = dict(record)
         if record["status"] == "ok":
-            header = read_header(path_of(record), record["source_path"])
+            header = read_header(path_of(record), record["source_path"], remapped_uids=remapped_uids)
             record["kind"] = header.kind
             record.update(header.values)
             if header.reason:

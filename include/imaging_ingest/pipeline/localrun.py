@@ -107,14 +107,21 @@ def deidentify_tree(
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     try:
         records = _staged_records(src, work / "staged", config)
-        frame = inventory_frame(records, lambda r: Path(r["locator"]), config.modalities, accept_supporting(config))
+        profile = Profile.load().resolve(config.deid)
+        frame = inventory_frame(
+            records,
+            lambda r: Path(r["locator"]),
+            config.modalities,
+            accept_supporting(config),
+            remapped_uids=profile.remapped_instance_uids(),
+        )
         frame = assign_patients(frame, secret, catalog, config, copy=False)
         ok = frame[frame["status"] == "ok"]
         supporting = ok["kind"].isin(SUPPORTING_KINDS)
         tick = progress("de-identifying", len(ok)) if progress else None
         results = deidentify_frame(
             ok[~supporting],
-            Profile.load().resolve(config.deid),
+            profile,
             secret,
             source_of=lambda r: Path(r["locator"]),
             destination_of=lambda key: work / key,

@@ -166,6 +166,7 @@ class IntakeStages(IngestBase):
             lambda r: self.cache.fetch("raw", r["raw_key"], int(r["size"])),
             self.config.modalities,
             supporting=accept_supporting(self.config),
+            remapped_uids=self.profile.remapped_instance_uids(),
         )
         frame = assign_patients(frame, self.secret, self.catalog, self.config, copy=False)
         if (
