@@ -234,4 +234,10 @@ def test_the_image_installs_hashed_pins_and_no_test_tools() -> None:
     assert {n: v for n, v in pins.items() if n in constraints and constraints[n] != v} == {}
     assert not {"moto", "pytest", "hypothesis", "schemathesis", "ruff", "mypy", "playwright"} & set(pins)
     runtime = (ROOT / "requirements.txt").read_text().split("# tests and checks")[0]
+    named = {
+        re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~ ]", line.split("#")[0].strip())[0]).lower()
+        for line in runtime.splitlines()
+        if line.split("#")[0].strip()
+    }
+    assert named - set(pins) == set(), "requirements.txt names a runtime package the image lock lacks: rerun scripts/lock_image_requirements.sh"
     assert "moto" not in runtime, "moto is a test tool: it stays out of the production image"
