@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imaging_ingest.api.auth import Caller
-from imaging_ingest.api.releases import CollectionView, PatientView, SeriesView, StudyView
+from imaging_ingest.api.releases import CollectionView, InstanceView, PatientView, SeriesView, StudyView
 
 __all__ = ["Scope"]
 
@@ -69,4 +69,12 @@ class Scope:
             study = view.studies.get(uid)
             if study is not None and self.caller.can_see(view.id, view.restricted):
                 return view, study
+        return None
+
+    def find_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> tuple[CollectionView, InstanceView] | None:
+        """The instance with these UIDs, if published in scope and visible to the caller (else None)."""
+        for view in self.visible():
+            instance = view.find_instance(study_uid, series_uid, sop_uid)
+            if instance is not None:
+                return view, instance
         return None

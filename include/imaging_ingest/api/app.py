@@ -29,6 +29,7 @@ from imaging_ingest.api.access import Scope
 from imaging_ingest.api.auth import NOT_FOUND, AuthError, Caller, NotVisible, TokenService, load_users
 from imaging_ingest.api.catalogue import catalogue_router
 from imaging_ingest.api.dicomweb import MetadataCache, dicomweb_router
+from imaging_ingest.api.dicomweb.frames import FrameReader
 from imaging_ingest.api.headers import HeaderCache
 from imaging_ingest.api.limits import BodyLimit, LoginThrottle, SecurityHeaders, Throttled
 from imaging_ingest.api.queries import connect
@@ -56,10 +57,12 @@ class ApiState:
     headers: HeaderCache
     throttle: LoginThrottle
     metadata: MetadataCache
+    frames: FrameReader
 
     def close(self) -> None:
         self.headers.close()
         self.metadata.close()
+        self.frames.close()
         self.archive.engine.dispose()
 
 
@@ -95,7 +98,8 @@ def build_state(settings: Settings, api_settings: ApiSettings) -> ApiState:
     )
     cache = api_settings.header_cache or settings.home / "api" / "header-cache.sqlite"
     metadata = MetadataCache(cache.with_name("dicom-json.sqlite"), fetch, workers=api_settings.header_workers)
-    return ApiState(api_settings, archive, tokens, store, headers, throttle, metadata)
+    frames = FrameReader(cache.with_name("dicom-json.sqlite"), store)
+    return ApiState(api_settings, archive, tokens, store, headers, throttle, metadata, frames)
 
 
 _bearer = HTTPBearer(auto_error=False, description="A token from /nbia-api/oauth/token; needed for restricted data only.")

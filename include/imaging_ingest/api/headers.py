@@ -5,27 +5,25 @@ SoftwareVersions, ...) that the catalog does not keep. Each series' first publis
 object (in key order) is asked for them: a ranged GET of its first 64 KiB, parsed up to
 group 0028 and never into pixel data; the whole object only when its header is longer.
 Published objects are immutable (a key is written once), so what was read is cached for
-good in a small SQLite file beside the API, keyed by object key, and a restart reads
-nothing again. The objects are de-identified and public to whoever may download them,
+good in a small SQLite file beside the API, keyed by object key (``jsoncache.py``), and a
+restart reads nothing again. The objects are de-identified and public to whoever may download them,
 so nothing here is more sensitive than the download itself.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import logging
-import sqlite3
-import threading
 import warnings
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
+
+from imaging_ingest.api.jsoncache import KeyedJsonCache
 
 __all__ = ["HEADER_KEYWORDS", "HeaderCache", "fields_from_dataset", "read_header_fields"]
 
@@ -119,79 +117,10 @@ def _parse(data: bytes, complete: bool) -> Dataset | None:
     return ds if (reached or complete) else None
 
 
-class HeaderCache:
-    """Header fields by object key: in memory, and in a SQLite file when one is given."""
+class HeaderCache(KeyedJsonCache):
+    """Header fields by object key: in memory, and in the ``header_fields`` table of a SQLite file when one is given."""
 
     def __init__(self, path: Path | None, fetch: Fetch, workers: int = 8) -> None:
-        self._fetch = fetch
-        self._workers = workers
-        self._memory: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS header_fields (object_key TEXT PRIMARY KEY, fields TEXT NOT NULL)")
-            self._db.commit()
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    def get_many(self, objects: Iterable[tuple[str, str, int]]) -> dict[str, dict[str, Any]]:
-        """Fields for each ``(tier, key, size)``; missing ones are read in parallel and stored.
-
-        An object that cannot be read gives empty fields (and a log line naming its key):
-        the API then omits those fields rather than fail a whole query.
-        """
-        wanted = {key: (tier, size) for tier, key, size in objects}
-        found = {k: self._memory[k] for k in wanted if k in self._memory}
-        missing = [k for k in wanted if k not in found]
-        if missing and self._db is not None:
-            found.update(self._load(missing))
-            missing = [k for k in missing if k not in found]
-        if missing:
-            log.info("reading DICOM header fields of %d published objects", len(missing))
-
-            def read(key: str) -> tuple[str, dict[str, Any] | None]:
-                tier, size = wanted[key]
-                try:
-                    return key, read_header_fields(self._fetch, tier, key, size)
-                except Exception as exc:  # one unreadable object must not fail a whole query
-                    log.warning("cannot read header fields of %s: %s", key, type(exc).__name__)
-                    return key, None
-
-            with ThreadPoolExecutor(max_workers=min(self._workers, len(missing))) as pool:
-                results = list(pool.map(read, missing))
-            fresh = {key: fields for key, fields in results if fields is not None}
-            self._store(fresh)
-            found.update(fresh)
-            found.update({key: {} for key, fields in results if fields is None})
-        with self._lock:
-            self._memory.update({k: v for k, v in found.items() if v})
-        return found
-
-    def _load(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        loaded: dict[str, dict[str, Any]] = {}
-        assert self._db is not None
-        with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for key, fields in self._db.execute(
-                    f"SELECT object_key, fields FROM header_fields WHERE object_key IN ({marks})", chunk
-                ):
-                    loaded[key] = json.loads(fields)
-        return loaded
-
-    def _store(self, fields: dict[str, dict[str, Any]]) -> None:
-        if self._db is None or not fields:
-            return
-        with self._lock:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO header_fields (object_key, fields) VALUES (?, ?)",
-                [(k, json.dumps(v, sort_keys=True)) for k, v in fields.items()],
-            )
-            self._db.commit()
+        super().__init__(path, "header_fields", "fields",
+                         lambda tier, key, size: dict(read_header_fields(fetch, tier, key, size)),
+                         what="DICOM header fields", workers=workers)

@@ -34,6 +34,7 @@ __all__ = [
     "SeriesRow",
     "VersionRow",
     "connect",
+    "instance_row",
     "patient_ids_ignoring_case",
     "published_versions",
     "series_instances",
@@ -231,6 +232,36 @@ def series_instances(engine: Engine, series_pk: int, version: int) -> list[Insta
     )
     with engine.connect() as connection:
         return [InstanceRow(*row.tuple()) for row in connection.execute(query)]
+
+
+def instance_row(engine: Engine, collection_id: str, version: int, study_uid: str, series_uid: str,
+                 sop_uid: str) -> InstanceRow | None:
+    """One instance a version lists, named by its study, series and SOP Instance UIDs.
+
+    The series row first (its ``(uid, collection_id)`` unique index), then that series' instances
+    by UID: the instance's own collection is left out of the filter, or the planner would walk
+    the collection's span index instead.
+    """
+    query = (
+        select(
+            Instance.object_key,
+            Instance.sop_uid,
+            Instance.sop_class_uid,
+            Instance.tier,
+            Instance.size,
+            Instance.md5,
+            Instance.sha256,
+        )
+        .join(Series, Series.id == Instance.series_id)
+        .join(Study, Study.id == Series.study_id)
+        .where(Series.uid == series_uid, Series.collection_id == collection_id, Instance.sop_uid == sop_uid,
+               Study.uid == study_uid, _live(version))
+        .order_by(Instance.object_key)
+        .limit(1)
+    )
+    with engine.connect() as connection:
+        row = connection.execute(query).first()
+    return InstanceRow(*row.tuple()) if row is not None else None
 
 
 def series_uid_of_instance(engine: Engine, collection_id: str, sop_uid: str, version: int) -> str | None:

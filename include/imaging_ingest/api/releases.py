@@ -33,6 +33,7 @@ from imaging_ingest.api.headers import HeaderCache
 from imaging_ingest.api.queries import (
     SeriesRow,
     VersionRow,
+    instance_row,
     patient_ids_ignoring_case,
     published_versions,
     series_instances,
@@ -309,6 +310,11 @@ class CollectionView:
         series = [SeriesView(self, r) for r in series_rows(self.engine, self.id, self.version, patient_id=patient_id)]
         self.load_headers(series)
         return _patients(self.id, _studies(self.id, series)).get(patient_id)
+
+    def find_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> InstanceView | None:
+        """One instance of the version by its UIDs: one indexed query, no series listing (frames, rendering)."""
+        r = instance_row(self.engine, self.id, self.version, study_uid, series_uid, sop_uid)
+        return InstanceView(r.sop_uid, r.sop_class_uid, r.object_key, r.tier, r.size, r.md5, r.sha256) if r else None
 
     def series_of_instance(self, sop_uid: str) -> SeriesView | None:
         """The series holding this instance in this version (one indexed query)."""

@@ -4,7 +4,8 @@ Mounted at ``/dicomweb`` beside the NBIA API, from the same catalog, object stor
 access rules. ``router`` wires the endpoints; ``qido`` matches and pages searches;
 ``wado`` resolves retrievals and checks bytes; ``dicom_json`` and ``metadata`` make and
 cache DICOM JSON; ``multipart`` encodes multipart/related answers; ``rendered`` cuts
-frames and renders JPEG/PNG.
+frames and renders JPEG/PNG; ``frames`` keeps where each frame lies, so that later frame
+requests read only that frame.
 """
 
 from imaging_ingest.api.dicomweb.metadata import MetadataCache

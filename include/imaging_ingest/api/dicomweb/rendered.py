@@ -59,6 +59,16 @@ class Frames:
         """The transfer syntax a frame is sent in: the original one, uncompressed as explicit VR LE."""
         return EXPLICIT_LE if not self.compressed else self.transfer_syntax
 
+    def frame_range(self, number: int) -> tuple[int, int]:
+        """Where uncompressed frame ``number`` (1-based) lies in the pixel data: ``(start, end)``."""
+        ds = self.dataset
+        bits = int(ds.BitsAllocated)
+        pixels = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+        if bits == 1:  # frames of single-bit data need not start on a byte boundary; serve whole bytes
+            return ((number - 1) * pixels) // 8, -(-(number * pixels) // 8)
+        size = pixels * bits // 8
+        return (number - 1) * size, number * size
+
     def frame(self, number: int) -> bytes:
         """Frame ``number`` (1-based) as stored: a slice, or a compressed frame's fragments joined."""
         if not 1 <= number <= self.count:
@@ -69,14 +79,7 @@ class Frames:
                 if index == number:
                     return bytes(frame)
             raise NoPixelData(f"frame {number} is missing from the encapsulated pixel data")
-        ds = self.dataset
-        bits = int(ds.BitsAllocated)
-        pixels = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
-        if bits == 1:  # frames of single-bit data need not start on a byte boundary; serve whole bytes
-            start, end = ((number - 1) * pixels) // 8, -(-(number * pixels) // 8)
-        else:
-            size = pixels * bits // 8
-            start, end = (number - 1) * size, number * size
+        start, end = self.frame_range(number)
         return bytes(data[start:end])
 
 

@@ -27,6 +27,7 @@ from imaging_ingest.api.dicomweb.wado import (
     instance_bytes,
     instance_stream,
     resolve,
+    resolve_instance,
     wants_png,
 )
 
@@ -163,20 +164,33 @@ def dicomweb_router(scope: Callable[..., Scope]) -> APIRouter:
     def retrieve_frames(request: Request, s: ScopeDep, study: UID, series: UID, sop: UID,
                         frames: Annotated[str, Path(pattern=r"^[0-9]+(,[0-9]+)*$")]) -> Response:
         numbers = [int(n) for n in frames.split(",")]
-        pixels = _frames_of(request, resolve(s, study, series, sop))
+        instance = resolve_instance(s, study, series, sop)
+        try:
+            pixels = _state(request).frames.open(instance)
+        except NoPixelData:
+            raise HTTPException(404, "The instance has no pixel data.") from None
         syntax = pixels.served_syntax
         media = accepts_frames(request.headers.get("accept"), syntax, pixels.compressed)
         if media is None:
             raise HTTPException(406, f"The frames are stored as {syntax} and are sent only in it "
                                      "(ask transfer-syntax=* or that syntax).")
-        try:
-            bodies = [pixels.frame(n) for n in numbers]
-        except NoPixelData as exc:
-            raise HTTPException(404, str(exc)) from None
+        missing = [n for n in numbers if not 1 <= n <= pixels.count]
+        if missing:
+            raise HTTPException(404, f"the instance has {pixels.count} frame(s); there is no frame {missing[0]}")
         boundary = new_boundary()
-        part_type = media.split(";")[0]
-        body = b"".join(multipart_body((Part(media, (b,)) for b in bodies), boundary))
-        return Response(body, media_type=content_type(part_type, boundary, syntax))
+        answer_type = content_type(media.split(";")[0], boundary, syntax)
+        if len(numbers) == 1:  # one frame: one body, no streaming machinery
+            try:
+                body = b"".join(multipart_body([Part(media, (pixels.frame(numbers[0]),))], boundary))
+            except NoPixelData as exc:
+                raise HTTPException(404, str(exc)) from None
+            return Response(body, media_type=answer_type)
+
+        def frame(number: int) -> Iterator[bytes]:  # read when its part is sent
+            yield pixels.frame(number)
+
+        parts = (Part(media, frame(n)) for n in numbers)
+        return StreamingResponse(multipart_body(parts, boundary), media_type=answer_type)
 
     def _rendered(request: Request, target: Target, number: int, size: int | None) -> Response:
         pixels = _frames_of(request, target)

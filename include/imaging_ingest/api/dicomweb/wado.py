@@ -22,7 +22,8 @@ from imaging_ingest.api.downloads import object_chunks, verified_chunks
 from imaging_ingest.api.releases import CollectionView, InstanceView, SeriesView
 from imaging_ingest.api.zipstream import IntegrityError
 
-__all__ = ["Target", "accepts_frames", "instance_bytes", "instance_stream", "resolve", "wants_png"]
+__all__ = ["Target", "accepts_frames", "instance_bytes", "instance_range", "instance_stream", "resolve",
+           "resolve_instance", "wants_png"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,22 @@ def resolve(scope: Scope, study_uid: str, series_uid: str | None = None, sop_uid
     if not instances:
         raise HTTPException(404, NOT_FOUND)
     return Target(view, tuple((series, i) for i in instances))
+
+
+def resolve_instance(scope: Scope, study_uid: str, series_uid: str, sop_uid: str) -> InstanceView:
+    """One instance named by its UIDs, if published and visible; else 404 (one query, no series listing)."""
+    found = scope.find_instance(study_uid, series_uid, sop_uid)
+    if found is None:
+        raise HTTPException(404, NOT_FOUND)
+    return found[1]
+
+
+def instance_range(store: object, instance: InstanceView, start: int, end: int) -> bytes:
+    """Bytes ``start`` to ``end`` (exclusive) of an instance: one ranged GET (the caller checks them)."""
+    client = store.client  # type: ignore[attr-defined]
+    bucket = store.bucket(instance.tier)  # type: ignore[attr-defined]
+    data: bytes = client.get_object(Bucket=bucket, Key=instance.key, Range=f"bytes={start}-{end - 1}")["Body"].read()
+    return data
 
 
 def instance_stream(store: object, instance: InstanceView, chunk_size: int) -> Iterator[bytes]:
