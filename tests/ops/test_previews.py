@@ -208,6 +208,17 @@ def test_item_thumbnail_reads_the_tiers_and_draws_the_evidence_and_the_rule(
     )
 
 
+def test_a_page_of_thumbnails_reads_the_manifest_once(
+    queue: Queue, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    get_bytes = queue.store.get_bytes
+    monkeypatch.setattr(queue.store, "get_bytes", lambda tier, key: reads.append(key) or get_bytes(tier, key))
+    for file_id in (1, 2, 4):
+        previews.item_thumbnail(catalog, queue.store, queue.ids[file_id])
+    assert len([k for k in reads if k.endswith("/manifests/screened.parquet")]) == 1
+
+
 def test_item_facts_name_the_path_series_pseudonym_rule_and_element(queue: Queue, catalog: Catalog) -> None:
     facts = previews.item_facts(catalog, queue.store, [queue.ids[1], queue.ids[3]])
     first = facts[queue.ids[1]]

@@ -30,7 +30,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -240,18 +240,34 @@ def _text(value: Any) -> str | None:
 
 
 def _manifest_rows(store: ObjectStore, collection_id: str, submission_id: str) -> dict[int, dict[str, Any]]:
-    """Series, pseudonym and output key of each file, from the submission's newest manifest (staging tier)."""
-    import pyarrow.parquet as pq
+    """Series, pseudonym and output key of each file, from the submission's newest manifest (staging tier).
 
+    A page of thumbnails asks for the same manifest once per image: the last few read are
+    kept in this process's memory (never on disk), keyed by their SHA-256, so a rewritten
+    manifest is read again.
+    """
     for name in _MANIFESTS:
         key = f"{collection_id}/{submission_id}/manifests/{name}.parquet"
-        if store.head("staging", key) is None:
+        info = store.head("staging", key)
+        if info is None:
             continue
-        parquet = pq.ParquetFile(io.BytesIO(store.get_bytes("staging", key)))
-        columns = [c for c in _MANIFEST_COLUMNS if c in parquet.schema_arrow.names]
-        rows = parquet.read(columns=columns).to_pylist()
-        return {int(r["file_id"]): r for r in rows}
+        if info.sha256 is None:
+            return _read_manifest(store, key)
+        return _read_manifest_cached(store, key, info.sha256)
     return {}
+
+
+def _read_manifest(store: ObjectStore, key: str) -> dict[int, dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(io.BytesIO(store.get_bytes("staging", key)))
+    columns = [c for c in _MANIFEST_COLUMNS if c in parquet.schema_arrow.names]
+    return {int(r["file_id"]): r for r in parquet.read(columns=columns).to_pylist()}
+
+
+@lru_cache(maxsize=4)
+def _read_manifest_cached(store: ObjectStore, key: str, sha256: str) -> dict[int, dict[str, Any]]:
+    return _read_manifest(store, key)
 
 
 def _items(catalog: Catalog, ids: Iterable[int]) -> list[QuarantineItem]:
