@@ -159,6 +159,60 @@ def test_curator_triggers_with_params_and_sees_the_new_version(ui: UI) -> None:
     assert ui.counts()["pending_review"] == counts["pending_review"] - 1
 
 
+def _login(page, url: str) -> None:
+    page.goto(f"{url}/")
+    page.wait_for_selector("input[name=username]")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "admin")
+    page.click("button[type=submit]")
+    page.wait_for_selector("[data-testid=nav-dags-link]")
+
+
+def _loaded(page, selector: str) -> int:
+    """Wait until the image has loaded; its natural width (0 would be a broken image)."""
+    image = page.locator(selector)
+    image.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    return int(image.evaluate("img => img.naturalWidth"))
+
+
+@pytest.mark.browser
+def test_quarantine_queue_shows_a_thumbnail_of_a_quarantined_image(published: UI) -> None:
+    """A curator (admin is one here) sees each quarantined image, and opens its preview.
+
+    Runs before the test that approves the last pending item (tests run in file order).
+    """
+    from playwright.sync_api import expect, sync_playwright
+
+    ui, url = published, published.stack.url
+    with ui.stack.client("admin") as admin:
+        pending = admin.get("/archive/api/quarantine", params={"collection": "demo"}).json()
+        answers = {i["id"]: admin.get(f"/archive/api/quarantine/{i['id']}/thumbnail.png") for i in pending}
+    images = [item_id for item_id, answer in answers.items() if answer.status_code == 200]
+    assert images, {item_id: answer.status_code for item_id, answer in answers.items()}
+    item_id = images[0]
+    assert answers[item_id].headers["content-type"] == "image/png"
+    assert answers[item_id].headers["cache-control"] == "no-store"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            _login(page, url)
+            page.goto(f"{url}/archive/quarantine?collection=demo")
+            assert _loaded(page, f"tr[data-item='{item_id}'] img[data-testid=thumbnail]") > 0
+            expect(page.locator(f"tr[data-item='{item_id}'] [data-field=rule]")).not_to_be_empty()
+            _shot(page, "quarantine-previews.png")
+
+            page.click(f"tr[data-item='{item_id}'] a:has(img)")
+            assert _loaded(page, "img[data-testid=preview-image]") > 0
+            expect(page.locator("[data-testid=facts] [data-field=path]")).not_to_be_empty()
+            expect(page.locator("[data-testid=attributes] tbody tr").first).to_contain_text("(00")
+            _shot(page, "quarantine-preview.png")
+        finally:
+            browser.close()
+
+
 def test_archive_pages_need_an_airflow_login(ui: UI) -> None:
     base = f"{ui.stack.url}/archive"
     assert httpx.get(f"{base}/", timeout=30).status_code == 401
@@ -208,53 +262,3 @@ def test_only_curators_decide_on_quarantined_files(published: UI) -> None:
     finally:
         catalog.dispose()
 
-
-def _login(page, url: str) -> None:
-    page.goto(f"{url}/")
-    page.wait_for_selector("input[name=username]")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", "admin")
-    page.click("button[type=submit]")
-    page.wait_for_selector("[data-testid=nav-dags-link]")
-
-
-def _loaded(page, selector: str) -> int:
-    """Wait until the image has loaded; its natural width (0 would be a broken image)."""
-    image = page.locator(selector)
-    image.scroll_into_view_if_needed()
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
-    return int(image.evaluate("img => img.naturalWidth"))
-
-
-@pytest.mark.browser
-def test_quarantine_queue_shows_a_thumbnail_of_a_quarantined_image(published: UI) -> None:
-    """A curator (admin is one here) sees each quarantined image, and opens its preview."""
-    from playwright.sync_api import expect, sync_playwright
-
-    ui, url = published, published.stack.url
-    with ui.stack.client("admin") as admin:
-        pending = admin.get("/archive/api/quarantine", params={"collection": "demo"}).json()
-        answers = {i["id"]: admin.get(f"/archive/api/quarantine/{i['id']}/thumbnail.png") for i in pending}
-    images = [item_id for item_id, answer in answers.items() if answer.status_code == 200]
-    assert images, {item_id: answer.status_code for item_id, answer in answers.items()}
-    item_id = images[0]
-    assert answers[item_id].headers["content-type"] == "image/png"
-    assert answers[item_id].headers["cache-control"] == "no-store"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
-            _login(page, url)
-            page.goto(f"{url}/archive/quarantine?collection=demo")
-            assert _loaded(page, f"tr[data-item='{item_id}'] img[data-testid=thumbnail]") > 0
-            expect(page.locator(f"tr[data-item='{item_id}'] [data-field=rule]")).not_to_be_empty()
-            _shot(page, "quarantine-previews.png")
-
-            page.click(f"tr[data-item='{item_id}'] a:has(img)")
-            assert _loaded(page, "img[data-testid=preview-image]") > 0
-            expect(page.locator("[data-testid=facts] [data-field=path]")).not_to_be_empty()
-            expect(page.locator("[data-testid=attributes] tbody tr").first).to_contain_text("(00")
-            _shot(page, "quarantine-preview.png")
-        finally:
-            browser.close()
