@@ -119,6 +119,10 @@ def test_each_kind_is_found(text: str, kind: Kind) -> None:
         ("Cruz, Maria called", "[NAME] called"),
         ("contact Robinson, Elizabeth", "contact [NAME]"),
         ("CT CHEST reviewed by Robinson, Maria", "CT CHEST reviewed by [NAME]"),
+        # surname and first name that are everyday words too, in mixed case
+        ("Smith, John", "[NAME]"),
+        ("seen by Smith, John", "seen by [NAME]"),
+        ("Baker, Grace called", "[NAME] called"),
     ],
 )
 def test_accented_first_names_and_eponymous_surnames_are_whole_names(text: str, expected: str) -> None:
@@ -126,7 +130,9 @@ def test_accented_first_names_and_eponymous_surnames_are_whole_names(text: str, 
         assert clean_text(text, text_class=text_class).text == expected, text_class
 
 
-@pytest.mark.parametrize("text", ["Robinson 2 cyst", "Cruz trypanosomiasis", "Ménière disease"])
+@pytest.mark.parametrize(
+    "text", ["Robinson 2 cyst", "Cruz trypanosomiasis", "Ménière disease", "CHEST, MAY", "Left lung, Mark lesion"]
+)
 def test_eponyms_alone_stay(text: str) -> None:
     assert clean_text(text, text_class=TextClass.DESCRIPTOR).text == text
 

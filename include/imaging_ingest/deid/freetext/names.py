@@ -11,7 +11,8 @@ Shapes do not define a name; context does. The rules, strongest first:
 - words from the census name tables that are not also everyday or clinical words
   (``Ottilie``, ``Quist``), a first name followed by a capitalised word (``John Smith``),
   an accented word before a surname (``Vitória Nogueira``), ``Lastname, Firstname`` (also
-  with an eponym, a surname that is a clinical but not an everyday word: ``Robinson, Maria``),
+  with an eponym, a surname that is a clinical but not an everyday word: ``Robinson, Maria``,
+  and, in mixed case, where both are everyday words too: ``Smith, John``),
   initials before a capitalised word (``J. Smith``);
 - in narrative, capitalised words in no list: two or more in a row are a name, one alone is
   a suspect;
@@ -175,9 +176,11 @@ def _after_cue(text: str, tokens: Sequence[Token], cue: int, kind: str, upper: b
     end = _extend(text, tokens, nxt, upper, lex)
     words = tokens[nxt:end]
     if certainty is Certainty.SUSPECT and len(words) >= 2 and (
-        any(t.unknown or (t.names and not t.vocab) for t in words) or (words[0].first and words[1].names)
+        any(t.unknown or (t.names and not t.vocab) for t in words)
+        or (words[0].first and words[1].names)
+        or (not upper and words[1].first and text[words[0].end : words[1].start] in (", ", ","))
     ):
-        certainty = Certainty.PHI  # "per Bill Quist", "contact: King, Mary"
+        certainty = Certainty.PHI  # "per Bill Quist", "contact: King, Mary", "seen by Smith, John"
     return Span(tok.start, tokens[end - 1].end, Kind.NAME, certainty, f"name.{kind}")
 
 
@@ -259,7 +262,9 @@ def word_spans(text: str, text_class: TextClass) -> Iterator[Span]:
         # Lastname, Firstname
         if nxt is not None and tok.cap and nxt.first and nxt.cap and not nxt.clinical and (
             tok.names or (tok.unknown and not tok.clinical)
-        ) and (not nxt.vocab or tok.unknown or not tok.vocab or not tok.everyday) and text[tok.end : nxt.start] in (", ", ","):
+        ) and (
+            not nxt.vocab or tok.unknown or not tok.vocab or not tok.everyday or (not upper and not tok.clinical)
+        ) and text[tok.end : nxt.start] in (", ", ","):
             end = _extend(text, tokens, i + 1, upper, lex)
             yield Span(tok.start, tokens[end - 1].end, Kind.NAME, Certainty.PHI, "name.last_first")
             covered = tokens[end - 1].end
