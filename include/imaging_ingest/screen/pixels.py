@@ -222,27 +222,34 @@ def screen_images(frame: pd.DataFrame, ctx: ScreenContext) -> pd.DataFrame:
     with ThreadPoolExecutor(max(1, ctx.pixels.ocr_workers)) as pool:
         for indexes in chunks(ok):
             records = [(i, r) for i, r in zip(indexes, iter_records(frame.loc[indexes]), strict=True) if _is_dicom(r)]
-            outcomes = pool.map(lambda r: _screen_one(r, ctx), [r for _, r in records])
-            for (index, _), outcome in zip(records, outcomes, strict=True):
-                _apply(frame, index, outcome, ctx)
+            outcomes = list(pool.map(lambda r: _screen_one(r, ctx), [r for _, r in records]))
+            _apply(frame, [index for index, _ in records], outcomes, ctx)
     return frame
 
 
-def _apply(frame: pd.DataFrame, index: Any, outcome: _Outcome, ctx: ScreenContext) -> None:
-    """Write one file's screening outcome into its manifest row (and re-upload a redacted file)."""
-    frame.loc[index, ["status", "reason"]] = [outcome.status, outcome.reason if outcome.status != "ok" else None]
-    frame.at[index, "screen_action"] = outcome.action
-    frame.at[index, "redaction_rule"] = outcome.rule
-    frame.at[index, "ocr_words"] = outcome.ocr_words
-    frame.at[index, "ocr_hits"] = outcome.ocr_hits
-    frame.at[index, "frames_decoded"] = outcome.frames_decoded
-    frame.at[index, "screen_evidence"] = outcome.evidence
-    frame.at[index, "policy_rejected"] = outcome.policy_rejected
-    if outcome.redacted:
-        for column, value in outcome.redacted.items():
-            frame.at[index, column] = value
-        if ctx.on_rewrite is not None:
-            ctx.on_rewrite(frame.loc[index].to_dict())
+def _apply(frame: pd.DataFrame, indexes: list[Any], outcomes: list[_Outcome], ctx: ScreenContext) -> None:
+    """Write a chunk's screening outcomes into their manifest rows, a column at a time (and re-upload redacted files)."""
+    if not indexes:
+        return
+    columns: dict[str, list[Any]] = {
+        "status": [o.status for o in outcomes],
+        "reason": [o.reason if o.status != "ok" else None for o in outcomes],
+        "screen_action": [o.action for o in outcomes],
+        "redaction_rule": [o.rule for o in outcomes],
+        "ocr_words": [o.ocr_words for o in outcomes],
+        "ocr_hits": [o.ocr_hits for o in outcomes],
+        "frames_decoded": [o.frames_decoded for o in outcomes],
+        "screen_evidence": [o.evidence for o in outcomes],
+        "policy_rejected": [o.policy_rejected for o in outcomes],
+    }
+    for column, values in columns.items():
+        frame.loc[indexes, column] = values
+    for index, outcome in zip(indexes, outcomes, strict=True):
+        if outcome.redacted:  # rare: one row at a time
+            for column, value in outcome.redacted.items():
+                frame.at[index, column] = value
+            if ctx.on_rewrite is not None:
+                ctx.on_rewrite(frame.loc[index].to_dict())
 
 
 def _screen_one(record: dict[str, Any], ctx: ScreenContext) -> _Outcome:
