@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -29,6 +30,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
         [{"kind": k, "files": v} for k, v in sorted(summary.by_kind.items())], ["kind", "files"], args.json
     )
     return 0
+
+
+def available_cores() -> int:
+    """The CPUs this process may run on (its affinity mask, a container's cpuset), not the machine's count."""
+    counter = getattr(os, "process_cpu_count", None)  # Python 3.13+
+    if counter is not None:
+        return max(1, counter() or 1)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def cmd_deidentify(args: argparse.Namespace) -> int:
@@ -64,7 +76,7 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
         secret=secret,
         config=config,
         catalog=catalog_for(args.catalog),
-        workers=args.workers or config.workers,
+        workers=args.workers or (config.workers if "workers" in config.model_fields_set else available_cores()),
         quarantine_dir=Path(args.quarantine_dir) if args.quarantine_dir else None,
         progress=progress_bar(not args.json),
     )
@@ -189,7 +201,9 @@ def register(command: CommandFactory) -> None:
     deid.add_argument(
         "--config", metavar="COLLECTION.yaml", help="collection config (options, overrides, prefix)"
     )
-    deid.add_argument("--workers", type=int, default=0, help="processes (default: the config's, else 1)")
+    deid.add_argument(
+        "--workers", type=int, default=0, help="processes (default: the config's workers, else the cores available)"
+    )
     deid.add_argument(
         "--quarantine-dir", metavar="DIR", help="copy quarantined originals here (outside DST_DIR)"
     )
