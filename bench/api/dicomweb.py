@@ -28,16 +28,13 @@ import hashlib
 import io
 import json
 import os
-import platform
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +44,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "dags"))
 sys.path.insert(0, str(REPO / "include"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import _free_port, _percentile, _uid, start_server, stop_server  # noqa: E402
+sys.path.insert(0, str(REPO / "bench"))
+from report import header, spread  # noqa: E402
+from run import _free_port, _uid, start_server, stop_server  # noqa: E402
+from timing import summary, time_requests  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "api-dicomweb.json"
 COLLECTION = "bench"
@@ -204,28 +204,40 @@ def _requests(made: dict[str, Any], count: int, seed: int) -> dict[str, list[tup
 
 
 def _measure(base: str, requests: list[tuple[str, dict[str, str]]], frames: bool) -> dict[str, Any]:
-    latencies = []
     headers = {"Accept": FRAME_ACCEPT} if frames else {"Accept": "application/dicom+json"}
-    started = time.perf_counter()
+
+    def found_something(answer: httpx.Response, request: tuple[str, dict[str, str]]) -> None:
+        if not frames and not answer.json():
+            raise RuntimeError(f"{base}{request[0]} {request[1]} found nothing")
+
     with httpx.Client(base_url=base, timeout=120, headers=headers) as client:
-        for path, params in requests:
-            t = time.perf_counter()
-            answer = client.get(path, params=params)
-            answer.raise_for_status()
-            if not frames and not answer.json():
-                raise RuntimeError(f"{base}{path} {params} found nothing")
-            latencies.append(time.perf_counter() - t)
-    elapsed = time.perf_counter() - started
-    return {"requests": len(latencies), "p50_ms": round(_percentile(latencies, 0.5) * 1000, 2),
-            "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2), "per_s": round(len(latencies) / elapsed, 1)}
+        return summary(time_requests(client, requests, check=found_something))
 
 
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
+#: The docs table's rows: (label, kind, what is shown).
+TABLE = (
+    ("QIDO `studies?PatientID` p50 / p99 ms", "studies?PatientID", "latency"),
+    ("QIDO `studies?StudyDate-range&limit=100` p50 / p99 ms", "studies?StudyDate-range&limit=100", "latency"),
+    ("QIDO `studies/{S}/series` p50 / p99 ms", "studies/{S}/series", "latency"),
+    ("QIDO `series?Modality&limit=100` p50 / p99 ms", "series?Modality&limit=100", "latency"),
+    ("WADO `frames/1` (frames/s)", "frames/1", "rate"),
+)
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
+def docs_table(result: dict[str, Any]) -> str:
+    """The docs/api.md table of a result file: medians, the rate with its spread (min-max)."""
+    lines = ["| request | ours | Orthanc |", "| --- | --- | --- |"]
+    for label, kind, shown in TABLE:
+        cells = []
+        for server in ("ours", "orthanc"):
+            figures = result["summary"][server][kind]
+            if shown == "rate":
+                rate = figures["frames_per_s"]
+                cells.append(f"{rate['median']} ({rate['min']}–{rate['max']})")
+            else:
+                cells.append(f"{figures['p50_ms']['median']} / {figures['p99_ms']['median']}")
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -236,7 +248,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100, help="requests per query kind per round")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--table", action="store_true", help="print the docs table of the results file and stop")
     args = parser.parse_args()
+    if args.table:
+        print(docs_table(json.loads(Path(args.out).read_text(encoding="utf-8"))))
+        return 0
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     from imaging_dags.local import s3_server
@@ -276,31 +292,26 @@ def main() -> int:
             stop_server(ours_process)
             stop_server(orthanc_process)  # type: ignore[arg-type]
 
-    summary: dict[str, dict[str, Any]] = {}
+    figures: dict[str, dict[str, Any]] = {}
     for name in ("ours", "orthanc"):
-        summary[name] = {}
+        figures[name] = {}
         for kind in rounds[0][name]:
             measured = [r[name][kind] for r in rounds]
             if kind.startswith("frames"):
-                summary[name][kind] = {"frames_per_s": _spread([m["per_s"] for m in measured]),
-                                       "p50_ms": _spread([m["p50_ms"] for m in measured])}
+                figures[name][kind] = {"frames_per_s": spread([m["rps"] for m in measured]),
+                                       "p50_ms": spread([m["p50_ms"] for m in measured], 2)}
             else:
-                summary[name][kind] = {"p50_ms": _spread([m["p50_ms"] for m in measured]),
-                                       "p99_ms": _spread([m["p99_ms"] for m in measured])}
+                figures[name][kind] = {"p50_ms": spread([m["p50_ms"] for m in measured], 2),
+                                       "p99_ms": spread([m["p99_ms"] for m in measured], 2)}
     report = {
-        "benchmark": "api-dicomweb",
-        "what": "QIDO-RS and WADO-RS frames: imaging-ingest's /dicomweb against Orthanc (Debian orthanc + "
-                "orthanc-dicomweb) serving the same files; one client, keep-alive, after one warm-up pass",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "settings": {"requests_per_kind_per_round": args.requests, "rounds": args.runs, "frame": f"{args.side}x"
-                     f"{args.side} 16-bit", "ours": "imaging-ingest api, 1 uvicorn worker, SQLite catalog, moto S3",
-                     "orthanc": "1.10 with DICOMweb plugin 1.7, SQLite index, files on local disk"},
+        **header("api-dicomweb", "QIDO-RS and WADO-RS frames: imaging-ingest's /dicomweb against Orthanc (Debian "
+                 "orthanc + orthanc-dicomweb) serving the same files; one client, keep-alive, after one warm-up pass",
+                 requests_per_kind_per_round=args.requests, rounds=args.runs, frame=f"{args.side}x{args.side} 16-bit",
+                 ours="imaging-ingest api, 1 uvicorn worker, SQLite catalog, moto S3",
+                 orthanc="1.10 with DICOMweb plugin 1.7, SQLite index, files on local disk"),
         "archive": made["counts"],
         "ours_first_answer_after_start_s": round(first_answer_s, 2),
-        "summary": summary,
+        "summary": figures,
         "rounds": rounds,
     }
     out = Path(args.out)

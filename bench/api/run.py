@@ -44,6 +44,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "dags"))
 sys.path.insert(0, str(REPO / "include"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import Timing, percentile, summary, time_requests  # noqa: E402
+
 RESULTS = REPO / "bench" / "results" / "api.json"
 COLLECTION = "bench"
 V4 = "/nbia-api/services/v4"
@@ -165,22 +168,6 @@ def build_archive(settings: Any, series_count: int, instances_per_series: int, d
     }
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def _summary(latencies: list[float], elapsed: float, **extra: Any) -> dict[str, Any]:
-    return {
-        "requests": len(latencies),
-        "rps": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(_percentile(latencies, 0.50) * 1000, 2),
-        "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
-        "mean_ms": round(statistics.fmean(latencies) * 1000, 2),
-        **extra,
-    }
-
-
 def measure_queries(base: str, made: dict[str, Any], seconds: float, max_requests: int) -> dict[str, Any]:
     rng = random.Random(7)
     kinds = {
@@ -195,18 +182,8 @@ def measure_queries(base: str, made: dict[str, Any], seconds: float, max_request
     results: dict[str, Any] = {}
     with httpx.Client(base_url=f"{base}{V4}/", timeout=60) as client:
         for name, make in kinds.items():
-            latencies: list[float] = []
-            sizes: list[int] = []
-            started = time.perf_counter()
-            while time.perf_counter() - started < seconds and len(latencies) < max_requests:
-                path, params = make()
-                t = time.perf_counter()
-                answer = client.get(path, params=params)
-                latencies.append(time.perf_counter() - t)
-                answer.raise_for_status()
-                sizes.append(len(answer.content))
-            results[name] = _summary(latencies, time.perf_counter() - started, clients=1,
-                                     mean_response_bytes=int(statistics.fmean(sizes)))
+            timing = time_requests(client, (make() for _ in range(max_requests)), seconds=seconds)
+            results[name] = summary(timing, clients=1, mean_response_bytes=int(statistics.fmean(timing.sizes)))
     results["getSeries?SeriesInstanceUID, 4 concurrent clients"] = _concurrent(base, made, seconds, 4)
     return results
 
@@ -231,7 +208,7 @@ def _concurrent(base: str, made: dict[str, Any], seconds: float, clients: int) -
         t.start()
     for t in threads:
         t.join()
-    return _summary(latencies, time.perf_counter() - started, clients=clients)
+    return summary(Timing(latencies, [], time.perf_counter() - started), clients=clients)
 
 
 def measure_downloads(base: str, made: dict[str, Any], rounds: int) -> dict[str, Any]:
@@ -256,10 +233,10 @@ def measure_downloads(base: str, made: dict[str, Any], rounds: int) -> dict[str,
         "downloads": len(totals),
         "mean_zip_mb": round(statistics.fmean(sizes) / 1e6, 1),
         "mb_per_s": round(sum(sizes) / sum(totals) / 1e6, 1),
-        "p50_s": round(_percentile(totals, 0.5), 3),
-        "p99_s": round(_percentile(totals, 0.99), 3),
-        "ttfb_p50_ms": round(_percentile(ttfbs, 0.5) * 1000, 1),
-        "ttfb_p99_ms": round(_percentile(ttfbs, 0.99) * 1000, 1),
+        "p50_s": round(percentile(totals, 0.5), 3),
+        "p99_s": round(percentile(totals, 0.99), 3),
+        "ttfb_p50_ms": round(percentile(ttfbs, 0.5) * 1000, 1),
+        "ttfb_p99_ms": round(percentile(ttfbs, 0.99) * 1000, 1),
     }
 
 
