@@ -70,6 +70,15 @@ def test_stage_raw_keeps_originals_content_addressed(ingest: Ingest, submission:
         info = store.head("raw", row.raw_key)
         assert info is not None and info.sha256 == row.sha256_source
         assert row.raw_key.endswith(row.sha256_source)
+    # each distinct content uploaded once (on the bounded pool), timed per object and per byte
+    assert result.counts["uploaded_objects"] == staged["raw_key"].dropna().nunique()
+    assert result.counts["uploaded_bytes"] == sum(store.sizes("raw", f"demo/{sub}/").values())
+    timings = result.extra["timings"]
+    assert timings["upload"]["objects"] == result.counts["uploaded_objects"]
+    assert timings["read"]["objects"] >= result.counts["uploaded_objects"]
+    assert timings["upload"]["ms_per_object"] > 0 and timings["upload"]["mb_per_s"] > 0
+    again = ingest.stage_raw(sub)  # everything is there: nothing is uploaded again
+    assert again.counts["uploaded_objects"] == 0
 
 
 def test_inventory_reads_headers_and_assigns_pseudonyms(ingest: Ingest, submission: Path) -> None:
@@ -107,10 +116,19 @@ def test_plan_batches_whole_series(ingest: Ingest, submission: Path) -> None:
 
 
 def test_full_run_publishes_deidentified_objects_and_a_release(
-    ingest: Ingest, submission: Path, store: ObjectStore, catalog: Catalog
+    ingest: Ingest, submission: Path, store: ObjectStore, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    results = []
+    publish = ingest.publish
+    monkeypatch.setattr(ingest, "publish", lambda sub: results.append(publish(sub)) or results[-1])
     summary = ingest.run()
     assert summary is not None
+    # the copies into the tier ran on the bounded pool, timed per object and per byte
+    (published,) = results
+    copy = published.extra["timings"]["copy"]
+    assert copy["objects"] == published.counts["copied_objects"] == published.counts["added_objects"]
+    assert copy["bytes"] == published.counts["copied_bytes"] > 0 and copy["ms_per_object"] > 0
+    assert published.extra["timings"]["metadata"]["objects"] >= 5  # bag, citation, index tables
     dicom_in = len(_dicom_files(submission))
     sc_files = len([p for p in _dicom_files(submission) if "SCANNED" in p.parent.name])
     assert summary["files_in"] == dicom_in + 1  # the clinical CSV

@@ -6,7 +6,7 @@ import hashlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -32,14 +32,14 @@ from imaging_ingest.pipeline.supporting import (
 )
 from imaging_ingest.publish.reclassify import reconcile_tier
 from imaging_ingest.storage.objects import LocalCache, ObjectStore, PublicTierViolation
+from imaging_ingest.storage.transfers import IO_THREADS as IO_THREADS  # re-exported for the stages
+from imaging_ingest.storage.transfers import Transfers
 
 __all__ = ["IngestBase", "NothingToDo", "StageResult", "submission_id_for"]
 
 log = logging.getLogger(__name__)
 
 
-#: Concurrent object-store requests per task: S3 latency, not CPU, bounds copies and uploads.
-IO_THREADS = 8
 
 
 # Whole-submission stages read only the manifest columns they use (see ``ManifestStore.read``):
@@ -275,20 +275,25 @@ class IngestBase:
             if item.submission_id == submission_id
         }
         items = []
-        for record in rows.to_dict("records"):
-            file_id = int(record["file_id"])
-            if file_id in known:
-                continue
-            key = None
-            if isinstance(record.get("raw_key"), str):
-                key = f"{self.config.id}/{submission_id}/{file_id:06d}/original"
-                if self.store.head("quarantine", key) is None:
-                    self.store.copy("raw", record["raw_key"], "quarantine", key)
-                self.store.put_json(
-                    "quarantine",
-                    f"{self.config.id}/{submission_id}/{file_id:06d}/reason.json",
-                    {"file_id": file_id, "stage": stage, "source_path": record["source_path"]}
-                    | classify(record["reason"]).as_dict(),
-                )
-            items.append((file_id, str(record["source_path"]), stage, str(record["reason"]), key))
+        with Transfers() as pool:  # each original's copy and reason concurrently, on a bounded pool
+            for record in rows.to_dict("records"):
+                file_id = int(record["file_id"])
+                if file_id in known:
+                    continue
+                key = None
+                if isinstance(record.get("raw_key"), str):
+                    key = f"{self.config.id}/{submission_id}/{file_id:06d}/original"
+                    pool.submit(partial(self._keep_quarantined, submission_id, record, key, stage))
+                items.append((file_id, str(record["source_path"]), stage, str(record["reason"]), key))
         self.catalog.add_quarantine(self.config.id, submission_id, items)
+
+    def _keep_quarantined(self, submission_id: str, record: dict[str, Any], key: str, stage: str) -> None:
+        file_id = int(record["file_id"])
+        if self.store.head("quarantine", key) is None:
+            self.store.copy("raw", record["raw_key"], "quarantine", key)
+        self.store.put_json(
+            "quarantine",
+            f"{self.config.id}/{submission_id}/{file_id:06d}/reason.json",
+            {"file_id": file_id, "stage": stage, "source_path": record["source_path"]}
+            | classify(record["reason"]).as_dict(),
+        )

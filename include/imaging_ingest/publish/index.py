@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 if TYPE_CHECKING:
     from imaging_ingest.catalog import Catalog
     from imaging_ingest.storage.objects import ObjectStore
+from imaging_ingest.storage.transfers import Transfers
 
 __all__ = [
     "INDEX_TABLES",
@@ -84,7 +85,9 @@ def index_key(collection_id: str, number: int, table: str) -> str:
 def _schema_bytes(table: str) -> bytes:
     if table not in INDEX_TABLES:
         raise ValueError(f"unknown index table {table!r}")
-    return (resources.files("imaging_ingest") / "data" / "release_index" / f"{table}.schema.json").read_bytes()
+    return (
+        resources.files("imaging_ingest") / "data" / "release_index" / f"{table}.schema.json"
+    ).read_bytes()
 
 
 def table_schema(table: str) -> dict[str, Any]:
@@ -151,7 +154,9 @@ def series_manifest_lines(bucket: str, collection_id: str, instances: Iterable[M
 # -- building the tables ------------------------------------------------------------------
 
 
-def _series_metadata(catalog: Catalog, collection_id: str, series_uids: list[str]) -> dict[str, dict[str, Any]]:
+def _series_metadata(
+    catalog: Catalog, collection_id: str, series_uids: list[str]
+) -> dict[str, dict[str, Any]]:
     """Modality, body part, descriptions and shifted study date of series, from the catalog."""
     from sqlalchemy import select
 
@@ -162,11 +167,20 @@ def _series_metadata(catalog: Catalog, collection_id: str, series_uids: list[str
     with catalog.session() as s:
         for chunk in chunks(series_uids, 500):
             query = (
-                select(Series.uid, Series.modality, Series.body_part, Series.description, Study.description, Study.study_date)
+                select(
+                    Series.uid,
+                    Series.modality,
+                    Series.body_part,
+                    Series.description,
+                    Study.description,
+                    Study.study_date,
+                )
                 .join(Study, Study.id == Series.study_id)
                 .where(Series.collection_id == collection_id, Series.uid.in_(chunk))
             )
-            for uid, modality, body_part, description, study_description, study_date in s.execute(query).tuples():
+            for uid, modality, body_part, description, study_description, study_date in s.execute(
+                query
+            ).tuples():
                 found[uid] = {
                     "modality": modality,
                     "body_part": body_part,
@@ -226,21 +240,40 @@ def build_index(
         meta = metadata.get(uid, {})
         series_rows.append(
             {
-                "collection_id": collection_id, "version": number, "license": license_, "doi": doi,
-                "patient_id": first.get("patient") or "", "study_uid": first["study_uid"], "series_uid": uid,
-                "modality": meta.get("modality"), "body_part": meta.get("body_part"),
+                "collection_id": collection_id,
+                "version": number,
+                "license": license_,
+                "doi": doi,
+                "patient_id": first.get("patient") or "",
+                "study_uid": first["study_uid"],
+                "series_uid": uid,
+                "modality": meta.get("modality"),
+                "body_part": meta.get("body_part"),
                 "series_description": meta.get("series_description"),
-                "study_description": meta.get("study_description"), "study_date": meta.get("study_date"),
-                "instance_count": len(entries), "series_size_bytes": sum(int(e["size"]) for e in entries),
-                "series_hash": hashes[uid], "object_prefix": prefix, "series_url": f"s3://{bucket}/{prefix}",
-                "manifest_key": manifest, "manifest_url": f"s3://{bucket}/{manifest}",
+                "study_description": meta.get("study_description"),
+                "study_date": meta.get("study_date"),
+                "instance_count": len(entries),
+                "series_size_bytes": sum(int(e["size"]) for e in entries),
+                "series_hash": hashes[uid],
+                "object_prefix": prefix,
+                "series_url": f"s3://{bucket}/{prefix}",
+                "manifest_key": manifest,
+                "manifest_url": f"s3://{bucket}/{manifest}",
             }
         )
     instance_rows = [
         {
-            "collection_id": collection_id, "version": number, "kind": str(e.get("kind", "dicom")),
-            "patient_id": e.get("patient") or None, "study_uid": e.get("study_uid"), "series_uid": e.get("series_uid"),
-            "sop_uid": e.get("sop_uid"), "key": key, "size": int(e["size"]), "sha256": e["sha256"], "md5": e["md5"],
+            "collection_id": collection_id,
+            "version": number,
+            "kind": str(e.get("kind", "dicom")),
+            "patient_id": e.get("patient") or None,
+            "study_uid": e.get("study_uid"),
+            "series_uid": e.get("series_uid"),
+            "sop_uid": e.get("sop_uid"),
+            "key": key,
+            "size": int(e["size"]),
+            "sha256": e["sha256"],
+            "md5": e["md5"],
             "url": f"s3://{bucket}/{key}",
         }
         for key, e in sorted(listing.items())
@@ -248,13 +281,24 @@ def build_index(
     dicom = [e for e in listing.values() if _is_dicom(e)]
     created = datetime.fromisoformat(str(release["created"]))
     collection_row = {
-        "collection_id": collection_id, "version": number, "previous_version": release.get("previous_version"),
-        "kind": str(release.get("kind", "submission")), "title": str(release.get("title", "")), "license": license_,
-        "doi": doi, "citation": str(release.get("citation", "")), "created": created, "tier": tier, "bucket": bucket,
+        "collection_id": collection_id,
+        "version": number,
+        "previous_version": release.get("previous_version"),
+        "kind": str(release.get("kind", "submission")),
+        "title": str(release.get("title", "")),
+        "license": license_,
+        "doi": doi,
+        "citation": str(release.get("citation", "")),
+        "created": created,
+        "tier": tier,
+        "bucket": bucket,
         "release_key": f"{collection_id}/versions/{number}/release.json",
         "patients": len({e.get("patient") for e in listing.values() if e.get("patient")}),
-        "studies": len({e["study_uid"] for e in dicom}), "series": len(grouped), "instances": len(dicom),
-        "files": len(listing), "total_bytes": sum(int(e["size"]) for e in listing.values()),
+        "studies": len({e["study_uid"] for e in dicom}),
+        "series": len(grouped),
+        "instances": len(dicom),
+        "files": len(listing),
+        "total_bytes": sum(int(e["size"]) for e in listing.values()),
     }
     return {
         "collections": _table("collections", [collection_row]),
@@ -265,13 +309,18 @@ def build_index(
 
 
 def _changes(
-    release: Mapping[str, Any], grouped: Mapping[str, list[Mapping[str, Any]]], hashes: Mapping[str, str],
+    release: Mapping[str, Any],
+    grouped: Mapping[str, list[Mapping[str, Any]]],
+    hashes: Mapping[str, str],
     previous_listing: Listing,
 ) -> list[dict[str, Any]]:
     before = _by_series(previous_listing)
     old = {uid: series_hash(entries) for uid, entries in before.items()}
-    base = {"collection_id": release["collection"], "version": int(release["version"]),
-            "previous_version": release.get("previous_version")}
+    base = {
+        "collection_id": release["collection"],
+        "version": int(release["version"]),
+        "previous_version": release.get("previous_version"),
+    }
     rows = []
     for uid in sorted(set(grouped) | set(before)):
         entry = (grouped.get(uid) or before[uid])[0]
@@ -283,8 +332,17 @@ def _changes(
             change = "replaced"
         else:
             continue
-        rows.append(base | {"change": change, "patient_id": entry.get("patient") or None, "study_uid": entry["study_uid"],
-                            "series_uid": uid, "old_series_hash": old.get(uid), "new_series_hash": hashes.get(uid)})
+        rows.append(
+            base
+            | {
+                "change": change,
+                "patient_id": entry.get("patient") or None,
+                "study_uid": entry["study_uid"],
+                "series_uid": uid,
+                "old_series_hash": old.get(uid),
+                "new_series_hash": hashes.get(uid),
+            }
+        )
     return rows
 
 
@@ -304,30 +362,43 @@ def write_release_index(
     release: Mapping[str, Any],
     listing: Listing,
     previous_listing: Listing,
+    uploads: Transfers | None = None,
 ) -> dict[str, str]:
     """Write a version's index tables, their schemas, and the manifests of new series versions.
 
     Called by the publication before it writes ``release.json``; returns the tables' keys
     (release.json lists them). Series manifests are content-addressed: one already stored
-    is not written again, so every key an older index names keeps its bytes.
+    is not written again, so every key an older index names keeps its bytes. With
+    ``uploads`` (the caller's bounded pool) the objects are sent on it and are stored once
+    the caller's ``with`` block ends; without, on a pool of its own before returning.
     """
+    if uploads is None:
+        with Transfers() as own:
+            return write_release_index(store, catalog, tier, release, listing, previous_listing, own)
     collection_id, number = str(release["collection"]), int(release["version"])
     bucket = store.bucket(tier)
     grouped = _by_series(listing)
     metadata = _series_metadata(catalog, collection_id, sorted(grouped))
     tables = build_index(release, listing, previous_listing, tier=tier, bucket=bucket, metadata=metadata)
     existing = store.sizes(tier, f"{collection_id}/versions/series/")
+
+    def put(key: str, data: bytes, content_type: str) -> None:
+        uploads.submit(lambda: store.put_bytes(tier, key, data, content_type), len(data))
+
     for uid, entries in sorted(grouped.items()):
         key = series_manifest_key(collection_id, uid, series_hash(entries))
         if key not in existing:
-            store.put_bytes(tier, key, series_manifest_lines(bucket, collection_id, entries).encode(),
-                            "text/plain; charset=utf-8")
+            put(
+                key,
+                series_manifest_lines(bucket, collection_id, entries).encode(),
+                "text/plain; charset=utf-8",
+            )
     keys: dict[str, str] = {}
     prefix = index_prefix(collection_id, number)
     for name in INDEX_TABLES:
-        store.put_bytes(tier, f"{prefix}/{name}.schema.json", _schema_bytes(name), "application/json")
+        put(f"{prefix}/{name}.schema.json", _schema_bytes(name), "application/json")
         keys[name] = index_key(collection_id, number, name)
-        store.put_bytes(tier, keys[name], _parquet(tables[name]), "application/vnd.apache.parquet")
+        put(keys[name], _parquet(tables[name]), "application/vnd.apache.parquet")
     return keys
 
 

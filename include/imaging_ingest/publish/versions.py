@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -34,7 +34,7 @@ from imaging_ingest.catalog import Catalog
 from imaging_ingest.catalog.models import VersionKind
 from imaging_ingest.catalog.store import CatalogOutOfSync
 from imaging_ingest.config import CollectionConfig
-from imaging_ingest.core.records import chunks, iter_records
+from imaging_ingest.core.records import iter_records
 from imaging_ingest.publish.bag import BagInfo, bag_files
 from imaging_ingest.publish.citation import (
     VersionFacts,
@@ -45,7 +45,8 @@ from imaging_ingest.publish.citation import (
 )
 from imaging_ingest.publish.fixity import stored_sha256
 from imaging_ingest.publish.index import write_release_index
-from imaging_ingest.storage.objects import ObjectStore
+from imaging_ingest.storage.objects import ObjectInfo, ObjectStore
+from imaging_ingest.storage.transfers import Transfers, TransferStats
 
 __all__ = [
     "PUBLISH_COLUMNS",
@@ -104,6 +105,8 @@ class PublishOutcome:
     dropped: int = 0
     changed_series: tuple[str, ...] = ()
     published_keys: tuple[str, ...] = ()
+    #: per object and per byte: the server-side copies into the tier, the version's metadata uploads
+    timings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # -- reading releases ---------------------------------------------------------------------
@@ -134,7 +137,9 @@ def _fingerprint(listing: Listing) -> dict[str, str]:
     return {key: entry["sha256"] for key, entry in listing.items()}
 
 
-def open_release(store: ObjectStore, catalog: Catalog, collection_id: str, number: int) -> tuple[str, dict[str, Any]]:
+def open_release(
+    store: ObjectStore, catalog: Catalog, collection_id: str, number: int
+) -> tuple[str, dict[str, Any]]:
     """The tier and ``release.json`` document of a recorded version."""
     collection = catalog.collection(collection_id)
     version = catalog.version(collection_id, number)
@@ -165,7 +170,8 @@ def merge_submission(previous: Listing, objects: Listing) -> tuple[Listing, list
     kept = {
         key: entry
         for key, entry in previous.items()
-        if not is_dicom_entry(entry) or (entry["series_uid"] not in replaced and entry["sop_uid"] not in submitted_sops)
+        if not is_dicom_entry(entry)
+        or (entry["series_uid"] not in replaced and entry["sop_uid"] not in submitted_sops)
     }
     return kept | objects, sorted(replaced)
 
@@ -230,40 +236,48 @@ def _submission_objects(archive: Archive, frame: Any) -> Listing:
     return objects
 
 
-#: Concurrent object-store requests: S3 latency, not CPU, bounds copies.
-IO_THREADS = 8
-
-
-def _ensure_objects(archive: Archive, entries: Iterable[Mapping[str, Any]]) -> int:
+def _ensure_objects(archive: Archive, entries: Iterable[Mapping[str, Any]]) -> TransferStats:
     """Copy the objects a version adds into the tier (once, concurrently); refuse to overwrite different bytes.
 
     One listing tells which keys exist (instead of a HEAD per key); a copy's own response
-    carries the SHA-256 the server computed, so a fresh copy needs no second request.
+    carries the SHA-256 the server computed, so a fresh copy needs no second request. The
+    copies run on a bounded pool (``Transfers``); large objects go as a multipart copy.
+    Returns the copies' timings (objects, bytes, seconds).
     """
     store, tier = archive.store, archive.tier
     entries = list(entries)
     present = store.sizes(tier, f"{archive.collection_id}/") if entries else {}
 
-    def ensure(entry: Mapping[str, Any]) -> bool:
-        key = entry["key"]
-        copied = False
-        info = store.head(tier, key) if key in present else None
-        if info is None:
-            source = entry.get("_source")
-            if not source:
-                raise CatalogOutOfSync(f"object {key} is listed for publication but missing from the {tier} tier")
-            info = store.copy("staging", source, tier, key, size=int(entry["size"]))
-            copied = True
+    def check(key: str, size: int, sha256: str, info: ObjectInfo) -> None:
         stored = stored_sha256(store, tier, key, info.sha256)
-        if stored != entry["sha256"] or info.size != int(entry["size"]):
+        if stored != sha256 or info.size != size:
             raise CatalogOutOfSync(
                 f"object {key} in the {tier} tier does not hold the bytes the catalog registered "
                 "(objects are written once; refusing to overwrite)"
             )
-        return copied
 
-    with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:  # a chunk at a time: not a future per object at once
-        return sum(sum(pool.map(ensure, chunk)) for chunk in chunks(entries))
+    def ensure(key: str, size: int, sha256: str) -> None:
+        info = store.head(tier, key)
+        if info is None:
+            raise CatalogOutOfSync(f"object {key} is listed for publication but missing from the {tier} tier")
+        check(key, size, sha256, info)
+
+    def copy(source: str, key: str, size: int, sha256: str) -> None:
+        check(key, size, sha256, store.copy("staging", source, tier, key, size=size))
+
+    with Transfers() as pool:
+        for entry in entries:
+            key, size, sha256 = entry["key"], int(entry["size"]), str(entry["sha256"])
+            if key in present:
+                pool.submit(partial(ensure, key, size, sha256), counted=False)
+                continue
+            source = entry.get("_source")
+            if not source:
+                raise CatalogOutOfSync(
+                    f"object {key} is listed for publication but missing from the {tier} tier"
+                )
+            pool.submit(partial(copy, source, key, size, sha256), size)
+    return pool.stats  # the copies only: a check of an object already there (a rerun) moves no bytes
 
 
 # -- writing a version --------------------------------------------------------------------
@@ -286,8 +300,12 @@ def _write_version(
     kind: str,
     changes: dict[str, list[str]],
     previous_listing: Listing,
-) -> dict[str, Any]:
-    """Write a version's metadata, bag, citation and release index, then its ``release.json`` (last)."""
+) -> TransferStats:
+    """Write a version's metadata, bag, citation and release index, then its ``release.json`` (last).
+
+    The metadata objects go up concurrently on a bounded pool; ``release.json`` only once
+    they are all stored. Returns their timings.
+    """
     config, store, tier = archive.config, archive.store, archive.tier
     created = datetime.now(UTC).replace(microsecond=0)
     objects = [_public(listing[key]) for key in sorted(listing)]
@@ -300,13 +318,16 @@ def _write_version(
         patients=len({o["patient"] for o in objects if o["patient"]}),
         studies=len({o["study_uid"] for o in objects if is_dicom_entry(o)}),
         series=len({o["series_uid"] for o in objects if is_dicom_entry(o)}),
-        derived_from=source_dois(archive.catalog, config.derived_from, {o["study_uid"] for o in objects if o["study_uid"]}),
+        derived_from=source_dois(
+            archive.catalog, config.derived_from, {o["study_uid"] for o in objects if o["study_uid"]}
+        ),
     )
     doi = version_doi(config, number)
     citation = citation_line(config, facts)
     derived = "".join(f"Derived from: https://doi.org/{doi}\n" for doi in facts.derived_from)
     side = {
-        DATACITE: json.dumps(validated(datacite_record(config, facts)), indent=2, sort_keys=True).encode() + b"\n",
+        DATACITE: json.dumps(validated(datacite_record(config, facts)), indent=2, sort_keys=True).encode()
+        + b"\n",
         CITATION: (citation + "\n" + derived).encode(),
     }
     info = BagInfo(
@@ -321,9 +342,47 @@ def _write_version(
     bucket = store.bucket(tier)
     files = side | bag_files(config.id, objects, info, lambda key: f"s3://{bucket}/{key}", side)
     prefix = version_prefix(config.id, number)
-    for name, data in files.items():
-        content_type = "application/json" if name.endswith(".json") else "text/plain; charset=utf-8"
-        store.put_bytes(tier, f"{prefix}/{name}", data, content_type)
+    uploads = Transfers()
+    with uploads:
+        for name, data in files.items():
+            content_type = "application/json" if name.endswith(".json") else "text/plain; charset=utf-8"
+            uploads.submit(partial(store.put_bytes, tier, f"{prefix}/{name}", data, content_type), len(data))
+        release = _release_document(
+            archive,
+            number,
+            files,
+            objects,
+            previous=previous,
+            submission_id=submission_id,
+            kind=kind,
+            changes=changes,
+            doi=doi,
+            citation=citation,
+            created=created,
+        )
+        release["index"] = write_release_index(
+            store, archive.catalog, tier, release, listing, previous_listing, uploads
+        )
+    store.put_json(tier, release_key(config.id, number), release)  # LAST: this makes the version
+    return uploads.stats
+
+
+def _release_document(
+    archive: Archive,
+    number: int,
+    files: Mapping[str, bytes],
+    objects: list[dict[str, Any]],
+    *,
+    previous: int | None,
+    submission_id: str | None,
+    kind: str,
+    changes: dict[str, list[str]],
+    doi: str,
+    citation: str,
+    created: datetime,
+) -> dict[str, Any]:
+    config = archive.config
+    total = sum(int(o["size"]) for o in objects)
     release: dict[str, Any] = {
         "collection": config.id,
         "title": config.title,
@@ -342,8 +401,6 @@ def _write_version(
         "total_bytes": total,
         "objects": objects,
     }
-    release["index"] = write_release_index(store, archive.catalog, tier, release, listing, previous_listing)
-    store.put_json(tier, release_key(config.id, number), release)  # LAST: this makes the version
     return release
 
 
@@ -351,7 +408,11 @@ def _adopt(archive: Archive, number: int, release: Mapping[str, Any]) -> None:
     """Record in the catalog a version whose release.json was written but never recorded."""
     listing = release_objects(release)
     changes = release.get("changes") or {}
-    log.warning("%s: recording version %d found in storage (an interrupted publication)", archive.collection_id, number)
+    log.warning(
+        "%s: recording version %d found in storage (an interrupted publication)",
+        archive.collection_id,
+        number,
+    )
     archive.catalog.apply_release(
         archive.collection_id,
         number,
@@ -397,13 +458,17 @@ def _make_version(
             continue
         if stored is None and _fingerprint(listing) == _fingerprint(previous):
             return PublishOutcome(
-                previous_number, latest.release_key if latest else None, created=False, published_keys=tuple(listing)
+                previous_number,
+                latest.release_key if latest else None,
+                created=False,
+                published_keys=tuple(listing),
             )
         added = [entry for k, entry in listing.items() if k not in previous]
-        _ensure_objects(archive, added)
+        copies = _ensure_objects(archive, added)
+        metadata = TransferStats()
         if stored is None:
             change_name = "withdrawn_series" if kind == VersionKind.WITHDRAWAL else "replaced_series"
-            _write_version(
+            metadata = _write_version(
                 archive,
                 number,
                 listing,
@@ -427,17 +492,41 @@ def _make_version(
             agent=agent,
         )
         dropped = len(set(previous) - set(listing))
-        log.info("%s version %d: %d objects (%d added, %d dropped)", collection_id, number, len(listing), len(added), dropped)
+        log.info(
+            "%s version %d: %d objects (%d added, %d dropped); copied %s; metadata %s",
+            collection_id,
+            number,
+            len(listing),
+            len(added),
+            dropped,
+            copies.describe(),
+            metadata.describe(),
+        )
         return PublishOutcome(
-            number, key, created=True, added=len(added), dropped=dropped, changed_series=tuple(changed),
+            number,
+            key,
+            created=True,
+            added=len(added),
+            dropped=dropped,
+            changed_series=tuple(changed),
             published_keys=tuple(listing),
+            timings={"copy": copies.summary(), "metadata": metadata.summary()},
         )
 
 
 #: The verified manifest's columns ``publish_submission`` reads.
 PUBLISH_COLUMNS = (
-    "file_id", "status", "kind", "deid_key", "size_out", "sha256", "md5", "pseudo_patient_id",
-    "deid_study_uid", "deid_series_uid", "deid_sop_uid",
+    "file_id",
+    "status",
+    "kind",
+    "deid_key",
+    "size_out",
+    "sha256",
+    "md5",
+    "pseudo_patient_id",
+    "deid_study_uid",
+    "deid_series_uid",
+    "deid_sop_uid",
 )
 
 
@@ -450,7 +539,9 @@ def publish_submission(
     object in the staging tier. Idempotent: a rerun after a crash completes the same
     version; a rerun after success makes no new version.
     """
-    frame = frame.assign(_staging_key=[staging_key_of(r) if r["status"] == "ok" else None for r in iter_records(frame)])
+    frame = frame.assign(
+        _staging_key=[staging_key_of(r) if r["status"] == "ok" else None for r in iter_records(frame)]
+    )
     objects = _submission_objects(archive, frame)
     return _make_version(
         archive,
@@ -464,7 +555,9 @@ def publish_submission(
     )
 
 
-def withdraw_series(archive: Archive, series_uids: Iterable[str], reason: str, *, agent: str = "curator") -> PublishOutcome:
+def withdraw_series(
+    archive: Archive, series_uids: Iterable[str], reason: str, *, agent: str = "curator"
+) -> PublishOutcome:
     """Make a new version without these series (e.g. after a PHI incident), recording why.
 
     The reason stays in the restricted catalog (a curator's words may name what leaked);
@@ -487,7 +580,12 @@ def withdraw_series(archive: Archive, series_uids: Iterable[str], reason: str, *
         return {k: e for k, e in previous.items() if e["series_uid"] not in wanted}, wanted
 
     return _make_version(
-        archive, without, submission_id=None, kind=VersionKind.WITHDRAWAL, reason=lambda _: reason.strip(), agent=agent
+        archive,
+        without,
+        submission_id=None,
+        kind=VersionKind.WITHDRAWAL,
+        reason=lambda _: reason.strip(),
+        agent=agent,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from imaging_ingest.pipeline.supporting import (
     accept_supporting,
     plan_supporting,
 )
+from imaging_ingest.storage.transfers import Transfers, TransferStats
 
 __all__ = ["IntakeStages"]
 
@@ -115,45 +117,86 @@ class IntakeStages(IngestBase):
             )
         present = self.store.sizes("raw", f"{self.config.id}/{submission_id}/")
         work = self.cache.root / "incoming" / submission_id / "archives"
-        rows = stage_entries(
-            sub.entries,
-            lambda entry: self._stage_one(submission_id, entry, present),
-            lambda path: self._stage_local(submission_id, path, present),
-            self.config.drop.archives,
-            work,
-        )
-        staged = frame_from_records({"kind": None, "raw_key": None} | row for row in rows)
+        reads = TransferStats()
+        # Each file is read once: hashed while it is copied into the local cache, then uploaded
+        # from there on the bounded pool while the next file is read.
+        with Transfers() as uploads:
+            started = time.perf_counter()
+            rows = stage_entries(
+                sub.entries,
+                lambda entry: self._stage_one(submission_id, entry, present, uploads, reads),
+                lambda path: self._stage_local(submission_id, path, present, uploads, reads),
+                self.config.drop.archives,
+                work,
+            )
+            staged = frame_from_records({"kind": None, "raw_key": None} | row for row in rows)
+            reads.wall_seconds = time.perf_counter() - started
         key = self.manifests(submission_id).write("staged", staged)
         self._quarantine(submission_id, staged, "stage_raw")
         self.catalog.set_state(submission_id, SubmissionState.STAGED, files_in=len(staged))
-        counts = _counts(staged) | {"bytes": int(staged["size"].sum())}
-        log.info("stage_raw: %s", counts)
-        return StageResult("stage_raw", submission_id, key, counts)
+        counts = _counts(staged) | {
+            "bytes": int(staged["size"].sum()),
+            "uploaded_objects": uploads.stats.objects,
+            "uploaded_bytes": uploads.stats.bytes,
+        }
+        timings = {"read": reads.summary(), "upload": uploads.stats.summary()}
+        log.info("stage_raw: %s; read %s; uploaded %s", counts, reads.describe(), uploads.stats.describe())
+        return StageResult("stage_raw", submission_id, key, counts, {"timings": timings})
 
-    def _stage_one(self, submission_id: str, entry: Any, present: dict[str, int]) -> dict[str, Any]:
+    def _stage_one(
+        self,
+        submission_id: str,
+        entry: Any,
+        present: dict[str, int],
+        uploads: Transfers,
+        reads: TransferStats,
+    ) -> dict[str, Any]:
         tmp = self.cache.root / "incoming" / submission_id / f"{abs(hash(entry.locator))}.partial"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         digests = Digests()
+        started = time.perf_counter()
         with self.drop.open(entry) as src, open(tmp, "wb") as out:
             while chunk := src.read(1 << 20):
                 digests.update(chunk)
                 out.write(chunk)
-        return self._keep_raw(submission_id, tmp, digests, present)
+        reads.add(digests.size, time.perf_counter() - started)
+        return self._keep_raw(submission_id, tmp, digests, present, uploads)
 
-    def _stage_local(self, submission_id: str, path: Path, present: dict[str, int]) -> dict[str, Any]:
+    def _stage_local(
+        self,
+        submission_id: str,
+        path: Path,
+        present: dict[str, int],
+        uploads: Transfers,
+        reads: TransferStats,
+    ) -> dict[str, Any]:
         """Like ``_stage_one`` for a file already on this machine (an archive member); moves it."""
-        return self._keep_raw(submission_id, path, file_digests(path), present)
+        started = time.perf_counter()
+        digests = file_digests(path)
+        reads.add(digests.size, time.perf_counter() - started)
+        return self._keep_raw(submission_id, path, digests, present, uploads)
 
     def _keep_raw(
-        self, submission_id: str, path: Path, digests: Digests, present: dict[str, int]
+        self,
+        submission_id: str,
+        path: Path,
+        digests: Digests,
+        present: dict[str, int],
+        uploads: Transfers,
     ) -> dict[str, Any]:
-        """Move a staged file into the cache under its content address and upload it unless already there."""
+        """Move a staged file into the cache under its content address; upload it (on the pool) unless there.
+
+        ``present`` learns each key as its upload is queued, so identical files in one
+        submission are uploaded once.
+        """
         raw_key = f"{self.config.id}/{submission_id}/{digests.sha256}"
         cached = self.cache.path("raw", raw_key)
         cached.parent.mkdir(parents=True, exist_ok=True)
         path.replace(cached)
         if present.get(raw_key) != digests.size:  # content-addressed: same key and size is the same bytes
-            self.store.put_file("raw", raw_key, cached, sha256=digests.sha256)
+            present[raw_key] = digests.size
+            sha256 = digests.sha256
+            uploads.submit(lambda: self.store.put_file("raw", raw_key, cached, sha256=sha256), digests.size)
         return {"raw_key": raw_key, "sha256_source": digests.sha256, "size": digests.size, "local": cached}
 
     @observed("inventory")

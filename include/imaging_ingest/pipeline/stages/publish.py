@@ -110,7 +110,13 @@ class PublishStages(IngestBase):
         mark_supporting_published(self.catalog, self.config.id, outcome.published_keys, outcome.version or 0)
         ok_ids = frame.loc[frame["status"] == STATUS_OK, "file_id"]
         mark_approvals_published(self.catalog, submission_id, ok_ids, outcome.version or 0)
-        counts = _counts(frame) | {"added_objects": outcome.added, "version": outcome.version or 0}
+        copies = outcome.timings.get("copy", {})
+        counts = _counts(frame) | {
+            "added_objects": outcome.added,
+            "version": outcome.version or 0,
+            "copied_objects": int(copies.get("objects") or 0),
+            "copied_bytes": int(copies.get("bytes") or 0),
+        }
         self.catalog.set_state(
             submission_id,
             SubmissionState.PUBLISHED,
@@ -119,7 +125,13 @@ class PublishStages(IngestBase):
             version=outcome.version,
         )
         write_index(self.settings.home, self.config.id, self.catalog.submissions(self.config.id))
-        log.info("publish: %s (replaced series: %d)", counts, len(outcome.changed_series))
+        log.info(
+            "publish: %s (replaced series: %d); timings %s", counts, len(outcome.changed_series), outcome.timings
+        )
         return StageResult(
-            "publish", submission_id, manifests.key("published"), counts, {"release_key": outcome.release_key}
+            "publish",
+            submission_id,
+            manifests.key("published"),
+            counts,
+            {"release_key": outcome.release_key, "timings": outcome.timings},
         )
