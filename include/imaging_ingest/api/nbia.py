@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from functools import cache
 from importlib import resources
@@ -32,6 +32,9 @@ __all__ = [
     "metadata_row",
     "nbia_date",
     "patient_row",
+    "csv_chunks",
+    "json_chunks",
+    "json_parts",
     "render_csv",
     "render_json",
     "series_row",
@@ -199,18 +202,58 @@ def metadata_row(view: CollectionView, series: SeriesView) -> dict[str, Any]:
     return _fields(METADATA_COLUMNS, values)
 
 
-def render_json(rows: Iterable[Mapping[str, Any]]) -> bytes:
-    return json.dumps(list(rows), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+#: Rows per chunk of a streamed listing.
+CHUNK_ROWS = 500
 
 
-def render_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> bytes:
-    """Every value quoted, as NBIA's ``toCsvQuoted``; an absent value is an empty field.
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
-    Values come from sites' headers: formula-like cells are neutralised (``csvsafe``).
+
+def json_parts(parts: Iterable[bytes], size: int = CHUNK_ROWS) -> Iterator[bytes]:
+    """A JSON array of already encoded values, in chunks of ``size`` values: ``[a,b`` ... ``,c]``."""
+    opening = b"["
+    for batch in _batches(parts, size):
+        yield opening + b",".join(batch)
+        opening = b","
+    yield b"[]" if opening == b"[" else b"]"
+
+
+def json_chunks(rows: Iterable[Mapping[str, Any]], size: int = CHUNK_ROWS) -> Iterator[bytes]:
+    """``render_json`` in chunks of ``size`` rows (the same bytes, joined)."""
+    return json_parts((json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode("utf-8") for row in rows),
+                      size)
+
+
+def csv_chunks(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], size: int = CHUNK_ROWS) -> Iterator[bytes]:
+    """``render_csv`` in chunks: the header row, then ``size`` rows at a time (the same bytes, joined).
+
+    Every value quoted, as NBIA's ``toCsvQuoted``; an absent value is an empty field. Values
+    come from sites' headers: formula-like cells are neutralised (``csvsafe``).
     """
     out = io.StringIO()
     writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
     writer.writerow(columns)
-    for row in rows:
-        writer.writerow(["" if row.get(c) is None else neutralise(row[c]) for c in columns])
-    return out.getvalue().encode("utf-8")
+    yield out.getvalue().encode("utf-8")
+    for batch in _batches(rows, size):
+        out.seek(0)
+        out.truncate()
+        for row in batch:
+            writer.writerow(["" if row.get(c) is None else neutralise(row[c]) for c in columns])
+        yield out.getvalue().encode("utf-8")
+
+
+def render_json(rows: Iterable[Mapping[str, Any]]) -> bytes:
+    return b"".join(json_chunks(rows))
+
+
+def render_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> bytes:
+    """The whole CSV answer (``csv_chunks`` joined)."""
+    return b"".join(csv_chunks(columns, rows))

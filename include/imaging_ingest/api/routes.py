@@ -13,7 +13,8 @@ pointed at unchanged).
 """
 
 
-from collections.abc import Callable, Iterable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -28,14 +29,16 @@ from imaging_ingest.api.nbia import (
     PATIENT_COLUMNS,
     SERIES_COLUMNS,
     STUDY_COLUMNS,
+    csv_chunks,
+    json_chunks,
+    json_parts,
     metadata_row,
     patient_row,
-    render_csv,
     render_json,
     series_row,
     study_row,
 )
-from imaging_ingest.api.releases import CollectionView, SeriesView
+from imaging_ingest.api.releases import CollectionView, SeriesView, StudyView
 from imaging_ingest.api.schemas import (
     BodyPartValue,
     CollectionValue,
@@ -77,13 +80,30 @@ def _format(value: str | None) -> str:
     return fmt
 
 
-def _answer(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str) -> Response:
-    """NBIA's answer: an empty 200 for no rows, else JSON (or CSV)."""
-    if not rows:
+def _first(items: Iterable[Any]) -> Iterator[Any] | None:
+    """The items again, or None when there are none (the first is read to know)."""
+    iterator = iter(items)
+    first = next(iterator, _NONE)
+    return None if first is _NONE else itertools.chain([first], iterator)
+
+
+_NONE = object()
+
+
+def _answer(rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str,
+            headers: dict[str, str] | None = None) -> Response:
+    """NBIA's answer: an empty 200 for no rows, else JSON (or CSV), streamed as the rows are made.
+
+    Rows are built and encoded a chunk at a time (``nbia.CHUNK_ROWS``) while the answer is
+    sent, so a listing of a whole archive is never held in memory as one body; the bytes are
+    those of the whole answer (``render_json`` / ``render_csv`` are the same chunks joined).
+    """
+    found = _first(rows)
+    if found is None:
         return Response(status_code=200)
     if fmt == "csv":
-        return Response(render_csv(columns, rows), media_type="text/csv")
-    return Response(render_json(rows), media_type="application/json")
+        return StreamingResponse(csv_chunks(columns, found), media_type="text/csv", headers=headers)
+    return StreamingResponse(json_chunks(found), media_type="application/json", headers=headers)
 
 
 def _values(column: str, values: Iterable[str | None], fmt: str, *, as_stored: bool = False) -> Response:
@@ -126,19 +146,22 @@ def _cached_row(view: CollectionView, kind: str, key: str, build: Callable[[], A
     return row
 
 
-def _series_rows(pairs: Iterable[tuple[CollectionView, SeriesView]]) -> list[dict[str, Any]]:
-    return [_cached_row(v, "series", s.uid, lambda v=v, s=s: series_row(v, s)) for v, s in pairs]  # type: ignore[misc]
+def _series_rows(pairs: Iterable[tuple[CollectionView, SeriesView]]) -> Iterator[dict[str, Any]]:
+    return (_cached_row(v, "series", s.uid, lambda v=v, s=s: series_row(v, s)) for v, s in pairs)  # type: ignore[misc]
 
 
-def _series_answer(pairs: Sequence[tuple[CollectionView, SeriesView]], fmt: str) -> Response:
-    """Series rows; in JSON from each row's encoding, made once per version (listing 5,000 is a join)."""
-    if not pairs or fmt == "csv":
-        return _answer(_series_rows(pairs), SERIES_COLUMNS, fmt)
-    parts = [
+def _series_answer(pairs: Iterable[tuple[CollectionView, SeriesView]], fmt: str) -> Response:
+    """Series rows, streamed; in JSON from each row's encoding, made once per version (listing 5,000 is a join)."""
+    found = _first(pairs)
+    if found is None:
+        return Response(status_code=200)
+    if fmt == "csv":
+        return _answer(_series_rows(found), SERIES_COLUMNS, fmt)
+    parts = (
         _cached_row(v, "series-json", s.uid, lambda v=v, s=s: render_json([series_row(v, s)])[1:-1])  # type: ignore[misc]
-        for v, s in pairs
-    ]
-    return Response(b"[" + b",".join(parts) + b"]", media_type="application/json")
+        for v, s in found
+    )
+    return StreamingResponse(json_parts(parts), media_type="application/json")
 
 
 Text = Annotated[str | None, Query()]
@@ -190,8 +213,7 @@ def nbia_router(scope: Callable[..., Scope], tag: str) -> APIRouter:
     def get_patient(s: ScopeDep, Collection: Text = None, PatientId: Text = None, format: Text = None) -> Response:
         fmt = _format(format)
         found = s.find_patients(Collection, PatientId) if PatientId else s.patients(Collection)
-        rows = [patient_row(v, p) for v, p in found]
-        return _answer(rows, PATIENT_COLUMNS, fmt)
+        return _answer((patient_row(v, p) for v, p in found), PATIENT_COLUMNS, fmt)
 
     @router.get("/getPatientByCollectionAndModality", responses=listing(PatientByModality, "Patient IDs"))
     def get_patient_by_collection_and_modality(
@@ -201,22 +223,23 @@ def nbia_router(scope: Callable[..., Scope], tag: str) -> APIRouter:
         format: Text = None,
     ) -> Response:
         fmt = _format(format)
-        rows = [{"PatientId": p.id, "Authorized": 1} for _, p in s.patients(Collection)
-                if any(_same(x.modality, Modality) for x in p.series)]
+        rows = ({"PatientId": p.id, "Authorized": 1} for _, p in s.patients(Collection)
+                if any(_same(x.modality, Modality) for x in p.series))
         return _answer(rows, ("PatientId", "Authorized"), fmt)
 
     @router.get("/getPatientStudy", responses=listing(StudyRecord, "Studies"))
     def get_patient_study(s: ScopeDep, Collection: Text = None, PatientID: Text = None,
                           StudyInstanceUID: Text = None, format: Text = None) -> Response:
         fmt = _format(format)
+        pairs: Iterable[tuple[CollectionView, StudyView]]
         if StudyInstanceUID:
             found = s.find_study(StudyInstanceUID)
             pairs = [found] if found and _same(found[0].id, Collection) else []
         elif PatientID:
             pairs = [(v, st) for v, p in s.find_patients(Collection, PatientID) for st in p.studies]
         else:
-            pairs = list(s.studies(Collection))
-        rows = [study_row(v, st) for v, st in pairs if _same(st.patient_id, PatientID)]
+            pairs = s.studies(Collection)
+        rows = (study_row(v, st) for v, st in pairs if _same(st.patient_id, PatientID))
         return _answer(rows, STUDY_COLUMNS, fmt)
 
     @router.get("/getSeries", responses=listing(SeriesRecord, "Series"))
@@ -236,12 +259,12 @@ def nbia_router(scope: Callable[..., Scope], tag: str) -> APIRouter:
             candidates = [(v, x) for v, p in s.find_patients(Collection, PatientID) for x in p.series]
         else:
             candidates = s.series(Collection)
-        pairs = [
+        pairs = (
             (v, x) for v, x in candidates
             if _same(x.patient_id, PatientID) and _same(x.modality, Modality) and _same(x.body_part, BodyPartExamined)
             and _same(x.manufacturer, Manufacturer)
             and _same(x.header.get("ManufacturerModelName"), ManufacturerModelName)
-        ]
+        )
         return _series_answer(pairs, fmt)
 
     @router.get("/getUpdatedSeries", responses=listing(SeriesRecord, "Series released on or after fromDate"))
@@ -249,8 +272,7 @@ def nbia_router(scope: Callable[..., Scope], tag: str) -> APIRouter:
         """Series released on or after ``fromDate`` (MM-DD-YYYY; all series when absent)."""
         fmt = _format(format)
         since = _from_date(fromDate, default=date(1900, 1, 1))
-        pairs = [(v, x) for v, x in s.series() if x.released.date() >= since]
-        return _series_answer(pairs, fmt)
+        return _series_answer(((v, x) for v, x in s.series() if x.released.date() >= since), fmt)
 
     @router.post(
         "/getSeriesMetadata",
@@ -272,20 +294,20 @@ def nbia_router(scope: Callable[..., Scope], tag: str) -> APIRouter:
             raise HTTPException(400, "A form parameter, list, containing at least one SeriesInstanceUID is required.")
         if len(uids) > MAX_METADATA_SERIES:
             raise HTTPException(400, f"list names {len(uids)} series; send at most {MAX_METADATA_SERIES} per call")
-        rows = []
         visible = s.visible()
-        for uid in uids:
-            for view in visible:
-                series = view.series.get(uid)
-                if series is not None:
-                    rows.append(metadata_row(view, series))
-                    break
-        if not rows:
-            return Response(status_code=200)
+
+        def rows() -> Iterator[dict[str, Any]]:
+            for uid in uids:
+                for view in visible:
+                    series = view.series.get(uid)
+                    if series is not None:
+                        yield metadata_row(view, series)
+                        break
+
         if fmt == "json":
-            return Response(render_json(rows), media_type="application/json")
-        return Response(render_csv(METADATA_COLUMNS, rows), media_type="text/csv",
-                        headers={"Content-Disposition": 'attachment; filename="SeriesMetaData.csv"'})
+            return _answer(rows(), METADATA_COLUMNS, fmt)
+        return _answer(rows(), METADATA_COLUMNS, fmt,
+                       headers={"Content-Disposition": 'attachment; filename="SeriesMetaData.csv"'})
 
     @router.get("/getSeriesSize", responses=listing(SeriesSize, "Size and instance count of a series"))
     def get_series_size(
@@ -383,8 +405,8 @@ def nbia_router(scope: Callable[..., Scope], tag: str) -> APIRouter:
     ) -> Response:
         fmt = _format(format)
         since = _from_date(fromDate)
-        rows = [patient_row(v, p) for v, p in s.patients(Collection)
-                if any(x.released.date() >= since for x in p.series)]
+        rows = (patient_row(v, p) for v, p in s.patients(Collection)
+                if any(x.released.date() >= since for x in p.series))
         return _answer(rows, PATIENT_COLUMNS, fmt)
 
     @router.get("/NewStudiesInPatientCollection", responses=listing(StudyRecord, "Studies with series released since fromDate"))
@@ -398,11 +420,12 @@ def nbia_router(scope: Callable[..., Scope], tag: str) -> APIRouter:
         """Studies with series released on or after fromDate; SeriesCount counts those series."""
         fmt = _format(format)
         since = _from_date(fromDate)
-        rows = []
-        for view, study in s.studies(Collection):
-            fresh = sum(1 for x in study.series if x.released.date() >= since)
-            if fresh and _same(study.patient_id, PatientID):
-                rows.append(study_row(view, study, series_count=fresh))
-        return _answer(rows, STUDY_COLUMNS, fmt)
+        def rows() -> Iterator[dict[str, Any]]:
+            for view, study in s.studies(Collection):
+                fresh = sum(1 for x in study.series if x.released.date() >= since)
+                if fresh and _same(study.patient_id, PatientID):
+                    yield study_row(view, study, series_count=fresh)
+
+        return _answer(rows(), STUDY_COLUMNS, fmt)
 
     return router
