@@ -22,7 +22,7 @@ PYTEST_ARGS ?=
 # The browser tests drive Debian's chromium (APT_PACKAGES); playwright never downloads a browser.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test venv system-deps system-deps-demo lint typecheck unit e2e bench-pipeline serve viewer bench-api bench-dicomweb bench-catalog bench-pixels bench-load bench-load-stages bench-deid bench-mirror bench-freetext clean airflow-ui docs-screenshots compose-config
+.PHONY: demo test venv system-deps system-deps-demo lint typecheck unit e2e bench-pipeline serve viewer bench-api bench-dicomweb bench-catalog bench-pixels bench-load bench-load-stages bench-deid bench-mirror bench-freetext bench-docs clean airflow-ui docs-screenshots compose-config
 
 venv: $(STAMP)
 
@@ -106,7 +106,7 @@ bench-catalog: venv
 bench-pixels: venv system-deps
 	$(PY) bench/pixels/run.py
 
-# 20,000 generated files through the DAG (LOAD_FILES, LOAD_SIZES, LOAD_ROWS to change): bench/results/load.json
+# 2,000 generated files through the DAG and the CLI, 3 runs each (LOAD_SIZES, LOAD_RUNS, LOAD_ROWS): bench/results/load.json
 bench-load: venv
 	$(PY) bench/load/run.py
 
@@ -131,6 +131,10 @@ bench-mirror: venv
 # Free-text PHI detector: recall per kind, clinical words kept, values/s on the labelled set: bench/results/freetext.json
 bench-freetext: venv
 	$(PY) bench/freetext/run.py
+
+# The docs' benchmark tables, regenerated from bench/results/*.json (tests/test_bench_results.py checks them)
+bench-docs: venv
+	$(PY) bench/docs_tables.py
 
 # Refresh the screenshots in docs/img/ from the browser test (the same run as in `make test`).
 docs-screenshots: venv system-deps

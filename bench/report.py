@@ -57,3 +57,59 @@ def spread(values: list[float], digits: int = 1) -> dict[str, Any]:
         "spread": round((max(values) - min(values)) / median, 3) if median else None,
         "values": [round(v, digits) for v in values],
     }
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages now (None where the platform has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def run_sampled(cmd: list[str], env: dict[str, str], interval: float = 0.05) -> dict[str, Any]:
+    """Run a command, timing it and sampling the peak RSS of its process and of its whole tree.
+
+    Returns ``seconds``, ``stdout``, ``stderr``, ``returncode``, ``peak_rss_mb`` (the tree:
+    the command and every child it started) and ``peak_rss_main_mb`` (the command alone).
+    """
+    import time
+
+    import psutil
+
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    watched = psutil.Process(proc.pid)
+    peak_main = peak_tree = 0
+    out_chunks: list[str] = []
+    import threading
+
+    def drain(stream: Any, into: list[str]) -> None:
+        into.append(stream.read())
+
+    err_chunks: list[str] = []
+    readers = [
+        threading.Thread(target=drain, args=(proc.stdout, out_chunks), daemon=True),
+        threading.Thread(target=drain, args=(proc.stderr, err_chunks), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    while proc.poll() is None:
+        try:
+            main = watched.memory_info().rss
+            tree = main + sum(c.memory_info().rss for c in watched.children(recursive=True))
+        except psutil.Error:
+            main = tree = 0
+        peak_main, peak_tree = max(peak_main, main), max(peak_tree, tree)
+        time.sleep(interval)
+    seconds = time.perf_counter() - started
+    for reader in readers:
+        reader.join()
+    return {
+        "seconds": seconds,
+        "returncode": proc.returncode,
+        "stdout": "".join(out_chunks),
+        "stderr": "".join(err_chunks),
+        "peak_rss_mb": round(peak_tree / 2**20, 1),
+        "peak_rss_main_mb": round(peak_main / 2**20, 1),
+    }

@@ -1,4 +1,10 @@
-"""One load run (started by ``run.py`` in a fresh process): generate, run the DAG, report JSON on stdout."""
+"""One step of the load benchmark, started by ``run.py`` in a fresh process; JSON on stdout.
+
+``one_run.py generate``: write LOAD_SIZE CT files under ``$LOAD_CORPUS`` (once per size:
+the DAG and the CLI runs all read the same files). ``one_run.py dag``: run the ingest DAG
+(``dag.test()``) on them with a fresh catalog, Airflow home and S3 server, and report its
+wall time, RSS per task and what stage_raw and publish measured per object and per byte.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +20,11 @@ import pydicom
 from pydicom.uid import generate_uid
 
 WORK = Path(os.environ["LOAD_WORK"])
+CORPUS = Path(os.environ["LOAD_CORPUS"])  # the drop folder: <corpus>/load-submission/...
 SIZE = int(os.environ["LOAD_SIZE"])
-ROWS = int(os.environ["LOAD_ROWS"])
-WORKERS = int(os.environ["LOAD_WORKERS"])
-ENDPOINT = os.environ["LOAD_ENDPOINT"]
+ROWS = int(os.environ.get("LOAD_ROWS", "512"))
+WORKERS = int(os.environ.get("LOAD_WORKERS", "2"))
+ENDPOINT = os.environ.get("LOAD_ENDPOINT", "")
 SECRET = "6f32572d0b6889cb6c12969e6db6221f542cf1e9959792e2f13596448df4e107"  # benchmark-only key (public)
 FILES_PER_SERIES = 200
 FILES_PER_PATIENT = 2000
@@ -45,7 +52,6 @@ def generate(target: Path) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         ds.save_as(path, enforce_file_format=True)
         total += path.stat().st_size
-    (target / "READY").write_text("complete\n")
     shutil.rmtree(template_root)
     return total
 
@@ -90,22 +96,43 @@ def rss_by_task(run: object, wall: list[tuple[float, float]]) -> dict[str, dict[
     return dict(sorted(report.items(), key=lambda item: min(s for s, _ in spans[item[0]])))
 
 
-def main() -> None:
-    drop = WORK / "drop"
+def stage_results() -> list[dict]:
+    """Wrap stage_raw and publish (tasks run in this process under dag.test()) to keep their StageResults."""
+    from imaging_ingest.pipeline.ingest import Ingest
+
+    kept: list[dict] = []
+    for name in ("stage_raw", "publish"):
+        real = getattr(Ingest, name)
+
+        def wrapped(self: Ingest, submission_id: str, _real=real) -> object:  # type: ignore[no-untyped-def]
+            result = _real(self, submission_id)
+            kept.append(result.as_dict())
+            return result
+
+        setattr(Ingest, name, wrapped)
+    return kept
+
+
+def run_generate() -> None:
+    started = time.perf_counter()
+    total_bytes = generate(CORPUS / "load-submission")
+    print(json.dumps({"files": SIZE, "bytes": total_bytes, "generate_seconds": round(time.perf_counter() - started, 1)}))
+
+
+def run_dag() -> None:
     home = WORK / "home"
     airflow_home = WORK / "airflow"
     collections = WORK / "collections"
     collections.mkdir(parents=True)
-    started = time.perf_counter()
-    total_bytes = generate(drop / "load-submission")
-    generated = time.perf_counter() - started
+    (CORPUS / "load-submission" / "READY").write_text("complete\n")
+    total_bytes = sum(p.stat().st_size for p in (CORPUS / "load-submission").rglob("*.dcm"))
     (collections / "load.yaml").write_text(
         f"""id: load
 title: Load benchmark collection
 license: CC-BY-4.0
 tier: public
 drop:
-  url: "{drop.as_uri()}"
+  url: "{CORPUS.as_uri()}"
 modalities: [CT]
 batch_size: {FILES_PER_SERIES}
 workers: {WORKERS}
@@ -126,14 +153,16 @@ workers: {WORKERS}
         }
     )
     migrate(airflow_home)
-    from imaging_dags.local import run_dag
+    from imaging_dags.local import run_dag as run_airflow_dag
 
+    kept = stage_results()
     sampler = RssSampler()
     sampler.start()
     started = time.perf_counter()
-    run = run_dag("ingest__load")
+    run = run_airflow_dag("ingest__load")
     seconds = time.perf_counter() - started
     sampler.stop.set()
+    (CORPUS / "load-submission" / "READY").unlink()
     if str(run.state) != "success":
         raise SystemExit(f"DAG run ended {run.state}: " + str({ti.task_id: str(ti.state) for ti in run.get_task_instances()}))
     from imaging_ingest.catalog import Catalog
@@ -143,23 +172,20 @@ workers: {WORKERS}
     sub = catalog.submissions("load")[0]
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    timings = {r["stage"]: r["extra"].get("timings") for r in kept}
     print(
         json.dumps(
             {
                 "files": SIZE,
                 "bytes": total_bytes,
-                "mean_file_bytes": total_bytes // SIZE,
-                "generate_seconds": round(generated, 1),
-                "dag_seconds": round(seconds, 1),
+                "seconds": round(seconds, 1),
                 "published": sub.published,
                 "quarantined": sub.quarantined,
-                "files_per_s": round(SIZE / seconds, 2),
-                "mb_per_s": round(total_bytes / 1e6 / seconds, 2),
-                "gb_per_h": round(total_bytes / 1e9 / seconds * 3600, 2),
                 "peak_rss_mb": round(peak_self, 1),
                 "peak_rss_children_mb": round(peak_children, 1),
                 "load_average_1m_at_end": round(os.getloadavg()[0], 2),
                 "rss_by_task": rss_by_task(run, sampler.wall),
+                "s3_timings": timings,
                 "rss_samples_mb": sampler.samples[:: max(1, len(sampler.samples) // 40)],
             }
         )
@@ -167,4 +193,6 @@ workers: {WORKERS}
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    {"generate": run_generate, "dag": run_dag}[sys.argv[1]]()

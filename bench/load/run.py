@@ -1,37 +1,53 @@
-"""Load benchmark: one large generated submission through the collection DAG (``dag.test()``).
+"""Load benchmark: one generated submission through the collection DAG and through the CLI, same files.
 
-Measures files/s, GB/h and the peak RSS of the process that runs the DAG, at several
-submission sizes, to show that memory stays flat as the file count grows. Each size runs
-in a fresh process (peak RSS is per process) against an S3 server (moto) in a process of
-its own, so the archive's storage is not counted in the pipeline's memory.
+For each size, one corpus of CT files is generated once; then, ``LOAD_RUNS`` times (3),
+alternately: ``imaging-ingest deidentify`` on it (a fresh output folder and catalog) and
+the ingest DAG (``dag.test()``, in a fresh process, with a fresh catalog, Airflow home and
+S3 server, moto in a process of its own so that the archive's storage is not counted in
+the pipeline's memory). Reported per size: the medians and spread of the DAG's and the
+CLI's wall time, GB/h of each, DAG wall time / CLI wall time (the goal: within 2x), the
+DAG's peak RSS and RSS per task, and what stage_raw and publish measured per object and
+per byte. The DAG does more than the CLI on the same files (S3 uploads of the originals
+and the outputs, server-side copies into the public tier, the catalog, a version with its
+bag and index, gates and reports), so the ratio is what the orchestration and the archive
+cost on top of the de-identification.
 
 Environment:
-    LOAD_FILES     largest submission, files (default 20000)
-    LOAD_SIZES     comma-separated sizes to run (default "2000,<LOAD_FILES>")
-    LOAD_ROWS      image rows = columns (default 512: ~0.53 MB per 16-bit CT file, ~10.5 GB at 20,000)
-    LOAD_WORKERS   de-identification processes per batch (default 2)
+    LOAD_SIZES     comma-separated sizes (default "2000"; 20000 adds about 45 minutes on a
+                   2-core machine: see ``not_run`` in the result file)
+    LOAD_RUNS      runs of each (default 3)
+    LOAD_ROWS      image rows = columns (default 512: ~0.53 MB per 16-bit CT file)
+    LOAD_WORKERS   de-identification processes, the DAG's per batch and the CLI's (default 2)
     LOAD_OUT       result file (default bench/results/load.json)
-
-The result file records what was actually run (sizes, bytes, seconds) and the
-extrapolation to the issue's 20,000 files of ~0.5 MB each (about 10 GB).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 ONE = Path(__file__).with_name("one_run.py")
+sys.path.insert(0, str(REPO / "bench"))
+
+from report import header, load_average, run_sampled, spread  # noqa: E402
+
+SECRET = "6f32572d0b6889cb6c12969e6db6221f542cf1e9959792e2f13596448df4e107"  # benchmark-only key (public)
+#: measured before (bench/results/load.json of 2026-11-25, one DAG run): why 20,000 is not in the default
+NOT_RUN_20000 = (
+    "20,000 files (10.5 GB) were not run for this file: one DAG run of them took 575 s on this "
+    "machine (2026-11-25), so 3 DAG runs and 3 CLI runs take about 45 minutes, more than the "
+    "10 minutes this benchmark may take on the shared 2-core machine; run LOAD_SIZES=2000,20000 "
+    "make bench-load on a machine of its own"
+)
 
 
 def free_port() -> int:
@@ -61,89 +77,148 @@ def start_moto(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("moto_server did not start")
 
 
+def _env(**extra: str) -> dict[str, str]:
+    return os.environ | {"PYTHONPATH": f"{REPO / 'include'}:{REPO / 'dags'}"} | extra
+
+
+def _last_json(text: str) -> dict[str, Any]:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def generate(corpus: Path, size: int, rows: int) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(ONE), "generate"],
+        env=_env(LOAD_WORK=str(corpus.parent), LOAD_CORPUS=str(corpus), LOAD_SIZE=str(size), LOAD_ROWS=str(rows)),
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"generate failed: {done.stderr[-4000:]}")
+    return _last_json(done.stdout)
+
+
+def run_dag(corpus: Path, size: int, workers: int) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix=f"imaging-load-dag-{size}-"))
+    moto, endpoint = start_moto(work)
+    try:
+        env = _env(LOAD_WORK=str(work), LOAD_CORPUS=str(corpus), LOAD_SIZE=str(size), LOAD_WORKERS=str(workers),
+                   LOAD_ENDPOINT=endpoint)
+        done = subprocess.run([sys.executable, str(ONE), "dag"], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"DAG run failed: {done.stdout[-2000:]} {done.stderr[-6000:]}")
+        return _last_json(done.stdout)
+    finally:
+        moto.kill()
+        moto.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_cli(corpus: Path, workers: int) -> dict[str, Any]:
+    """``imaging-ingest deidentify`` end to end on the same files, its process tree's peak RSS sampled."""
+    work = Path(tempfile.mkdtemp(prefix="imaging-load-cli-"))
+    try:
+        secret = work / "secret.txt"
+        secret.write_text(SECRET, encoding="utf-8")
+        cmd = [sys.executable, "-c", "import sys; from imaging_ingest.cli import main; sys.exit(main())",
+               "deidentify", str(corpus / "load-submission"), str(work / "dst"), "--secret-file", str(secret),
+               "--workers", str(workers), "--json", "--catalog", f"sqlite:///{work / 'catalog.sqlite'}"]
+        got = run_sampled(cmd, _env(IMAGING_INGEST_HOME=str(work / "home")))
+        if got["returncode"] != 0:
+            raise RuntimeError(f"imaging-ingest deidentify failed: {got['stderr'][-3000:]}")
+        summary = json.loads(got["stdout"])
+        return {"seconds": round(got["seconds"], 1), "published": summary.get("published"),
+                "quarantined": summary.get("quarantined"), "peak_rss_mb": got["peak_rss_mb"],
+                "peak_rss_main_mb": got["peak_rss_main_mb"]}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _gb_per_h(nbytes: int, seconds: float) -> float:
+    return nbytes / 1e9 / seconds * 3600
+
+
+def summarise(size: int, nbytes: int, dag: list[dict[str, Any]], cli: list[dict[str, Any]]) -> dict[str, Any]:
+    dag_s = [r["seconds"] for r in dag]
+    cli_s = [r["seconds"] for r in cli]
+    ratios = [d / c for d, c in zip(dag_s, cli_s, strict=True)]
+    tasks = sorted({t for r in dag for t in r["rss_by_task"]}, key=lambda t: min(
+        list(r["rss_by_task"]).index(t) for r in dag if t in r["rss_by_task"]))
+
+    def s3(stage: str, part: str, field: str) -> dict[str, Any] | None:
+        values = [r["s3_timings"][stage][part][field] for r in dag
+                  if (r.get("s3_timings") or {}).get(stage) and r["s3_timings"][stage][part].get(field) is not None]
+        return spread(values, 2) if values else None
+
+    return {
+        "files": size,
+        "bytes": nbytes,
+        "mean_file_bytes": nbytes // size,
+        "dag_seconds": spread(dag_s),
+        "cli_seconds": spread(cli_s),
+        "dag_over_cli": spread(ratios, 2),
+        "dag_gb_per_h": spread([_gb_per_h(nbytes, s) for s in dag_s], 1),
+        "cli_gb_per_h": spread([_gb_per_h(nbytes, s) for s in cli_s], 1),
+        "dag_files_per_s": spread([size / s for s in dag_s], 1),
+        "cli_files_per_s": spread([size / s for s in cli_s], 1),
+        "dag_peak_rss_mb": spread([r["peak_rss_mb"] for r in dag]),
+        "cli_peak_rss_mb": spread([r["peak_rss_mb"] for r in cli]),
+        "peak_rss_mb_by_task": {
+            t: spread([r["rss_by_task"][t]["peak_rss_mb"] for r in dag
+                       if t in r["rss_by_task"] and r["rss_by_task"][t]["peak_rss_mb"] is not None])
+            for t in tasks
+            if any(t in r["rss_by_task"] and r["rss_by_task"][t]["peak_rss_mb"] is not None for r in dag)
+        },
+        "task_seconds": {t: spread([r["rss_by_task"][t]["seconds"] for r in dag if t in r["rss_by_task"]])
+                         for t in tasks},
+        "s3": {
+            "stage_raw_upload_mb_per_s": s3("stage_raw", "upload", "mb_per_s"),
+            "stage_raw_upload_ms_per_object": s3("stage_raw", "upload", "ms_per_object"),
+            "stage_raw_read_mb_per_s": s3("stage_raw", "read", "mb_per_s"),
+            "publish_copy_objects_per_s": s3("publish", "copy", "objects_per_s"),
+            "publish_copy_ms_per_object": s3("publish", "copy", "ms_per_object"),
+        },
+        "same_outcome": all(r["published"] == dag[0]["published"] for r in [*dag, *cli]),
+        "published": {"dag": [r["published"] for r in dag], "cli": [r["published"] for r in cli]},
+        "runs": {"dag": [{k: v for k, v in r.items() if k != "rss_samples_mb"} for r in dag], "cli": cli},
+    }
+
+
 def main() -> int:
-    largest = int(os.environ.get("LOAD_FILES", "20000"))
-    sizes = sorted({int(s) for s in os.environ.get("LOAD_SIZES", f"2000,{largest}").split(",") if s.strip()})
+    sizes = sorted({int(s) for s in os.environ.get("LOAD_SIZES", "2000").split(",") if s.strip()})
+    runs = int(os.environ.get("LOAD_RUNS", "3"))
     rows = int(os.environ.get("LOAD_ROWS", "512"))
     workers = int(os.environ.get("LOAD_WORKERS", "2"))
     out = Path(os.environ.get("LOAD_OUT", REPO / "bench" / "results" / "load.json"))
-    runs = []
+    report = header(
+        "load",
+        "one generated submission (CT, one template, new UIDs per file) through the ingest DAG (dag.test(), "
+        "one process, SQLite catalog, moto S3 server in a process of its own on loopback) and through "
+        "imaging-ingest deidentify (same files, same worker count), alternately, runs times",
+        rows=rows, columns=rows, deid_workers=workers, cli_workers=workers, batch_size=200, runs=runs, sizes=sizes,
+    )
+    report["sizes"] = []
+    if 20000 not in sizes:
+        report["not_run"] = {"20000": NOT_RUN_20000}
     for size in sizes:
-        work = Path(tempfile.mkdtemp(prefix=f"imaging-load-{size}-"))
-        moto, endpoint = start_moto(work)
+        corpus_root = Path(tempfile.mkdtemp(prefix=f"imaging-load-corpus-{size}-"))
+        corpus = corpus_root / "drop"
         try:
-            env = os.environ | {
-                "PYTHONPATH": f"{REPO / 'include'}:{REPO / 'dags'}",
-                "LOAD_WORK": str(work),
-                "LOAD_SIZE": str(size),
-                "LOAD_ROWS": str(rows),
-                "LOAD_WORKERS": str(workers),
-                "LOAD_ENDPOINT": endpoint,
-            }
-            print(f"load: {size} files of {rows}x{rows} through the DAG ...", flush=True)
-            done = subprocess.run([sys.executable, str(ONE)], env=env, capture_output=True, text=True)
-            if done.returncode != 0:
-                print(done.stdout[-4000:], done.stderr[-8000:], file=sys.stderr)
-                return 1
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            runs.append(result)
-            print(json.dumps(result)[:400], flush=True)
-            write_report(out, runs, rows, workers, sizes)
+            made = generate(corpus, size, rows)
+            print(f"load: {size} files of {rows}x{rows} ({made['bytes'] / 1e9:.2f} GB), {runs} runs", flush=True)
+            dag, cli = [], []
+            for number in range(runs):
+                cli.append(run_cli(corpus, workers))
+                print(f"  cli run {number + 1}: {cli[-1]['seconds']} s", flush=True)
+                dag.append(run_dag(corpus, size, workers))
+                print(f"  dag run {number + 1}: {dag[-1]['seconds']} s", flush=True)
+            report["sizes"].append(summarise(size, made["bytes"], dag, cli))
+            report["load_average_at_end"] = load_average()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report, indent=2) + "\n")  # after every size: an interrupted run keeps it
         finally:
-            moto.kill()
-            moto.wait()
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(corpus_root, ignore_errors=True)
     print(f"wrote {out}")
     return 0
-
-
-def write_report(out: Path, runs: list[dict], rows: int, workers: int, planned: list[int]) -> None:
-    """Written after every size, so that an interrupted run still leaves what it measured."""
-    biggest = max(runs, key=lambda r: r["files"])
-    bytes_per_file_target = 512 * 512 * 2 + 2048
-    report = {
-        **report_header(
-            "load", "one generated submission through the ingest DAG (dag.test(), in one process), "
-            "SQLite catalog, moto S3 server in a separate process on loopback", rows, workers, sizes_planned=planned
-        ),
-        "runs": runs,
-        "peak_rss_mb_by_files": {str(r["files"]): r["peak_rss_mb"] for r in runs},
-        "rss_growth_mb_per_1000_files": _growth(runs),
-        "extrapolation": {
-            "note": "the issue's target is 20,000 files of a 512x512 16-bit CT (~0.5 MB, ~10 GB); "
-            "time is extrapolated from the largest run's files/s, assuming per-file cost dominates "
-            "(header work, S3 round trips) and bytes add at the measured MB/s",
-            "files": 20000,
-            "bytes": 20000 * bytes_per_file_target,
-            "seconds_at_measured_files_per_s": round(20000 / biggest["files_per_s"], 1),
-            "seconds_at_measured_mb_per_s": round(20000 * bytes_per_file_target / 1e6 / biggest["mb_per_s"], 1),
-        },
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = None
-    print(f"load average now {load}")
-
-
-def report_header(benchmark: str, what: str, rows: int, workers: int, **settings: object) -> dict:
-    """What every load result file starts with: what ran, when, where, with which settings."""
-    return {
-        "benchmark": benchmark,
-        "what": what,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "settings": {"rows": rows, "columns": rows, "deid_workers": workers, "batch_size": 200, **settings},
-    }
-
-
-def _growth(runs: list[dict]) -> float | None:
-    if len(runs) < 2:
-        return None
-    small, large = min(runs, key=lambda r: r["files"]), max(runs, key=lambda r: r["files"])
-    return round((large["peak_rss_mb"] - small["peak_rss_mb"]) / ((large["files"] - small["files"]) / 1000), 2)
 
 
 if __name__ == "__main__":

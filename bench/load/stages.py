@@ -8,8 +8,13 @@ runs the stages in order, each in a fresh Python process that imports what a tas
 stage starts, and reports per stage: RSS before the stage, peak RSS, and the difference,
 which is what the stage itself needed.
 
+Each size runs ``LOAD_RUNS`` times (3, each on a fresh submission, catalog and S3 server);
+per stage the result file keeps the median and spread of the peak, of the stage's own
+memory and of its seconds.
+
 Environment:
     LOAD_SIZES     comma-separated sizes (default "2000,20000")
+    LOAD_RUNS      runs of each size (default 3)
     LOAD_ROWS      image rows = columns (default 64: the per-file metadata, not the pixels,
                    is what whole-submission stages hold; de-identification streams pixels)
     LOAD_WORKERS   de-identification processes per batch (default 2)
@@ -29,6 +34,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(REPO / "bench"))
+
+from report import header, spread  # noqa: E402
+
 SECRET = "6f32572d0b6889cb6c12969e6db6221f542cf1e9959792e2f13596448df4e107"  # benchmark-only key (public)
 STAGES = ("claim", "stage_raw", "inventory", "plan", "deidentify", "screen", "verify", "register", "publish")
 GATED = {"inventory", "screen", "verify", "register", "publish"}
@@ -79,7 +88,7 @@ def one_size(size: int, rows: int, workers: int) -> dict:
     moto, endpoint = start_moto(work)
     env = os.environ | {
         "PYTHONPATH": f"{REPO / 'include'}:{REPO / 'dags'}:{HERE}",
-        "LOAD_WORK": str(work), "LOAD_SIZE": str(size), "LOAD_ROWS": str(rows), "LOAD_WORKERS": str(workers),
+        "LOAD_WORK": str(work), "LOAD_CORPUS": str(work / "drop"), "LOAD_SIZE": str(size), "LOAD_ROWS": str(rows), "LOAD_WORKERS": str(workers),
         "LOAD_ENDPOINT": endpoint,
         "IMAGING_INGEST_HOME": str(work / "home"), "IMAGING_INGEST_S3_ENDPOINT": endpoint,
         "IMAGING_INGEST_SECRET": SECRET, "ARROW_DEFAULT_MEMORY_POOL": "system",
@@ -91,6 +100,7 @@ def one_size(size: int, rows: int, workers: int) -> dict:
             f"one_run.generate(pathlib.Path({str(work / 'drop' / 'load-submission')!r}))"
         )
         subprocess.run([sys.executable, "-c", generate], env=env, check=True)
+        (work / "drop" / "load-submission" / "READY").write_text("complete\n")
         (work / "load.yaml").write_text(
             f'id: load\ntitle: Load benchmark collection\nlicense: CC-BY-4.0\ntier: public\n'
             f'drop:\n  url: "{(work / "drop").as_uri()}"\nmodalities: [CT]\nbatch_size: 200\nworkers: {workers}\n'
@@ -115,34 +125,48 @@ def one_size(size: int, rows: int, workers: int) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def summarise(size: int, runs: list[dict]) -> dict:
+    """Per stage, the median and spread over the runs of its peak RSS, its own memory and its seconds."""
+    return {
+        "files": size,
+        "stages": {
+            stage: {
+                field: spread([r["stages"][stage][field] for r in runs])
+                for field in ("before_mb", "peak_mb", "stage_mb", "seconds")
+            }
+            for stage in STAGES
+        },
+        "peak_task_rss_mb": spread([r["peak_task_rss_mb"] for r in runs]),
+        "runs": runs,
+    }
+
+
 def main() -> int:
     sizes = sorted({int(s) for s in os.environ.get("LOAD_SIZES", "2000,20000").split(",") if s.strip()})
+    repeats = int(os.environ.get("LOAD_RUNS", "3"))
     rows = int(os.environ.get("LOAD_ROWS", "64"))
     workers = int(os.environ.get("LOAD_WORKERS", "2"))
     out = Path(os.environ.get("LOAD_OUT", REPO / "bench" / "results" / "load-stages.json"))
-    runs = []
+    report = header(
+        "load-stages",
+        "each stage of one generated submission in a fresh process, as Airflow runs a task; "
+        "stage_mb = peak RSS minus RSS after the task's imports",
+        rows=rows, columns=rows, deid_workers=workers, batch_size=200, sizes=sizes, runs=repeats,
+    )
+    measured = []
     for size in sizes:
-        print(f"load stages: {size} files of {rows}x{rows}, each stage in its own process ...", flush=True)
-        runs.append(one_size(size, rows, workers))
-    small, large = runs[0], runs[-1]
-    growth = {
+        print(f"load stages: {size} files of {rows}x{rows}, each stage in its own process, {repeats} runs", flush=True)
+        measured.append(summarise(size, [one_size(size, rows, workers) for _ in range(repeats)]))
+    small, large = measured[0], measured[-1]
+    report["sizes"] = measured
+    report["stage_mb_growth_per_1000_files"] = {
         stage: round(
-            (large["stages"][stage]["stage_mb"] - small["stages"][stage]["stage_mb"])
+            (large["stages"][stage]["stage_mb"]["median"] - small["stages"][stage]["stage_mb"]["median"])
             / max(1, (large["files"] - small["files"]) / 1000),
             2,
         )
         for stage in STAGES
-    }
-    from run import report_header
-
-    report = {
-        **report_header(
-            "load-stages", "each stage of one generated submission in a fresh process, as Airflow runs a task; "
-            "stage_mb = peak RSS minus RSS after the task's imports", rows, workers, sizes=sizes
-        ),
-        "runs": runs,
-        "stage_mb_growth_per_1000_files": growth if len(runs) > 1 else None,
-    }
+    } if len(measured) > 1 else None
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")

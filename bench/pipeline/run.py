@@ -3,9 +3,10 @@
 Both arms ingest the same generated submission (20 patients by default) into fresh,
 separate archives on one loopback S3 server, each in its own Python process so that each
 pays its own imports. Writes ``bench/results/pipeline.json``. Goal: the DAG within 1.5x
-of the direct run.
+of the direct run. Both arms run ``--runs`` times (3), alternately, each into a fresh archive;
+the result file keeps each run, the medians and the spread (``bench/report.py``).
 
-    .venv/bin/python bench/pipeline/run.py [--patients 20] [--seed 5]
+    .venv/bin/python bench/pipeline/run.py [--patients 20] [--seed 5] [--runs 3]
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -23,6 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "dags"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from report import header, spread  # noqa: E402
 
 ARM = r"""
 import json, os, sys, time
@@ -56,7 +59,7 @@ print(json.dumps({{"state": state, "seconds": time.perf_counter() - started, "su
 """
 
 
-def run_arm(arm: str, workdir: Path, drop: Path, endpoint: str, secret: Path) -> dict:
+def run_arm(arm: str, workdir: Path, drop: Path, endpoint: str, secret: Path, number: int = 0) -> dict:
     from imaging_dags.local import airflow_environment
 
     home = workdir / arm
@@ -67,7 +70,7 @@ def run_arm(arm: str, workdir: Path, drop: Path, endpoint: str, secret: Path) ->
     env = os.environ | airflow_environment(home / "airflow") | {
         "IMAGING_INGEST_HOME": str(home),
         "IMAGING_INGEST_S3_ENDPOINT": endpoint,
-        "IMAGING_INGEST_BUCKET_PREFIX": f"bench-{arm}",
+        "IMAGING_INGEST_BUCKET_PREFIX": f"bench-{arm}-{number}",
         "IMAGING_INGEST_SECRET_FILE": str(secret),
         "IMAGING_INGEST_COLLECTIONS": str(collections),
         "AWS_ACCESS_KEY_ID": "bench",
@@ -96,6 +99,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--patients", type=int, default=20)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "pipeline.json"))
     args = parser.parse_args()
 
@@ -111,42 +115,44 @@ def main() -> int:
         secret.write_text("bench-secret-" + "x" * 40)
         files = len(summary.files)
         size = sum((drop / "site-bench" / f).stat().st_size for f in summary.files)
+        direct_runs, dag_runs = [], []
         with s3_server() as endpoint:
-            direct = run_arm("direct", workdir, drop, endpoint, secret)
-            dag = run_arm("dag", workdir, drop, endpoint, secret)
+            for number in range(args.runs):
+                direct_runs.append(run_arm("direct", workdir / f"run{number}", drop, endpoint, secret, number))
+                dag_runs.append(run_arm("dag", workdir / f"run{number}", drop, endpoint, secret, number))
+                print(f"run {number + 1}: direct {direct_runs[-1]['wall_seconds']:.1f} s, "
+                      f"dag {dag_runs[-1]['wall_seconds']:.1f} s", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    result = {
-        "benchmark": "pipeline",
-        "what": "demo collection: Airflow dag.test() vs the same library stages called directly, one process each",
-        "patients": args.patients,
+
+    def arm(runs: list[dict]) -> dict:
+        seconds = [r["wall_seconds"] for r in runs]
+        return {
+            "seconds": spread(seconds, 2),
+            "files_per_s": spread([files / s for s in seconds], 1),
+            "peak_rss_mb": spread([r["peak_rss_mb"] for r in runs], 1),
+            "published": runs[0]["summary"]["published"],
+            "quarantined": runs[0]["summary"]["quarantined"],
+            "states": sorted({r["state"] for r in runs}),
+        }
+
+    result = header(
+        "pipeline",
+        "demo collection: Airflow dag.test() vs the same library stages called directly, one process each",
+        patients=args.patients, seed=args.seed, runs=args.runs,
+    ) | {
         "files": files,
         "bytes": size,
-        "direct": {
-            "seconds": round(direct["wall_seconds"], 2),
-            "files_per_s": round(files / direct["wall_seconds"], 1),
-            "peak_rss_mb": round(direct["peak_rss_mb"], 1),
-            "published": direct["summary"]["published"],
-            "quarantined": direct["summary"]["quarantined"],
-        },
-        "dag": {
-            "seconds": round(dag["wall_seconds"], 2),
-            "files_per_s": round(files / dag["wall_seconds"], 1),
-            "peak_rss_mb": round(dag["peak_rss_mb"], 1),
-            "state": dag["state"],
-            "published": dag["summary"]["published"],
-            "quarantined": dag["summary"]["quarantined"],
-        },
-        "ratio_dag_over_direct": round(dag["wall_seconds"] / direct["wall_seconds"], 3),
+        "direct": arm(direct_runs),
+        "dag": arm(dag_runs),
+        "ratio_dag_over_direct": spread(
+            [d["wall_seconds"] / r["wall_seconds"] for d, r in zip(dag_runs, direct_runs, strict=True)], 3
+        ),
         "goal_ratio": 1.5,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    result["goal_met"] = result["ratio_dag_over_direct"] <= result["goal_ratio"]
-    result["same_outcome"] = (direct["summary"]["published"], direct["summary"]["quarantined"]) == (
-        dag["summary"]["published"],
-        dag["summary"]["quarantined"],
-    )
+    result["goal_met"] = result["ratio_dag_over_direct"]["median"] <= result["goal_ratio"]
+    outcomes = {(r["summary"]["published"], r["summary"]["quarantined"]) for r in [*direct_runs, *dag_runs]}
+    result["same_outcome"] = len(outcomes) == 1
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
