@@ -52,7 +52,9 @@ def _provenance(result: dict[str, Any], file: str) -> str:
     commit = (git.get("commit") or "")[:7] or "not recorded"
     dirty = {True: ", dirty tree", False: ", clean tree"}.get(git.get("dirty"), "")
     runs = result.get("settings", {}).get("runs")
-    when = (result.get("created") or result.get("when") or result.get("measured_at") or "")[:10] or "date not recorded"
+    when = (result.get("created") or result.get("when") or result.get("measured_at") or "")[
+        :10
+    ] or "date not recorded"
     how = f"median (min–max) of {runs} runs" if runs else "one run (predates bench/report.py)"
     return f"_`bench/results/{file}`: commit {commit}{dirty}, {when}, {how}._"
 
@@ -81,7 +83,10 @@ def load_table(result: dict[str, Any]) -> str:
 
 def load_s3_table(result: dict[str, Any]) -> str:
     """docs/intake.md: what stage_raw and publish measured per object and per byte (medians of the runs)."""
-    rows = ["| files | stage_raw upload MB/s | ms per upload | publish copies/s | ms per copy |", "|---|---|---|---|---|"]
+    rows = [
+        "| files | stage_raw upload MB/s | ms per upload | publish copies/s | ms per copy |",
+        "|---|---|---|---|---|",
+    ]
     for size in result["sizes"]:
         s3 = size["s3"]
 
@@ -125,9 +130,14 @@ def freetext_table(result: dict[str, Any]) -> str:
     def pct(value: float) -> str:
         return f"{value * 100:.2f}%"
 
-    rows = ["| kind | planted (held-out) | recall, held-out | recall, development |", "| --- | ---: | ---: | ---: |"]
+    rows = [
+        "| kind | planted (held-out) | recall, held-out | recall, development |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for kind, recall in held["recall_by_kind"].items():
-        rows.append(f"| {kind} | {held['planted_by_kind'][kind]} | {pct(recall)} | {pct(dev['recall_by_kind'][kind])} |")
+        rows.append(
+            f"| {kind} | {held['planted_by_kind'][kind]} | {pct(recall)} | {pct(dev['recall_by_kind'][kind])} |"
+        )
     rows.append(f"| **all** | {held['planted']} | **{pct(held['recall'])}** | **{pct(dev['recall'])}** |")
     return "\n".join(rows)
 
@@ -191,7 +201,8 @@ TABLES: dict[str, Table] = {
 }
 
 BLOCK = re.compile(
-    r"^(?P<indent>[ ]*)<!-- bench:(?P<name>[\w-]+) -->\n(?P<body>.*?)\n[ ]*<!-- /bench:(?P=name) -->$", re.S | re.M
+    r"^(?P<indent>[ ]*)<!-- bench:(?P<name>[\w-]+) -->\n(?P<body>.*?)\n[ ]*<!-- /bench:(?P=name) -->$",
+    re.S | re.M,
 )
 
 

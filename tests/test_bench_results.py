@@ -68,7 +68,9 @@ def test_each_result_records_commit_dirty_flag_machine_and_spread_of_three_runs(
     assert re.fullmatch(r"[0-9a-f]{40}", git.get("commit") or ""), "the git commit is recorded"
     assert isinstance(git.get("dirty"), bool), "whether the work tree was dirty is recorded"
     machine = result.get("machine") or {}
-    assert machine.get("cpus") and machine.get("platform") and machine.get("python"), "the machine is recorded"
+    assert machine.get("cpus") and machine.get("platform") and machine.get("python"), (
+        "the machine is recorded"
+    )
     spreads = _spreads(result)
     assert spreads, "medians and spreads of repeated runs are recorded"
     settings = result.get("settings") or {}
@@ -85,8 +87,12 @@ def test_every_predating_file_exists_and_names_its_reason() -> None:
 def test_each_benchmark_script_writes_the_common_header_and_spread() -> None:
     """The scripts of the files above are right even where their numbers are older."""
     scripts = {
-        "bench/pipeline/run.py", "bench/pixels/run.py", "bench/catalog/run.py", "bench/load/run.py",
-        "bench/load/stages.py", "bench/freetext/run.py",
+        "bench/pipeline/run.py",
+        "bench/pixels/run.py",
+        "bench/catalog/run.py",
+        "bench/load/run.py",
+        "bench/load/stages.py",
+        "bench/freetext/run.py",
     }
     for script in scripts:
         text = (REPO / script).read_text(encoding="utf-8")

@@ -88,7 +88,9 @@ def _last_json(text: str) -> dict[str, Any]:
 def generate(corpus: Path, size: int, rows: int) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, str(ONE), "generate"],
-        env=_env(LOAD_WORK=str(corpus.parent), LOAD_CORPUS=str(corpus), LOAD_SIZE=str(size), LOAD_ROWS=str(rows)),
+        env=_env(
+            LOAD_WORK=str(corpus.parent), LOAD_CORPUS=str(corpus), LOAD_SIZE=str(size), LOAD_ROWS=str(rows)
+        ),
         capture_output=True,
         text=True,
     )
@@ -101,8 +103,13 @@ def run_dag(corpus: Path, size: int, workers: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"imaging-load-dag-{size}-"))
     moto, endpoint = start_moto(work)
     try:
-        env = _env(LOAD_WORK=str(work), LOAD_CORPUS=str(corpus), LOAD_SIZE=str(size), LOAD_WORKERS=str(workers),
-                   LOAD_ENDPOINT=endpoint)
+        env = _env(
+            LOAD_WORK=str(work),
+            LOAD_CORPUS=str(corpus),
+            LOAD_SIZE=str(size),
+            LOAD_WORKERS=str(workers),
+            LOAD_ENDPOINT=endpoint,
+        )
         done = subprocess.run([sys.executable, str(ONE), "dag"], env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"DAG run failed: {done.stdout[-2000:]} {done.stderr[-6000:]}")
@@ -119,16 +126,32 @@ def run_cli(corpus: Path, workers: int) -> dict[str, Any]:
     try:
         secret = work / "secret.txt"
         secret.write_text(SECRET, encoding="utf-8")
-        cmd = [sys.executable, "-c", "import sys; from imaging_ingest.cli import main; sys.exit(main())",
-               "deidentify", str(corpus / "load-submission"), str(work / "dst"), "--secret-file", str(secret),
-               "--workers", str(workers), "--json", "--catalog", f"sqlite:///{work / 'catalog.sqlite'}"]
+        cmd = [
+            sys.executable,
+            "-c",
+            "import sys; from imaging_ingest.cli import main; sys.exit(main())",
+            "deidentify",
+            str(corpus / "load-submission"),
+            str(work / "dst"),
+            "--secret-file",
+            str(secret),
+            "--workers",
+            str(workers),
+            "--json",
+            "--catalog",
+            f"sqlite:///{work / 'catalog.sqlite'}",
+        ]
         got = run_sampled(cmd, _env(IMAGING_INGEST_HOME=str(work / "home")))
         if got["returncode"] != 0:
             raise RuntimeError(f"imaging-ingest deidentify failed: {got['stderr'][-3000:]}")
         summary = json.loads(got["stdout"])
-        return {"seconds": round(got["seconds"], 1), "published": summary.get("published"),
-                "quarantined": summary.get("quarantined"), "peak_rss_mb": got["peak_rss_mb"],
-                "peak_rss_main_mb": got["peak_rss_main_mb"]}
+        return {
+            "seconds": round(got["seconds"], 1),
+            "published": summary.get("published"),
+            "quarantined": summary.get("quarantined"),
+            "peak_rss_mb": got["peak_rss_mb"],
+            "peak_rss_main_mb": got["peak_rss_main_mb"],
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -141,12 +164,17 @@ def summarise(size: int, nbytes: int, dag: list[dict[str, Any]], cli: list[dict[
     dag_s = [r["seconds"] for r in dag]
     cli_s = [r["seconds"] for r in cli]
     ratios = [d / c for d, c in zip(dag_s, cli_s, strict=True)]
-    tasks = sorted({t for r in dag for t in r["rss_by_task"]}, key=lambda t: min(
-        list(r["rss_by_task"]).index(t) for r in dag if t in r["rss_by_task"]))
+    tasks = sorted(
+        {t for r in dag for t in r["rss_by_task"]},
+        key=lambda t: min(list(r["rss_by_task"]).index(t) for r in dag if t in r["rss_by_task"]),
+    )
 
     def s3(stage: str, part: str, field: str) -> dict[str, Any] | None:
-        values = [r["s3_timings"][stage][part][field] for r in dag
-                  if (r.get("s3_timings") or {}).get(stage) and r["s3_timings"][stage][part].get(field) is not None]
+        values = [
+            r["s3_timings"][stage][part][field]
+            for r in dag
+            if (r.get("s3_timings") or {}).get(stage) and r["s3_timings"][stage][part].get(field) is not None
+        ]
         return spread(values, 2) if values else None
 
     return {
@@ -163,13 +191,19 @@ def summarise(size: int, nbytes: int, dag: list[dict[str, Any]], cli: list[dict[
         "dag_peak_rss_mb": spread([r["peak_rss_mb"] for r in dag]),
         "cli_peak_rss_mb": spread([r["peak_rss_mb"] for r in cli]),
         "peak_rss_mb_by_task": {
-            t: spread([r["rss_by_task"][t]["peak_rss_mb"] for r in dag
-                       if t in r["rss_by_task"] and r["rss_by_task"][t]["peak_rss_mb"] is not None])
+            t: spread(
+                [
+                    r["rss_by_task"][t]["peak_rss_mb"]
+                    for r in dag
+                    if t in r["rss_by_task"] and r["rss_by_task"][t]["peak_rss_mb"] is not None
+                ]
+            )
             for t in tasks
             if any(t in r["rss_by_task"] and r["rss_by_task"][t]["peak_rss_mb"] is not None for r in dag)
         },
-        "task_seconds": {t: spread([r["rss_by_task"][t]["seconds"] for r in dag if t in r["rss_by_task"]])
-                         for t in tasks},
+        "task_seconds": {
+            t: spread([r["rss_by_task"][t]["seconds"] for r in dag if t in r["rss_by_task"]]) for t in tasks
+        },
         "s3": {
             "stage_raw_upload_mb_per_s": s3("stage_raw", "upload", "mb_per_s"),
             "stage_raw_upload_ms_per_object": s3("stage_raw", "upload", "ms_per_object"),
@@ -194,7 +228,13 @@ def main() -> int:
         "one generated submission (CT, one template, new UIDs per file) through the ingest DAG (dag.test(), "
         "one process, SQLite catalog, moto S3 server in a process of its own on loopback) and through "
         "imaging-ingest deidentify (same files, same worker count), alternately, runs times",
-        rows=rows, columns=rows, deid_workers=workers, cli_workers=workers, batch_size=200, runs=runs, sizes=sizes,
+        rows=rows,
+        columns=rows,
+        deid_workers=workers,
+        cli_workers=workers,
+        batch_size=200,
+        runs=runs,
+        sizes=sizes,
     )
     report["sizes"] = []
     if 20000 not in sizes:
@@ -204,7 +244,9 @@ def main() -> int:
         corpus = corpus_root / "drop"
         try:
             made = generate(corpus, size, rows)
-            print(f"load: {size} files of {rows}x{rows} ({made['bytes'] / 1e9:.2f} GB), {runs} runs", flush=True)
+            print(
+                f"load: {size} files of {rows}x{rows} ({made['bytes'] / 1e9:.2f} GB), {runs} runs", flush=True
+            )
             dag, cli = [], []
             for number in range(runs):
                 cli.append(run_cli(corpus, workers))
@@ -214,7 +256,9 @@ def main() -> int:
             report["sizes"].append(summarise(size, made["bytes"], dag, cli))
             report["load_average_at_end"] = load_average()
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(report, indent=2) + "\n")  # after every size: an interrupted run keeps it
+            out.write_text(
+                json.dumps(report, indent=2) + "\n"
+            )  # after every size: an interrupted run keeps it
         finally:
             shutil.rmtree(corpus_root, ignore_errors=True)
     print(f"wrote {out}")

@@ -126,7 +126,10 @@ class PublishStages(IngestBase):
         )
         write_index(self.settings.home, self.config.id, self.catalog.submissions(self.config.id))
         log.info(
-            "publish: %s (replaced series: %d); timings %s", counts, len(outcome.changed_series), outcome.timings
+            "publish: %s (replaced series: %d); timings %s",
+            counts,
+            len(outcome.changed_series),
+            outcome.timings,
         )
         return StageResult(
             "publish",
