@@ -68,6 +68,13 @@ def load_table(result: dict[str, Any]) -> str:
         "| files | GB | DAG seconds | CLI seconds | DAG / CLI | DAG GB/h | CLI GB/h | DAG peak RSS (one process) |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    if "sizes" not in result:  # the layout before bench/report.py: DAG runs only, no CLI
+        for run in result["runs"]:
+            rows.append(
+                f"| {run['files']:,} | {run['bytes'] / 1e9:.2f} | {run['dag_seconds']:.1f} | not measured | – "
+                f"| {run['gb_per_h']:.1f} | – | {run['peak_rss_mb']:.0f} MB |"
+            )
+        return "\n".join(rows) + "\n\n" + _provenance(result, "load.json")
     for size in result["sizes"]:
         rows.append(
             f"| {size['files']:,} | {size['bytes'] / 1e9:.2f} | {_range(size['dag_seconds'], '.1f')} "
@@ -87,6 +94,8 @@ def load_s3_table(result: dict[str, Any]) -> str:
         "| files | stage_raw upload MB/s | ms per upload | publish copies/s | ms per copy |",
         "|---|---|---|---|---|",
     ]
+    if "sizes" not in result:
+        return "\n".join([*rows, "| – | not measured before these timings existed | | | |"])
     for size in result["sizes"]:
         s3 = size["s3"]
 
@@ -201,7 +210,7 @@ TABLES: dict[str, Table] = {
 }
 
 BLOCK = re.compile(
-    r"^(?P<indent>[ ]*)<!-- bench:(?P<name>[\w-]+) -->\n(?P<body>.*?)\n[ ]*<!-- /bench:(?P=name) -->$",
+    r"^(?P<indent>[ ]*)<!-- bench:(?P<name>[\w-]+) -->\n(?:(?P<body>.*?)\n)?[ ]*<!-- /bench:(?P=name) -->$",
     re.S | re.M,
 )
 
@@ -215,7 +224,7 @@ def rendered(name: str, indent: str = "") -> str:
 
 def blocks(text: str) -> dict[str, tuple[str, str]]:
     """The generated blocks of one docs page: name -> (indent, body)."""
-    return {m["name"]: (m["indent"], m["body"]) for m in BLOCK.finditer(text)}
+    return {m["name"]: (m["indent"], m["body"] or "") for m in BLOCK.finditer(text)}
 
 
 def regenerate(text: str) -> str:
