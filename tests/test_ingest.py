@@ -267,3 +267,20 @@ def test_an_ingest_closes_what_it_opened_and_leaves_what_it_was_given(
     with Ingest(demo_config, settings, secret=secret, catalog=catalog) as given:
         assert given.catalog is catalog
     assert disposed == [opened]  # the caller's catalog stays open
+
+
+def test_an_exact_duplicate_is_quarantined_with_its_reason_but_never_waits_for_a_curator(
+    ingest: Ingest, submission: Path
+) -> None:
+    import shutil
+
+    first = sorted(submission.rglob("*.dcm"))[0]
+    shutil.copy(first, submission / "again.dcm")
+    sub = ingest.claim().submission_id
+    ingest.stage_raw(sub)
+    ingest.inventory(sub)
+    items = {i.source_path: i for i in ingest.catalog.quarantine_items("demo") if i.submission_id == sub}
+    duplicate = next(i for path, i in items.items() if path.endswith("again.dcm") or "duplicate" in i.reason)
+    assert "duplicate" in duplicate.reason  # conservation: quarantined, with its reason
+    assert (duplicate.state, duplicate.decided_by) == ("rejected", "policy")  # closed by policy, not queued
+    assert all(i.state == "pending" for i in items.values() if "duplicate" not in i.reason)

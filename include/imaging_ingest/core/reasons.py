@@ -33,6 +33,7 @@ __all__ = [
     "Reason",
     "RuleInfo",
     "classify",
+    "needs_curator",
     "rates_by_rule",
     "rule_codes",
     "rule_of",
@@ -56,6 +57,8 @@ class RuleInfo:
     pattern: re.Pattern[str]
     element: str
     remedy: str
+    #: whether a person must look at the file (False: the reason alone settles it)
+    curator: bool = True
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,10 @@ def rules() -> tuple[RuleInfo, ...]:
     text = (resources.files("imaging_ingest") / "data" / "quarantine_reasons.csv").read_text(encoding="utf-8")
     rows = csv.DictReader(line for line in text.splitlines() if line and not line.startswith("#"))
     return tuple(
-        RuleInfo(row["rule"], re.compile(row["pattern"], re.IGNORECASE), row["element"], row["remedy"]) for row in rows
+        RuleInfo(
+            row["rule"], re.compile(row["pattern"], re.IGNORECASE), row["element"], row["remedy"], row["curator"] != "no"
+        )
+        for row in rows
     )
 
 
@@ -117,6 +123,17 @@ def classify(text: str | None) -> Reason:
     if info is None:
         return Reason(text, OTHER, _element_in(text) or "file", _OTHER_REMEDY)
     return Reason(text, info.rule, _element_in(text) or info.element, info.remedy)
+
+
+def needs_curator(text: str | None) -> bool:
+    """Whether a quarantined file with this reason waits for a person (``curator`` column of the data file).
+
+    An exact duplicate, or the same instance in another encoding, needs nobody: the other copy
+    is published. Such files stay quarantined with their reason (conservation), but the queue
+    closes them by policy instead of asking a curator. Unknown reasons always need a person.
+    """
+    info = _match(text) if text else None
+    return info is None or info.curator
 
 
 def rule_of(text: str | None) -> str:

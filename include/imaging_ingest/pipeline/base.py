@@ -16,8 +16,9 @@ from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import CollectionConfig, DeidOption, License
 from imaging_ingest.config.settings import Settings
 from imaging_ingest.core.gates import gate_inputs, run_gate
-from imaging_ingest.core.reasons import classify
+from imaging_ingest.core.reasons import classify, needs_curator
 from imaging_ingest.core.secret import load_secret
+from imaging_ingest.curation.quarantine import auto_reject
 from imaging_ingest.deid import Profile, ResolvedProfile
 from imaging_ingest.deid.review import Detector
 from imaging_ingest.intake.connect import open_drop
@@ -286,6 +287,9 @@ class IngestBase:
                     pool.submit(partial(self._keep_quarantined, submission_id, record, key, stage))
                 items.append((file_id, str(record["source_path"]), stage, str(record["reason"]), key))
         self.catalog.add_quarantine(self.config.id, submission_id, items)
+        # what no person needs to look at (an exact duplicate) is closed by policy, not queued for curators
+        settled = [file_id for file_id, _, _, reason, _ in items if not needs_curator(reason)]
+        auto_reject(self.catalog, submission_id, settled, "policy")
 
     def _keep_quarantined(self, submission_id: str, record: dict[str, Any], key: str, stage: str) -> None:
         file_id = int(record["file_id"])
