@@ -32,8 +32,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def time_requests(client: httpx.Client, requests: Iterable[Request], *, seconds: float | None = None,
-                  check: Callable[[httpx.Response, Request], None] | None = None) -> Timing:
+def time_requests(
+    client: httpx.Client,
+    requests: Iterable[Request],
+    *,
+    seconds: float | None = None,
+    check: Callable[[httpx.Response, Request], None] | None = None,
+) -> Timing:
     """Send ``requests`` one after another (stopping once ``seconds`` have passed); each must succeed."""
     timing = Timing()
     started = time.perf_counter()

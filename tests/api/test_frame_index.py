@@ -19,7 +19,9 @@ from imaging_ingest.api.zipstream import IntegrityError
 pytestmark = pytest.mark.dicomweb
 
 
-def _instance(syntax: str, frames: int, pixel_data: bytes, bits: int = 16, encapsulated: bool = False) -> bytes:
+def _instance(
+    syntax: str, frames: int, pixel_data: bytes, bits: int = 16, encapsulated: bool = False
+) -> bytes:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = syntax
@@ -60,8 +62,15 @@ class _Store:
 def _view(data: bytes) -> InstanceView:
     import hashlib
 
-    return InstanceView("1.2.3", "1.2.840.10008.5.1.4.1.1.7", "c/1.2.3.dcm", "public", len(data),
-                        hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest())
+    return InstanceView(
+        "1.2.3",
+        "1.2.840.10008.5.1.4.1.1.7",
+        "c/1.2.3.dcm",
+        "public",
+        len(data),
+        hashlib.md5(data).hexdigest(),
+        hashlib.sha256(data).hexdigest(),
+    )
 
 
 @pytest.mark.parametrize(
@@ -70,14 +79,35 @@ def _view(data: bytes) -> InstanceView:
         ("explicit, 3 frames", _instance(ExplicitVRLittleEndian, 3, bytes(range(72)))),
         ("implicit, 2 frames", _instance(ImplicitVRLittleEndian, 2, bytes(range(48)))),
         ("8-bit, 1 frame", _instance(ExplicitVRLittleEndian, 1, bytes(range(12)), bits=8)),
-        ("JPEG, a fragment per frame", _instance(JPEGBaseline8Bit, 2, encapsulate([b"\xff\xd8one\xff\xd9!", b"\xff\xd8two\xff\xd9"]),
-                                                 bits=8, encapsulated=True)),
-        ("JPEG, 2 fragments per frame, offset table", _instance(JPEGBaseline8Bit, 2, encapsulate(
-            [b"\xff\xd8first-frame-bytes\xff\xd9", b"\xff\xd8second-frame-a-bit-longer\xff\xd9"], fragments_per_frame=2,
-            has_bot=True), bits=8, encapsulated=True)),
+        (
+            "JPEG, a fragment per frame",
+            _instance(
+                JPEGBaseline8Bit,
+                2,
+                encapsulate([b"\xff\xd8one\xff\xd9!", b"\xff\xd8two\xff\xd9"]),
+                bits=8,
+                encapsulated=True,
+            ),
+        ),
+        (
+            "JPEG, 2 fragments per frame, offset table",
+            _instance(
+                JPEGBaseline8Bit,
+                2,
+                encapsulate(
+                    [b"\xff\xd8first-frame-bytes\xff\xd9", b"\xff\xd8second-frame-a-bit-longer\xff\xd9"],
+                    fragments_per_frame=2,
+                    has_bot=True,
+                ),
+                bits=8,
+                encapsulated=True,
+            ),
+        ),
     ],
 )
-def test_indexed_frames_are_the_frames_cut_from_the_whole_object(name: str, data: bytes, tmp_path: Path) -> None:
+def test_indexed_frames_are_the_frames_cut_from_the_whole_object(
+    name: str, data: bytes, tmp_path: Path
+) -> None:
     whole = read_frames(data)
     index = index_frames(data, whole)
     assert index is not None, name
@@ -90,7 +120,9 @@ def test_indexed_frames_are_the_frames_cut_from_the_whole_object(name: str, data
     indexed = reader.open(_view(data))
     assert isinstance(indexed, IndexedFrames) and store.whole == 1
     assert (indexed.served_syntax, indexed.compressed) == (whole.served_syntax, whole.compressed)
-    assert [indexed.frame(n) for n in range(1, whole.count + 1)] == [whole.frame(n) for n in range(1, whole.count + 1)]
+    assert [indexed.frame(n) for n in range(1, whole.count + 1)] == [
+        whole.frame(n) for n in range(1, whole.count + 1)
+    ]
     assert store.ranges == whole.count  # one ranged read per frame, never the whole object again
     reader.close()
 
@@ -111,6 +143,8 @@ def test_a_frame_read_by_range_that_does_not_match_its_md5_is_not_delivered(tmp_
 
 
 def test_frames_that_cannot_be_placed_exactly_have_no_index() -> None:
-    several = encapsulate([b"\xff\xd8aaaa\xff\xd9", b"\xff\xd8bbbb\xff\xd9"], fragments_per_frame=2, has_bot=False)
+    several = encapsulate(
+        [b"\xff\xd8aaaa\xff\xd9", b"\xff\xd8bbbb\xff\xd9"], fragments_per_frame=2, has_bot=False
+    )
     data = _instance(JPEGBaseline8Bit, 2, several, bits=8, encapsulated=True)
     assert index_frames(data, read_frames(data)) is None

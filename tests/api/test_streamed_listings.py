@@ -23,8 +23,15 @@ from imaging_ingest.api.routes import _answer
 
 pytestmark = pytest.mark.api
 
-ROWS = [{"SeriesInstanceUID": f"1.2.{n}", "Modality": "CT" if n % 2 else None, "ImageCount": n,
-         "SeriesDescription": "=cmd|' /C calc'!A0" if n == 7 else f"séries {n}"} for n in range(2 * CHUNK_ROWS + 3)]
+ROWS = [
+    {
+        "SeriesInstanceUID": f"1.2.{n}",
+        "Modality": "CT" if n % 2 else None,
+        "ImageCount": n,
+        "SeriesDescription": "=cmd|' /C calc'!A0" if n == 7 else f"séries {n}",
+    }
+    for n in range(2 * CHUNK_ROWS + 3)
+]
 
 
 class _Counted:
@@ -43,8 +50,10 @@ def _chunks(response: StreamingResponse, rows: _Counted) -> list[tuple[bytes, in
     """Each chunk the response sends, with how many rows had been made when it was sent."""
 
     async def collect() -> list[tuple[bytes, int]]:
-        return [(chunk if isinstance(chunk, bytes) else chunk.encode(), rows.pulled)
-                async for chunk in response.body_iterator]
+        return [
+            (chunk if isinstance(chunk, bytes) else chunk.encode(), rows.pulled)
+            async for chunk in response.body_iterator
+        ]
 
     return asyncio.run(collect())
 
@@ -84,4 +93,7 @@ def test_the_server_streams_a_whole_collection_listing(api_server: str) -> None:
     rows = json.loads(body)
     assert rows and all(r["Collection"] == "demo" for r in rows)
     csv_answer = httpx.get(url, params={"Collection": "demo", "format": "csv"})
-    assert csv_answer.headers["content-type"].startswith("text/csv") and csv_answer.text.count("\n") == len(rows) + 1
+    assert (
+        csv_answer.headers["content-type"].startswith("text/csv")
+        and csv_answer.text.count("\n") == len(rows) + 1
+    )

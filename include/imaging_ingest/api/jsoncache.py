@@ -37,8 +37,17 @@ class KeyedJsonCache:
     """JSON values by object key: in memory (``memory_items`` bounds it; None: unbounded) and in
     ``table`` (``object_key``, ``column``) of a SQLite file when ``path`` is given."""
 
-    def __init__(self, path: Path | None, table: str, column: str, read: Reader | None = None, *,
-                 what: str = "values", workers: int = 8, memory_items: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        table: str,
+        column: str,
+        read: Reader | None = None,
+        *,
+        what: str = "values",
+        workers: int = 8,
+        memory_items: int | None = None,
+    ) -> None:
         if not _NAME.match(table) or not _NAME.match(column):
             raise ValueError(f"table and column must be plain names, not {table!r}, {column!r}")
         self._table, self._column = table, column
@@ -52,7 +61,9 @@ class KeyedJsonCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (object_key TEXT PRIMARY KEY, {column} TEXT NOT NULL)")
+            self._db.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (object_key TEXT PRIMARY KEY, {column} TEXT NOT NULL)"
+            )
             self._db.commit()
 
     def close(self) -> None:

@@ -67,12 +67,17 @@ class FrameIndex:
     frames: tuple[tuple[tuple[tuple[int, int], ...], str], ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"syntax": self.syntax, "frames": [[[list(p) for p in pieces], md5] for pieces, md5 in self.frames]}
+        return {
+            "syntax": self.syntax,
+            "frames": [[[list(p) for p in pieces], md5] for pieces, md5 in self.frames],
+        }
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> FrameIndex:
-        return cls(str(value["syntax"]),
-                   tuple((tuple((int(o), int(n)) for o, n in pieces), str(md5)) for pieces, md5 in value["frames"]))
+        return cls(
+            str(value["syntax"]),
+            tuple((tuple((int(o), int(n)) for o, n in pieces), str(md5)) for pieces, md5 in value["frames"]),
+        )
 
 
 def _pixel_data_start(data: bytes) -> int | None:
@@ -106,7 +111,9 @@ def _items(data: bytes, position: int) -> list[tuple[int, int]] | None:
     return None
 
 
-def _fragment_groups(data: bytes, items: list[tuple[int, int]], count: int) -> list[list[tuple[int, int]]] | None:
+def _fragment_groups(
+    data: bytes, items: list[tuple[int, int]], count: int
+) -> list[list[tuple[int, int]]] | None:
     table, fragments = items[0], items[1:]
     if not fragments:
         return None
@@ -147,7 +154,9 @@ def index_frames(data: bytes, pixels: Frames) -> FrameIndex | None:
             return None
         groups = _fragment_groups(data, items, pixels.count)
         try:
-            expected = [bytes(f) for f in generate_frames(pixels.dataset.PixelData, number_of_frames=pixels.count)]
+            expected = [
+                bytes(f) for f in generate_frames(pixels.dataset.PixelData, number_of_frames=pixels.count)
+            ]
         except Exception:
             return None
     else:
@@ -194,7 +203,9 @@ class IndexedFrames:
         span = instance_range(self._store, self._instance, first, end)
         data = b"".join(span[o - first : o - first + n] for o, n in pieces)
         if hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
-            raise IntegrityError(f"frame {number} of {self._instance.key} does not match its recorded MD5; not delivered")
+            raise IntegrityError(
+                f"frame {number} of {self._instance.key} does not match its recorded MD5; not delivered"
+            )
         return data
 
 
