@@ -110,6 +110,21 @@ def load_s3_table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def load_tasks_table(result: dict[str, Any]) -> str:
+    """docs/intake.md: where the DAG's wall time goes, and each task's RSS (dag.test(): one process)."""
+    rows = []
+    for size in result.get("sizes", []):
+        rows += [
+            f"| task ({size['files']:,} files) | seconds | peak RSS of the process while it ran |",
+            "|---|---|---|",
+        ]
+        for task, seconds in size["task_seconds"].items():
+            peak = size["peak_rss_mb_by_task"].get(task)
+            rss = f"{_median(peak):.0f} MB" if isinstance(peak, dict) else "– (too short to sample)"
+            rows.append(f"| {task} | {_range(seconds, '.1f')} | {rss} |")
+    return "\n".join(rows) if rows else "| not measured before these timings existed |\n|---|"
+
+
 LOAD_STAGE_NAMES = {"plan": "plan_batches", "deidentify": "deidentify (one batch)"}
 
 
@@ -203,6 +218,7 @@ class Table:
 TABLES: dict[str, Table] = {
     "load": Table("intake.md", "load.json", load_table),
     "load-s3": Table("intake.md", "load.json", load_s3_table),
+    "load-tasks": Table("intake.md", "load.json", load_tasks_table),
     "load-stages": Table("operations.md", "load-stages.json", load_stages_table),
     "freetext": Table("deid.md", "freetext.json", freetext_table),
     "deid": Table("deid.md", "deid.json", deid_table),

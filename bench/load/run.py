@@ -160,6 +160,18 @@ def _gb_per_h(nbytes: int, seconds: float) -> float:
     return nbytes / 1e9 / seconds * 3600
 
 
+def _task_peak(dag: list[dict[str, Any]], task: str) -> dict[str, Any] | str:
+    """A task's peak RSS over the runs, or why there is none: a task shorter than the sampling interval."""
+    peaks = [r["rss_by_task"][task]["peak_rss_mb"] for r in dag if task in r["rss_by_task"]]
+    sampled = [p for p in peaks if p is not None]
+    if len(sampled) < len(dag):
+        return (
+            f"sampled in {len(sampled)} of {len(dag)} runs only: "
+            "the task is shorter than the 0.5 s RSS sampling interval"
+        )
+    return spread(sampled)
+
+
 def summarise(size: int, nbytes: int, dag: list[dict[str, Any]], cli: list[dict[str, Any]]) -> dict[str, Any]:
     dag_s = [r["seconds"] for r in dag]
     cli_s = [r["seconds"] for r in cli]
@@ -190,17 +202,7 @@ def summarise(size: int, nbytes: int, dag: list[dict[str, Any]], cli: list[dict[
         "cli_files_per_s": spread([size / s for s in cli_s], 1),
         "dag_peak_rss_mb": spread([r["peak_rss_mb"] for r in dag]),
         "cli_peak_rss_mb": spread([r["peak_rss_mb"] for r in cli]),
-        "peak_rss_mb_by_task": {
-            t: spread(
-                [
-                    r["rss_by_task"][t]["peak_rss_mb"]
-                    for r in dag
-                    if t in r["rss_by_task"] and r["rss_by_task"][t]["peak_rss_mb"] is not None
-                ]
-            )
-            for t in tasks
-            if any(t in r["rss_by_task"] and r["rss_by_task"][t]["peak_rss_mb"] is not None for r in dag)
-        },
+        "peak_rss_mb_by_task": {t: _task_peak(dag, t) for t in tasks},
         "task_seconds": {
             t: spread([r["rss_by_task"][t]["seconds"] for r in dag if t in r["rss_by_task"]]) for t in tasks
         },
