@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["CHUNK", "Digests", "HashingWriter", "copy_range", "file_digests", "iter_chunks"]
+__all__ = ["CHUNK", "Digests", "HashingWriter", "copy_range", "file_digests", "file_sha256", "iter_chunks"]
 
 CHUNK = 1 << 20
 
@@ -82,6 +82,17 @@ def file_digests(path: str | Path) -> Digests:
         for data in iter_chunks(fh):
             digests.update(data)
     return digests
+
+
+def file_sha256(path: str | Path) -> tuple[str, int]:
+    """SHA-256 and size of a file, for callers that need no MD5 (a source's fixity): one pass, one hash."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for data in iter_chunks(fh):
+            digest.update(data)
+            size += len(data)
+    return digest.hexdigest(), size
 
 
 def sha256_b64_from_hex(hex_digest: str) -> str:

@@ -27,7 +27,7 @@ import pandas as pd
 
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import CollectionConfig
-from imaging_ingest.core.checksum import file_digests
+from imaging_ingest.core.checksum import file_sha256
 from imaging_ingest.core.csvsafe import neutralise
 from imaging_ingest.deid import Profile
 from imaging_ingest.deid.batch import FREETEXT_COUNTS, deidentify_frame, freetext_counts
@@ -75,14 +75,14 @@ def _staged_records(src: Path, work: Path, config: CollectionConfig) -> list[dic
             locator = str(members / f"{next(numbers):06d}")
             with open_local(entry) as src, open(locator, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
-        digests = file_digests(locator)
-        return {"sha256_source": digests.sha256, "size": digests.size, "local": locator, "locator": locator}
+        sha256, size = file_sha256(locator)  # the source's MD5 is never used: not computed
+        return {"sha256_source": sha256, "size": size, "local": locator, "locator": locator}
 
     def stage_file(path: Path) -> dict[str, Any]:
         kept = members / f"{next(numbers):06d}"
         path.replace(kept)
-        digests = file_digests(kept)
-        return {"sha256_source": digests.sha256, "size": digests.size, "locator": str(kept)}
+        sha256, size = file_sha256(kept)
+        return {"sha256_source": sha256, "size": size, "locator": str(kept)}
 
     entries = [e for e in walk_tree(src) if e.path != config.drop.marker]  # a completion marker is not data
     rows = stage_entries(entries, stage_entry, stage_file, config.drop.archives, work / "archives")
