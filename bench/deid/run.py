@@ -26,9 +26,9 @@ and written to ``bench/results/deid.json``. The corpus is cached under
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -39,16 +39,19 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path[:0] = [str(REPO / "include"), str(HERE)]
+sys.path[:0] = [str(REPO / "include"), str(HERE), str(HERE.parent)]
 
 import psutil  # noqa: E402  (after the path set-up, like the imports below)
 import pydicom  # noqa: E402
 from corpus import make_corpus  # noqa: E402
+from report import header, spread  # noqa: E402
+from table import targets  # noqa: E402
 
 PEERS = ("dicognito", "dicom-anonymizer", "deid")
 PEER_VENV = REPO / "bench" / ".venv-peers"
 WORK = REPO / "bench" / ".work-deid"
 RESULTS = REPO / "bench" / "results" / "deid.json"
+FLOOR = "pydicom read+write, unchanged (Python floor)"
 SECRET = "6f32572d0b6889cb6c12969e6db6221f542cf1e9959792e2f13596448df4e107"  # benchmark-only key (public)
 
 PYDICOM_RW = """
@@ -119,9 +122,14 @@ def _listing(files: list[Path]) -> str:
     return name
 
 
-def _result(name: str, files: int, seconds: float, size: int, **extra: Any) -> dict[str, Any]:
+def _result(name: str, runs: list[dict[str, Any]], size: int, **extra: Any) -> dict[str, Any]:
+    """One contender over its runs: the median run's numbers, and the spread of files/s across runs."""
+    rates = [r["files"] / r["seconds"] for r in runs]
+    median = sorted(runs, key=lambda r: r["files"] / r["seconds"])[len(runs) // 2]
+    files, seconds = median["files"], median["seconds"]
     return {"name": name, "files": files, "seconds": round(seconds, 3), "files_per_s": round(files / seconds, 1),
-            "mb_per_s": round(size / seconds / 1e6, 1), **extra}
+            "mb_per_s": round(median.get("bytes", size) / seconds / 1e6, 1), "files_per_s_runs": spread(rates),
+            **extra}
 
 
 def _fresh(name: str) -> Path:
@@ -136,31 +144,21 @@ def _json_run(cmd: list[str]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def time_cp(corpus: Path, size: int, count: int) -> dict[str, Any]:
+def time_cp(corpus: Path, count: int) -> dict[str, Any]:
     out = _fresh("cp")
     start = time.perf_counter()
     subprocess.run(["cp", "-r", str(corpus), str(out / "copy")], check=True)
-    return _result("cp -r (I/O floor)", count, time.perf_counter() - start, size)
+    return {"files": count, "seconds": time.perf_counter() - start}
 
 
-def _best_of(runs: int, cmd: list[str]) -> dict[str, Any]:
-    """The fastest of ``runs`` runs: on a shared machine the slower ones measure the neighbours."""
-    return min((_json_run(cmd) for _ in range(runs)), key=lambda got: got["seconds"])
-
-
-def time_pydicom(listing: str, size: int, runs: int, hashed: bool = False) -> dict[str, Any]:
+def time_pydicom(listing: str, hashed: bool = False) -> dict[str, Any]:
     out = _fresh("pydicom")
-    got = _best_of(runs, [sys.executable, "-c", PYDICOM_RW, listing, str(out), "1" if hashed else "0"])
-    name = ("pydicom read+write + SHA-256/MD5 of each output" if hashed
-            else "pydicom read+write, unchanged (Python floor)")
-    return _result(name, got["files"], got["seconds"], size)
+    return _json_run([sys.executable, "-c", PYDICOM_RW, listing, str(out), "1" if hashed else "0"])
 
 
-def time_engine(listing: str, size: int, workers: int, runs: int) -> dict[str, Any]:
+def time_engine(listing: str, workers: int) -> dict[str, Any]:
     out = _fresh(f"engine{workers}")
-    got = _best_of(runs, [sys.executable, "-c", ENGINE, listing, str(out), str(workers), SECRET])
-    return _result(f"imaging-ingest engine, {workers} process{'es' if workers > 1 else ''}", got["files"],
-                   got["seconds"], size, failed=got["failed"], workers=workers)
+    return _json_run([sys.executable, "-c", ENGINE, listing, str(out), str(workers), SECRET])
 
 
 def _tree_rss(proc: psutil.Process) -> tuple[int, int]:
@@ -200,11 +198,10 @@ def run_cli(corpus: Path, workers: int, name: str) -> dict[str, Any]:
             "peak_rss_main_mb": round(peak_main / 2**20, 1)}
 
 
-def time_cli(corpus: Path, count: int, size: int, workers: int) -> dict[str, Any]:
+def time_cli(corpus: Path, count: int, workers: int) -> dict[str, Any]:
     got = run_cli(corpus, workers, f"cli{workers}")
-    return _result(f"imaging-ingest deidentify (CLI, end to end), {workers} worker{'s' if workers > 1 else ''}",
-                   count, got["seconds"], size, workers=workers, published=got["summary"]["published"],
-                   quarantined=got["summary"]["quarantined"], peak_rss_mb=got["peak_rss_mb"])
+    return {"files": count, "seconds": got["seconds"], "published": got["summary"]["published"],
+            "quarantined": got["summary"]["quarantined"], "peak_rss_mb": got["peak_rss_mb"]}
 
 
 def ensure_peers() -> dict[str, str | None]:
@@ -227,14 +224,16 @@ def time_peer(peer: str, listing: str, budget: float) -> dict[str, Any]:
     python = PEER_VENV / "bin" / "python"
     done = subprocess.run([str(python), str(HERE / "peers.py"), peer, listing, str(out), str(budget)],
                           capture_output=True, text=True)
-    if done.returncode != 0:
-        return {"name": peer, "error": done.stderr.strip()[-500:]}
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    version = subprocess.run([str(python), "-m", "pip", "show", peer], capture_output=True, text=True).stdout
     shutil.rmtree(out, ignore_errors=True)
-    return _result(f"{peer} (peer)", got["files"], got["seconds"], got["bytes"], errors=got["errors"],
-                   version=next((line.split(":", 1)[1].strip() for line in version.splitlines()
-                                 if line.startswith("Version:")), None))
+    if done.returncode != 0:
+        return {"error": done.stderr.strip()[-500:]}
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def peer_version(peer: str) -> str | None:
+    shown = subprocess.run([str(PEER_VENV / "bin" / "python"), "-m", "pip", "show", peer], capture_output=True,
+                           text=True).stdout
+    return next((line.split(":", 1)[1].strip() for line in shown.splitlines() if line.startswith("Version:")), None)
 
 
 def header_shape(files: list[Path]) -> dict[str, float]:
@@ -265,11 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-seconds", type=float, default=45.0, help="time budget of each peer")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="'all cores'")
-    parser.add_argument("--runs", type=int, default=2, help="best of N for the floor and the engine")
+    parser.add_argument("--runs", type=int, default=3, help="rounds: every contender runs once per round")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-docs", dest="docs", action="store_false", help="leave the docs tables alone")
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()
+    head = header("de-identification (bench/deid/run.py)", "imaging-ingest deidentify against a pydicom round "
+                  "trip, cp and peer de-identifiers, on one corpus, in the same rounds", files=args.files,
+                  runs=args.runs, workers=args.workers, peer_seconds=args.peer_seconds)
     bench_start = time.perf_counter()
 
     corpus, files, made = ensure_corpus(args.files, 512, shaped=True)
@@ -277,21 +279,40 @@ def main(argv: list[str] | None = None) -> int:
     listing = _listing(files)
     print(f"corpus: {len(files)} files, {size / 1e9:.2f} GB{f' (made in {made:.0f} s)' if made else ' (cached)'}",
           flush=True)
-    rows = [time_cp(corpus, size, len(files)), time_pydicom(listing, size, args.runs),
-            time_pydicom(listing, size, args.runs, hashed=True)]
+    peer_status: dict[str, str | None] = {} if args.skip_peers else ensure_peers()
+    contenders: list[tuple[str, Any, dict[str, Any]]] = [
+        ("cp -r (I/O floor)", lambda: time_cp(corpus, len(files)), {}),
+        (FLOOR, lambda: time_pydicom(listing), {}),
+        ("pydicom read+write + SHA-256/MD5 of each output", lambda: time_pydicom(listing, hashed=True), {}),
+    ]
     for workers in sorted({1, args.workers}):
-        rows.append(time_engine(listing, size, workers, args.runs))
+        contenders.append((f"imaging-ingest engine, {workers} process{'es' if workers > 1 else ''}",
+                           functools.partial(time_engine, listing, workers), {"workers": workers}))
     for workers in sorted({1, args.workers}):
-        rows.append(time_cli(corpus, len(files), size, workers))
-    peer_status: dict[str, str | None] = {}
-    if not args.skip_peers:
-        peer_status = ensure_peers()
-        for peer in PEERS:
-            if peer_status.get(peer):
-                rows.append({"name": f"{peer} (peer)", "error": peer_status[peer]})
-            else:
-                rows.append(time_peer(peer, listing, args.peer_seconds))
-    floor = rows[1]["files_per_s"]
+        contenders.append((f"imaging-ingest deidentify (CLI, end to end), {workers} worker{'s' if workers > 1 else ''}",
+                           functools.partial(time_cli, corpus, len(files), workers), {"workers": workers}))
+    for peer in PEERS:
+        if peer in peer_status and not peer_status[peer]:
+            contenders.append((f"{peer} (peer)", functools.partial(time_peer, peer, listing, args.peer_seconds),
+                               {"version": peer_version(peer)}))
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in contenders}
+    for round_ in range(args.runs):  # rounds, not one contender's runs in a row: drifting load hits all alike
+        for name, timed, _ in contenders:
+            got = timed()
+            runs[name].append(got)
+            print(f"round {round_ + 1}: {name}: {got.get('files', 0) / got['seconds']:.1f} files/s"
+                  if "seconds" in got else f"round {round_ + 1}: {name}: {got}", flush=True)
+    rows: list[dict[str, Any]] = []
+    for name, _, extra in contenders:
+        done = [r for r in runs[name] if "seconds" in r]
+        if not done:
+            rows.append({"name": name, "error": runs[name][-1].get("error", "no run")})
+            continue
+        last = done[-1]
+        kept = {k: last[k] for k in ("published", "quarantined", "peak_rss_mb", "failed", "errors") if k in last}
+        rows.append(_result(name, done, size, **extra, **kept))
+    rows.extend({"name": f"{peer} (peer)", "error": why} for peer, why in peer_status.items() if why)
+    floor = next(r for r in rows if r["name"] == FLOOR)["files_per_s"]
     print_table(rows, floor)
 
     memory: list[dict[str, Any]] = []
@@ -318,10 +339,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"(main process {got['peak_rss_main_mb']} MB)", flush=True)
 
     result = {
-        "benchmark": "de-identification (bench/deid/run.py)",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "pydicom": pydicom.__version__,
-                    "platform": platform.platform(), "load_average_before": [round(x, 2) for x in load_before],
-                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        **head,
+        "machine": head["machine"] | {"pydicom": pydicom.__version__,
+                                      "load_average_after": [round(x, 2) for x in os.getloadavg()]},
         "corpus": {"files": len(files), "bytes": size, "kind": "synthetic CT and MR, 512x512 16-bit, vendor-like "
                    "private blocks (GE on CT, Siemens on MR)", **header_shape(files),
                    "page_cache": "warm (every file read once before timing)"},
@@ -329,12 +349,14 @@ def main(argv: list[str] | None = None) -> int:
                    "with Modified Dates",
         "floor_files_per_s": floor,
         "results": rows,
+        "targets": targets(rows, floor, args.workers),
         "peers_install": peer_status,
         "memory": memory,
         "bench_seconds": round(time.perf_counter() - bench_start, 1),
         "notes": [
-            "engine: deidentify_files (read, de-identify, write, SHA-256 and MD5 of each output), timed in-process; "
-            "it and the pydicom floor are the best of --runs runs",
+            f"every contender ran once per round, {args.runs} rounds; each row is the median run, "
+            "files_per_s_runs the median, min, max and spread of files/s across the rounds",
+            "engine: deidentify_files (read, de-identify, write, SHA-256 and MD5 of each output), timed in-process",
             "CLI: the whole command (interpreter start, inventory with source checksums, catalog, de-identification, "
             "screening, leak scan of every output, manifest), timed from outside",
             "peers: their documented Python calls, defaults, one process, timed in-process over the files done "
@@ -347,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     os.unlink(listing)
     shutil.rmtree(WORK / "out", ignore_errors=True)
     print(f"written {args.out} ({result['bench_seconds']} s)")
+    if args.docs:  # the docs' tables (docs/deid.md's among them) follow the results files
+        subprocess.run([sys.executable, str(REPO / "bench" / "docs_tables.py")], check=True)
     return 0
 
 
