@@ -26,7 +26,6 @@ import docs_tables  # noqa: E402
 #: result files measured before bench/report.py; their scripts now write the header and spread.
 #: Each stays here until it is measured again (a new file must comply).
 PREDATES = {
-    "api.json": "bench/api/run.py is the API benchmark's (issue 18); one build of 5,000 series plus queries",
     "catalog.json": "needs PostgreSQL and about 5 minutes of loading 5 million instances before 3 runs of the steps",
     "load-stages.json": "3 runs of every stage at 2,000 and 20,000 files: about 30 minutes on 2 cores",
     "pipeline.json": "3 runs of each arm did not fit beside the load benchmark on the shared machine",
