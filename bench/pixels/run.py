@@ -180,9 +180,12 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-pixels-"))
     screenings, slides = [], []
     try:
-        for _ in range(args.runs):
-            screenings.append(bench_screening(work, args.images))
-            slides.append(bench_slide(work, args.slide_mb))
+        for number in range(args.runs):  # each run in a folder of its own
+            run = work / f"run{number}"
+            run.mkdir()
+            screenings.append(bench_screening(run, args.images))
+            slides.append(bench_slide(run, args.slide_mb))
+            shutil.rmtree(run, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     # the first run's details, with the median and spread of every rate and time over the runs
