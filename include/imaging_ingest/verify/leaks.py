@@ -34,7 +34,6 @@ from typing import Any
 import pandas as pd
 from pydicom import dcmread
 from pydicom.datadict import dictionary_VR, keyword_for_tag
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
@@ -43,6 +42,7 @@ from pydicom.uid import UID_dictionary
 from imaging_ingest.core.records import iter_records
 from imaging_ingest.verify.coincidence import PATIENT_IDENTITY_KEYWORDS, Place, unexcused
 from imaging_ingest.verify.text import text_findings
+from imaging_ingest.verify.values import element_strings
 
 __all__ = ["Leak", "Needle", "find_leaks", "identifying_values", "leak_scan_pool", "verify_frame"]
 
@@ -217,28 +217,9 @@ def _vr(tag: int, elem: Any) -> str:
         return "UN"
 
 
-def _strings(ds: Dataset, tag: int, elem: Any) -> list[str]:
-    """The values of one element as text (raw bytes decoded as UTF-8, falling back to Latin-1)."""
-    if type(elem) is RawDataElement:
-        raw = elem.value or b""
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("latin-1")
-        return [v.strip(" \x00") for v in text.split("\\")]
-    value = elem.value
-    if value is None:
-        return []
-    if isinstance(value, bytes):
-        return [value.decode("latin-1").strip(" \x00")]
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return [str(v) for v in value]
-    return [str(value)]
-
-
 def _private_creator(ds: Dataset, tag: int) -> str:
     creator = ds._dict.get((tag & 0xFFFF0000) | ((tag & 0xFF00) >> 8))  # type: ignore[call-overload]
-    return (_strings(ds, tag, creator) or [""])[0] if creator is not None else ""
+    return (element_strings(creator) or [""])[0] if creator is not None else ""
 
 
 def _walk(ds: Dataset, depth: int = 0) -> Iterator[tuple[Dataset, int, Any, str]]:
@@ -281,7 +262,7 @@ def identifying_values(ds: Dataset) -> list[Needle]:
             continue
         keyword = "" if private else keyword_for_tag(tag)
         source = _where(tag, keyword)
-        for text in _strings(item, tag, elem):
+        for text in element_strings(elem):
             if not text:
                 continue
             if private:
@@ -334,7 +315,7 @@ def _locate(output_ds: Dataset, needle: bytes) -> list[Place]:
     lowered = needle.decode("utf-8", "replace").lower()
     found = []
     for item, tag, elem, vr in _walk(output_ds):
-        texts = _strings(item, tag, elem)
+        texts = element_strings(elem)
         if any(lowered in text.lower() for text in texts):
             private = bool((tag >> 16) & 1)
             slot = (_private_creator(item, tag), tag >> 16, tag & 0xFF) if private else None
@@ -350,12 +331,12 @@ def _locate(output_ds: Dataset, needle: bytes) -> list[Place]:
 def _technical_values(ds: Dataset) -> set[tuple[str, str]]:
     """The (keyword, lower-case value) pairs of a source's public non-identifying attributes, at any depth."""
     pairs: set[tuple[str, str]] = set()
-    for item, tag, elem, vr in _walk(ds):
+    for _item, tag, elem, vr in _walk(ds):
         if (tag >> 16) & 1 or vr in ("PN", "DA", "DT", "TM", "UI", "SQ") or vr in _BINARY_VRS:
             continue
         keyword = keyword_for_tag(tag)
         if keyword and keyword not in _NEVER_TECHNICAL:
-            pairs.update((keyword, text.strip().lower()) for text in _strings(item, tag, elem))
+            pairs.update((keyword, text.strip().lower()) for text in element_strings(elem))
     return pairs
 
 

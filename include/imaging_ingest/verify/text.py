@@ -26,9 +26,10 @@ from importlib import resources
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+
+from imaging_ingest.verify.values import element_strings
 
 __all__ = ["TextFinding", "text_findings"]
 
@@ -158,22 +159,6 @@ def _vr(tag: int, elem: Any) -> str:
         return "UN"
 
 
-def _values(elem: Any) -> list[str]:
-    if type(elem) is RawDataElement:
-        raw = elem.value or b""
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("latin-1")
-        return [v.strip(" \x00") for v in text.split("\\")]
-    value = elem.value
-    if value is None:
-        return []
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return [str(v) for v in value]
-    return [str(value)]
-
-
 def _walk(ds: Dataset, depth: int = 0) -> Iterator[tuple[int, Any, str]]:
     if depth > _MAX_DEPTH:
         return
@@ -201,7 +186,7 @@ def text_findings(ds: Dataset, *, institution_retained: bool = False) -> list[Te
         if keyword in _TECHNICAL or (institution_retained and keyword in _INSTITUTION_KEYWORDS):
             continue
         where = f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {keyword or 'unknown'}"
-        for value in _values(elem):
+        for value in element_strings(elem):
             if not value or len(value) < 4:
                 continue
             text = value.replace("^", " ") if vr == "PN" else value
