@@ -42,12 +42,17 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
-def test_a_wheel_installed_into_a_fresh_venv_imports_every_subpackage(tmp_path: Path) -> None:
-    dist = tmp_path / "dist"
-    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(ROOT)], tmp_path)
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built once for the module's tests."""
+    dist = tmp_path_factory.mktemp("dist")
+    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(ROOT)], dist)
     assert built.returncode == 0, built.stderr[-3000:]
-    (wheel,) = dist.glob("imaging_ingest-*.whl")
+    (found,) = dist.glob("imaging_ingest-*.whl")
+    return found
 
+
+def test_a_wheel_installed_into_a_fresh_venv_imports_every_subpackage(wheel: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "fresh"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = str(env_dir / "bin" / "python")
@@ -73,14 +78,9 @@ def test_a_wheel_installed_into_a_fresh_venv_imports_every_subpackage(tmp_path: 
     assert cli.returncode == 0 and "0.1.0" in cli.stdout + cli.stderr
 
 
-def test_the_wheel_carries_the_data_files_the_stages_read(tmp_path: Path) -> None:
+def test_the_wheel_carries_the_data_files_the_stages_read(wheel: Path) -> None:
     import zipfile
 
-    built = _run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path), str(ROOT)], tmp_path
-    )
-    assert built.returncode == 0, built.stderr[-3000:]
-    (wheel,) = tmp_path.glob("imaging_ingest-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in (
         "imaging_ingest/data/ps3_15_table_e1_1.csv",
