@@ -1,0 +1,219 @@
+"""A DICOM file's elements straight from its bytes: tags, VRs and value bytes, nothing converted.
+
+pydicom builds a ``RawDataElement`` per element, checks and records a great deal, and hands the
+values on to converters; for the stages that only need to *look* at a header (the inventory's
+handful of identifiers, the verifier's search for a source's identifying values) that costs
+more than the rest of their work. This reader does the one thing they need: it walks the
+common encoding (a Part 10 file, explicit or implicit VR little endian, encapsulated pixel
+data included) and returns each element's tag, VR and value bytes, with sequences as nested
+items. Values are slices of the buffer read once.
+
+It is deliberately narrow. Anything outside that path (no preamble or ``DICM``, big endian,
+deflate, a value or item that runs past the end of the file, a malformed sequence) makes
+``parse`` return None, and the caller reads the file with pydicom as before: the fast path
+never decides a hard case.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import NamedTuple
+
+__all__ = ["RawElement", "RawFile", "RawItem", "parse"]
+
+UNDEFINED = 0xFFFFFFFF
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+#: little-endian syntaxes whose data set is explicit VR and that need no inflating first
+_NOT_EXPLICIT_LE = frozenset({_IMPLICIT_LE, "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+_MAX_DEPTH = 64
+_HEAD = struct.Struct("<HH")
+_SHORT = struct.Struct("<HH2sH")
+_LONG = struct.Struct("<L")
+
+
+class RawElement(NamedTuple):
+    """One element as encoded.
+
+    ``vr`` is the VR the file states (explicit VR), or "" where the encoding states none
+    (implicit VR): the caller looks it up. A sequence has ``items`` and no ``value``;
+    every other element has its value bytes (empty for an empty or undefined-length value
+    that is not read as a sequence).
+    """
+
+    tag: int
+    vr: str
+    length: int
+    value: bytes
+    items: list[RawItem] | None = None
+
+
+#: One data set (the file's, or a sequence item's): its elements by tag, in file order.
+RawItem = dict[int, RawElement]
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """A parsed file: its file meta, its data set, how the data set is encoded, where the header ends."""
+
+    meta: RawItem
+    dataset: RawItem
+    implicit: bool
+    transfer_syntax: str
+    #: offset of the first top-level pixel data element (or the end of the data read)
+    header_end: int
+
+
+class _Outside(Exception):
+    """The bytes leave the encoding this reader takes on: the caller reads them with pydicom."""
+
+
+def parse(data: bytes, *, stop_before_pixels: bool = True, implicit_sequences: frozenset[int] = frozenset()) -> RawFile | None:
+    """The file meta and data set of a Part 10 file's bytes, or None when it is not on the fast path.
+
+    ``implicit_sequences``: tags that are sequences in an implicit VR data set although their
+    length is defined (the caller's data dictionary knows them; undefined-length values are
+    read as sequences whatever their tag).
+    """
+    if len(data) < 144 or data[128:132] != b"DICM":
+        return None
+    try:
+        meta, position = _read_meta(data)
+        syntax = meta.get(0x00020010)
+        if syntax is None:
+            return None
+        transfer_syntax = syntax.value.decode("ascii", "replace").rstrip("\x00 ")
+        if transfer_syntax in _NOT_EXPLICIT_LE and transfer_syntax != _IMPLICIT_LE:
+            return None
+        implicit = transfer_syntax == _IMPLICIT_LE
+        reader = _Reader(data, implicit, implicit_sequences)
+        dataset, end = reader.items_until(position, len(data), 0, stop_before_pixels)
+    except (_Outside, struct.error, UnicodeDecodeError):
+        return None
+    return RawFile(meta, dataset, implicit, transfer_syntax, end)
+
+
+def _read_meta(data: bytes) -> tuple[RawItem, int]:
+    """The group 0002 elements (always explicit VR little endian) and where the data set starts."""
+    meta: RawItem = {}
+    position = 132
+    reader = _Reader(data, False, frozenset())
+    while position + 8 <= len(data):
+        group, _element = _HEAD.unpack_from(data, position)
+        if group != 0x0002:
+            break
+        elem, position = reader.element(position, len(data), 0)
+        meta[elem.tag] = elem
+    return meta, position
+
+
+class _Reader:
+    def __init__(self, data: bytes, implicit: bool, implicit_sequences: frozenset[int]) -> None:
+        self.data = data
+        self.implicit = implicit
+        self.implicit_sequences = implicit_sequences
+
+    def items_until(self, position: int, end: int, depth: int, stop_before_pixels: bool = False) -> tuple[RawItem, int]:
+        """The elements from ``position`` to ``end`` (or to an item delimiter, which ends the item)."""
+        item: RawItem = {}
+        data = self.data
+        while position < end:
+            if position + 8 > end:
+                raise _Outside("an element header cut short")
+            group, element = _HEAD.unpack_from(data, position)
+            tag = group << 16 | element
+            if tag == _ITEM_END:
+                if depth == 0:
+                    raise _Outside("an item delimiter outside any item")
+                return item, position + 8
+            if depth == 0 and stop_before_pixels and tag in _PIXEL_TAGS:
+                return item, position
+            elem, position = self.element(position, end, depth)
+            item[tag] = elem
+        return item, position
+
+    def element(self, position: int, end: int, depth: int) -> tuple[RawElement, int]:
+        data = self.data
+        if self.implicit:
+            group, element = _HEAD.unpack_from(data, position)
+            (length,) = _LONG.unpack_from(data, position + 4)
+            vr, start = "", position + 8
+        else:
+            group, element, vr_bytes, length = _SHORT.unpack_from(data, position)
+            if vr_bytes in _LONG_VRS:
+                if position + 12 > end:
+                    raise _Outside("an element header cut short")
+                (length,) = _LONG.unpack_from(data, position + 8)
+                start = position + 12
+            elif vr_bytes.isalpha() and vr_bytes.isupper():
+                start = position + 8
+            else:
+                raise _Outside("not a VR")
+            vr = vr_bytes.decode("ascii")
+        tag = group << 16 | element
+        sequence = vr == "SQ" or (self.implicit and tag in self.implicit_sequences)
+        if length == UNDEFINED:
+            if tag in _PIXEL_TAGS:  # encapsulated pixel data: its fragments, as bytes
+                stop = self._sequence_end(start, end)
+                return RawElement(tag, vr, length, data[start:stop - 8]), stop
+            if not sequence and vr != "":  # (explicit UN of undefined length: implicit VR inside; pydicom's case)
+                raise _Outside("an undefined length on a VR that cannot have one")
+            items, stop = self.sequence(start, end, depth, defined=False)
+            return RawElement(tag, vr or "SQ", length, b"", items), stop
+        stop = start + length
+        if stop > end:
+            raise _Outside("a value runs past the end")
+        if sequence:
+            items, _ = self.sequence(start, stop, depth, defined=True)
+            return RawElement(tag, vr or "SQ", length, b"", items), stop
+        return RawElement(tag, vr, length, data[start:stop]), stop
+
+    def sequence(self, position: int, end: int, depth: int, *, defined: bool) -> tuple[list[RawItem], int]:
+        if depth >= _MAX_DEPTH:
+            raise _Outside("sequences nested too deeply")
+        items: list[RawItem] = []
+        data = self.data
+        while position < end:
+            if position + 8 > end:
+                raise _Outside("an item header cut short")
+            group, element = _HEAD.unpack_from(data, position)
+            (length,) = _LONG.unpack_from(data, position + 4)
+            tag = group << 16 | element
+            if tag == _SEQUENCE_END:
+                if defined:
+                    raise _Outside("a sequence delimiter in a defined-length sequence")
+                return items, position + 8
+            if tag != _ITEM:
+                raise _Outside("not an item")
+            position += 8
+            if length == UNDEFINED:
+                item, position = self.items_until(position, end, depth + 1)
+            else:
+                if position + length > end:
+                    raise _Outside("an item runs past the end")
+                item, stop = self.items_until(position, position + length, depth + 1)
+                if stop != position + length:
+                    raise _Outside("an item delimiter inside a defined-length item")
+                position = stop
+            items.append(item)
+        if not defined:
+            raise _Outside("a sequence without its delimiter")
+        return items, position
+
+    def _sequence_end(self, position: int, end: int) -> int:
+        """Past the sequence delimiter of encapsulated pixel data (its items are opaque fragments)."""
+        data = self.data
+        while position + 8 <= end:
+            group, element = _HEAD.unpack_from(data, position)
+            (length,) = _LONG.unpack_from(data, position + 4)
+            tag = group << 16 | element
+            if tag == _SEQUENCE_END:
+                return position + 8
+            if tag != _ITEM or length == UNDEFINED or position + 8 + length > end:
+                raise _Outside("a malformed pixel data fragment")
+            position += 8 + length
+        raise _Outside("encapsulated pixel data without its delimiter")
