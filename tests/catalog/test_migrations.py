@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import Engine, create_engine, inspect
 
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.catalog.migrate import ALEMBIC_INI, SchemaPredatesMigrations, head_revision
@@ -64,7 +64,12 @@ def test_a_process_checks_the_schema_once_per_database(catalog_url: str, monkeyp
 
     checks: list[str] = []
     real = migrate.current_revision
-    monkeypatch.setattr(migrate, "current_revision", lambda engine: checks.append("checked") or real(engine))
+
+    def counting(engine: Engine) -> str | None:
+        checks.append("checked")
+        return real(engine)
+
+    monkeypatch.setattr(migrate, "current_revision", counting)
     first = Catalog.from_url(catalog_url)
     assert len(checks) == 1
     second = Catalog.from_url(catalog_url)
@@ -122,3 +127,54 @@ def test_catalog_command(catalog_url: str, capsys: pytest.CaptureFixture[str]) -
     }
     with pytest.raises(SystemExit):
         main(["catalog", "downgrade", "--url", catalog_url])
+
+
+OPEN_AND_REPORT_ALEMBIC = (
+    "import sys\n"
+    "from imaging_ingest.catalog import Catalog\n"
+    "catalog = Catalog.from_url(sys.argv[1])\n"
+    "catalog.collections()\n"
+    "catalog.dispose()\n"
+    "print('alembic' in sys.modules)\n"
+)
+
+
+def _opening_imports_alembic(url: str) -> bool:
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "include"), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", OPEN_AND_REPORT_ALEMBIC, url], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return {"True": True, "False": False}[out.stdout.strip()]
+
+
+def test_opening_a_catalog_at_head_does_not_import_alembic(catalog_url: str) -> None:
+    assert _opening_imports_alembic(catalog_url)  # a new database: migrated, through Alembic
+    assert not _opening_imports_alembic(catalog_url)  # now at head: checked with SQLAlchemy alone
+
+
+def test_the_head_read_from_the_migration_files_is_alembics() -> None:
+    from alembic.script import ScriptDirectory
+
+    from imaging_ingest.catalog import migrate
+
+    chain = migrate._declared_revisions()
+    assert chain is not None  # the shipped migrations are a plain chain: no Alembic needed to find the head
+    assert migrate._linear_head(chain) == ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+    assert head_revision() == migrate._linear_head(chain)
+    # a branched or broken history is left to Alembic
+    assert migrate._linear_head({"a": None, "b": "a", "c": "a"}) is None
+    assert migrate._linear_head({"a": None, "b": "x"}) is None
+    assert migrate._linear_head({}) is None
+
+
+def test_a_version_table_with_two_heads_gives_alembics_error(catalog_url: str) -> None:
+    from alembic.util import CommandError
+    from sqlalchemy import text
+
+    catalog = Catalog.from_url(catalog_url)
+    try:
+        with catalog.engine.begin() as connection:
+            connection.execute(text("INSERT INTO alembic_version (version_num) VALUES ('other')"))
+        with pytest.raises(CommandError, match="more than one head"):
+            catalog.schema_revision()
+    finally:
+        catalog.dispose()

@@ -3,7 +3,10 @@
 ``Catalog.from_url(create=True)`` calls :func:`ensure_head` so that every catalog a caller
 opens is at the newest schema: the first opening of a database in a process checks its
 revision (and migrates if needed), later openings in the same process trust that check
-instead of querying ``alembic_version`` again. ``imaging-ingest catalog upgrade`` migrates
+instead of querying ``alembic_version`` again. That check is plain SQLAlchemy against the head
+revision read from the migration files' ``revision``/``down_revision`` lines, so opening a catalog
+at head never imports Alembic (about 0.4 s of start-up); Alembic is imported only to migrate
+or stamp. ``imaging-ingest catalog upgrade`` migrates
 explicitly, for deployments that open catalogs with ``create=False``. Concurrent openers (mapped Airflow tasks, several
 workers) serialise on a lock: an advisory lock on PostgreSQL, a lock file beside a
 SQLite database; the one that comes second finds the schema already at head.
@@ -11,18 +14,19 @@ SQLite database; the one that comes second finds the schema already at head.
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, column, inspect, select, table, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = [
     "ALEMBIC_INI",
@@ -36,6 +40,10 @@ __all__ = [
 ]
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+VERSIONS = Path(__file__).with_name("migrations") / "versions"
+
+#: Alembic's version table (its default name; env.py does not change it).
+_VERSION_TABLE = table("alembic_version", column("version_num"))
 
 #: Databases (by URL) this process has seen at the head revision.
 _AT_HEAD: set[str] = set()
@@ -50,6 +58,8 @@ class SchemaPredatesMigrations(RuntimeError):
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
     """Alembic's configuration for the catalog, bound to a connection or a URL."""
+    from alembic.config import Config  # deferred: only migrations need Alembic (see the module docstring)
+
     config = Config(str(ALEMBIC_INI))
     config.attributes["configure_logging"] = False
     if connection is not None:
@@ -59,16 +69,69 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     return config
 
 
+def _declared_revisions() -> dict[str, str | None] | None:
+    """``revision -> down_revision`` as the migration files assign them; None where one is not a plain string."""
+    chain: dict[str, str | None] = {}
+    for path in sorted(VERSIONS.glob("*.py")):
+        assigned: dict[str, object] = {}
+        try:
+            body = ast.parse(path.read_text(encoding="utf-8")).body
+        except SyntaxError:
+            return None  # Alembic reports it
+        for node in body:
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                name, value = node.target.id, node.value
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                name, value = node.targets[0].id, node.value
+            else:
+                continue
+            try:
+                assigned[name] = ast.literal_eval(value)
+            except (ValueError, TypeError):
+                assigned[name] = ...  # not a literal: Alembic has to read this file
+        revision, down = assigned.get("revision"), assigned.get("down_revision")
+        if not isinstance(revision, str) or not (down is None or isinstance(down, str)) or revision in chain:
+            return None
+        if assigned.get("branch_labels") is not None or assigned.get("depends_on") is not None:
+            return None
+        chain[revision] = down
+    return chain
+
+
+def _linear_head(chain: dict[str, str | None] | None) -> str | None:
+    """The one revision nothing revises, when the migrations form a single chain from one base; else None."""
+    if not chain:
+        return None
+    heads = set(chain) - {down for down in chain.values() if down is not None}
+    bases = [revision for revision, down in chain.items() if down is None]
+    if len(heads) != 1 or len(bases) != 1 or any(down is not None and down not in chain for down in chain.values()):
+        return None
+    return heads.pop()
+
+
 @cache
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    if head is None:
+    """The newest migration's revision id: read from the migration files (Alembic itself where they are not a plain chain)."""
+    if (head := _linear_head(_declared_revisions())) is not None:
+        return head
+    from alembic.script import ScriptDirectory  # deferred: only a branched history needs Alembic here
+
+    alembic_head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if alembic_head is None:
         raise RuntimeError("the catalog has no migrations")
-    return head
+    return alembic_head
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The revision ``alembic_version`` records (None without one), read as Alembic's MigrationContext reads it."""
     with engine.connect() as connection:
+        if not inspect(connection).has_table(_VERSION_TABLE.name):
+            return None
+        heads = connection.execute(select(_VERSION_TABLE.c.version_num)).scalars().all()
+        if len(heads) <= 1:
+            return heads[0] if heads else None
+        from alembic.runtime.migration import MigrationContext  # deferred: its error for a branched database
+
         return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -113,6 +176,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         return
     with _migration(engine) as connection:
         _check_not_legacy(connection)
+        from alembic import command  # deferred: only migrations need Alembic
+
         command.upgrade(alembic_config(connection), revision)
 
 
@@ -148,6 +213,8 @@ def downgrade(engine: Engine, revision: str) -> None:
     """Migrate the catalog down to ``revision`` (``base`` drops every catalog table)."""
     _forget(engine)
     with _migration(engine) as connection:
+        from alembic import command  # deferred: only migrations need Alembic
+
         command.downgrade(alembic_config(connection), revision)
 
 
@@ -155,4 +222,6 @@ def stamp(engine: Engine, revision: str) -> None:
     """Record ``revision`` as the catalog's schema without running migrations (for adopting old catalogs)."""
     _forget(engine)
     with _migration(engine) as connection:
+        from alembic import command  # deferred: only migrations need Alembic
+
         command.stamp(alembic_config(connection), revision)
