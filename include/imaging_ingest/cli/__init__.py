@@ -9,14 +9,16 @@ Exit codes: 0 done (bad input files are quarantined, not errors), 2 bad argument
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from imaging_ingest import __version__
 
-__all__ = ["UsageError", "main", "print_table"]
+__all__ = ["UsageError", "long_lived_imports", "main", "print_table"]
 
 
 class UsageError(Exception):
@@ -45,6 +47,23 @@ def progress_bar(enabled: bool) -> Callable[[str, int], Callable[[], None]] | No
         return lambda: bar.update(1)
 
     return start
+
+
+@contextmanager
+def long_lived_imports() -> Iterator[None]:
+    """Import a command's libraries with the cyclic collector off, then freeze what they made.
+
+    pandas, SQLAlchemy, pydicom and pydantic make hundreds of thousands of objects that live as
+    long as the process and no garbage; collecting while importing them, and walking them again in
+    every full collection of the run, cost ~0.3 s of a short ``deidentify`` (measured with
+    ``gc.callbacks``). ``main`` gives them back to the collector when the command ends.
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def settings_from_env() -> Any:
@@ -99,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    frozen = gc.get_freeze_count()
     try:
         from imaging_ingest.core.secret import configured_secret
 
@@ -109,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, RuntimeError, ValueError) as exc:
         print(f"imaging-ingest: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if gc.get_freeze_count() > frozen:  # a command froze its imports (long_lived_imports): main may run again
+            gc.unfreeze()
     return 0
 
 

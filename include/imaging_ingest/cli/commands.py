@@ -12,6 +12,7 @@ from imaging_ingest.cli import (
     CommandFactory,
     UsageError,
     catalog_for,
+    long_lived_imports,
     print_table,
     progress_bar,
     settings_from_env,
@@ -44,9 +45,10 @@ def available_cores() -> int:
 
 
 def cmd_deidentify(args: argparse.Namespace) -> int:
-    from imaging_ingest.config import CollectionConfig, DropConfig, License, load_collection_config
-    from imaging_ingest.core.secret import read_secret_file
-    from imaging_ingest.pipeline.localrun import deidentify_tree
+    with long_lived_imports():  # the pipeline's libraries: ~0.3 s of collector work spared (see there)
+        from imaging_ingest.config import CollectionConfig, DropConfig, License, load_collection_config
+        from imaging_ingest.core.secret import read_secret_file
+        from imaging_ingest.pipeline.localrun import deidentify_tree
 
     src, dst = Path(args.src_dir), Path(args.dst_dir)
     if not src.is_dir():
