@@ -34,6 +34,12 @@ _MAX_DEPTH = 64
 _HEAD = struct.Struct("<HH")
 _SHORT = struct.Struct("<HH2sH")
 _LONG = struct.Struct("<L")
+_new = tuple.__new__
+#: the explicit VRs with a 2-byte length, as their bytes: the reader's hot path
+_SHORT_VRS = {
+    vr.encode("ascii"): vr
+    for vr in ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US")
+}
 
 
 class RawElement(NamedTuple):
@@ -121,10 +127,12 @@ class _Reader:
         """The elements from ``position`` to ``end`` (or to an item delimiter, which ends the item)."""
         item: RawItem = {}
         data = self.data
+        short_vrs = {} if self.implicit else _SHORT_VRS  # explicit VR: the common elements are read inline
+        unpack = _SHORT.unpack_from
         while position < end:
             if position + 8 > end:
                 raise _Outside("an element header cut short")
-            group, element = _HEAD.unpack_from(data, position)
+            group, element, vr_bytes, length = unpack(data, position)
             tag = group << 16 | element
             if tag == _ITEM_END:
                 if depth == 0:
@@ -132,6 +140,14 @@ class _Reader:
                 return item, position + 8
             if depth == 0 and stop_before_pixels and tag in _PIXEL_TAGS:
                 return item, position
+            vr = short_vrs.get(vr_bytes)
+            if vr is not None:  # a short-length explicit VR (never a sequence): what ``element`` does, inline
+                start = position + 8
+                position = start + length
+                if position > end:
+                    raise _Outside("a value runs past the end")
+                item[tag] = _new(RawElement, (tag, vr, length, data[start:position], None))  # NamedTuple's __new__, less a call
+                continue
             elem, position = self.element(position, end, depth)
             item[tag] = elem
         return item, position
