@@ -16,6 +16,7 @@ Two kinds of real-world file need more than ``dcmread``:
 
 from __future__ import annotations
 
+import io
 import struct
 from typing import BinaryIO
 
@@ -26,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-__all__ = ["NOT_DICOM", "encoding_transfer_syntax", "read_dataset", "truncation"]
+__all__ = ["NOT_DICOM", "encoding_transfer_syntax", "pixel_data_truncation", "read_dataset", "truncation"]
 
 NOT_DICOM = "not a DICOM file (no DICM prefix, no file meta, no data set it could be read as)"
 _UNDEFINED = 0xFFFFFFFF
@@ -34,6 +35,7 @@ _PIXEL_DATA = 0x7FE00010
 _LONG_LENGTH_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
 #: the first element of a data set without file meta: a group 0008 tag, little or big endian
 _GROUP_8_STARTS = (b"\x08\x00", b"\x00\x08")
+_PIXEL_DATA_CUT = "truncated file: element (7FE0,0010) PixelData is cut short"
 
 
 def _plausible(ds: Dataset) -> bool:
@@ -151,5 +153,16 @@ def truncation(ds: Dataset, fp: BinaryIO, header_end: int, size: int) -> str | N
     else:
         implicit, little = ds.original_encoding
         if not _pixel_end(fp, header_end, size, bool(implicit), little is not False):
-            return "truncated file: element (7FE0,0010) PixelData is cut short"
+            return _PIXEL_DATA_CUT
     return None
+
+
+def pixel_data_truncation(data: bytes, header_end: int, *, implicit: bool) -> str | None:
+    """``truncation``'s pixel data check for a little-endian file whose bytes are already in memory.
+
+    For a reader that walked the header itself (``core.raw_elements``) and stopped at
+    ``header_end``: the same check, the same reason, no second read of the file.
+    """
+    if header_end >= len(data):
+        return None
+    return None if _pixel_end(io.BytesIO(data), header_end, len(data), implicit, True) else _PIXEL_DATA_CUT

@@ -9,22 +9,34 @@ Submission-wide checks follow: duplicate SOP Instance UIDs, series that mix pati
 
 from __future__ import annotations
 
+import hashlib
+import io
 import re
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 import pandas as pd
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import UID
 
+from imaging_ingest.core.checksum import iter_chunks
 from imaging_ingest.core.dicom_read import encoding_transfer_syntax, read_dataset, truncation
 from imaging_ingest.core.records import frame_from_records
+from imaging_ingest.inventory.raw_header import raw_header
 from imaging_ingest.inventory.twins import content_key, decoded_key, preferred
 
-__all__ = ["HEADER_COLUMNS", "FileKind", "check_submission", "inventory_frame", "read_header"]
+__all__ = [
+    "HEADER_COLUMNS",
+    "Digest",
+    "FileKind",
+    "check_submission",
+    "inventory_frame",
+    "read_header",
+    "read_header_with_pydicom",
+]
 
 #: Manifest columns filled from the header (PHI: the manifest lives in the restricted staging tier).
 HEADER_COLUMNS = (
@@ -103,20 +115,67 @@ def _kind_by_name(path: str) -> str:
     return FileKind.OTHER
 
 
-def read_header(path: Path, display_name: str, *, remapped_uids: frozenset[str] = frozenset()) -> HeaderRead:
+class Digest(Protocol):
+    """What ``read_header`` feeds the file's bytes to (``hashlib.sha256()``)."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+
+#: Files up to this size are read whole, once: the header from the bytes, the checksum from the same bytes.
+WHOLE_READ = 8 << 20
+
+
+def read_header(
+    path: Path, display_name: str, *, remapped_uids: frozenset[str] = frozenset(), digest: Digest | None = None
+) -> HeaderRead:
     """Read one file's header; never raises for bad input, returns the reason instead.
 
     ``remapped_uids``: keywords of the instance UIDs the collection's profile replaces by their
     keyed remapping (``ResolvedProfile.remapped_instance_uids``); a value of one of them in the
     wrong syntax (a hash in hex, say) is still an identifier that is never published, so it is
     accepted as long as it is one value of printable characters of a UID's length.
+
+    A file up to ``WHOLE_READ`` is read once, whole: its header elements come from
+    ``raw_header`` (the bytes walked without pydicom, the values converted by pydicom), or,
+    where that steps aside, from pydicom reading the same bytes; the result is the same
+    either way (``read_header_with_pydicom``). ``digest``, when given, is fed every byte of
+    the file: from that same read, so a caller that needs the file's checksum (the local
+    CLI's source SHA-256) does not read the file a second time. A larger file is read by
+    pydicom, header only, and streamed into ``digest`` separately.
     """
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         return HeaderRead(FileKind.OTHER, {}, "zero-byte file")
+    if size > WHOLE_READ:
+        if digest is not None:
+            with open(path, "rb") as fh:
+                for chunk in iter_chunks(fh):
+                    digest.update(chunk)
+        return read_header_with_pydicom(path, display_name, remapped_uids=remapped_uids)
+    data = path.read_bytes()
+    if digest is not None:
+        digest.update(data)
+    fast = raw_header(data)
+    if fast is None:
+        return _pydicom_header(io.BytesIO(data), len(data), display_name, remapped_uids)
+    return _header(fast.values, lambda: fast.transfer_syntax, fast.truncation, remapped_uids)
+
+
+def read_header_with_pydicom(
+    path: Path, display_name: str, *, remapped_uids: frozenset[str] = frozenset()
+) -> HeaderRead:
+    """``read_header`` through pydicom's own reading of the header: the reference the fast path must equal."""
+    size = path.stat().st_size
+    if size == 0:
+        return HeaderRead(FileKind.OTHER, {}, "zero-byte file")
+    with open(path, "rb") as fh:
+        return _pydicom_header(fh, size, display_name, remapped_uids)
+
+
+def _pydicom_header(fh: BinaryIO, size: int, display_name: str, remapped_uids: frozenset[str]) -> HeaderRead:
     try:
-        with open(path, "rb") as fh:
-            ds = read_dataset(fh, stop_before_pixels=True)  # Part 10, or a data set without file meta
-            cut = truncation(ds, fh, fh.tell(), path.stat().st_size)
+        ds = read_dataset(fh, stop_before_pixels=True)  # Part 10, or a data set without file meta
+        cut = truncation(ds, fh, fh.tell(), size)
     except InvalidDicomError:
         kind = _kind_by_name(display_name)
         if kind == FileKind.OTHER:
@@ -124,6 +183,11 @@ def read_header(path: Path, display_name: str, *, remapped_uids: frozenset[str] 
         return HeaderRead(kind, {})
     except _CORRUPT as exc:
         return HeaderRead(FileKind.DICOM, {}, f"truncated or corrupt DICOM header ({type(exc).__name__})")
+    return _header(ds, lambda: str(encoding_transfer_syntax(ds)), cut, remapped_uids)
+
+
+def _header(ds: Any, transfer_syntax: Callable[[], str], cut: str | None, remapped_uids: frozenset[str]) -> HeaderRead:
+    """The row's values from a data set (pydicom's, or ``raw_header``'s); a value pydicom cannot convert is a reason."""
     try:
         values = {
             "sop_class_uid": _text(ds, "SOPClassUID"),
@@ -132,7 +196,7 @@ def read_header(path: Path, display_name: str, *, remapped_uids: frozenset[str] 
             "patient_id": _text(ds, "PatientID"),
             "study_uid": _text(ds, "StudyInstanceUID"),
             "series_uid": _text(ds, "SeriesInstanceUID"),
-            "transfer_syntax": str(encoding_transfer_syntax(ds)),
+            "transfer_syntax": transfer_syntax(),
             "rows": _int(ds, "Rows"),
             "cols": _int(ds, "Columns"),
             "frames": _int(ds, "NumberOfFrames"),
@@ -245,6 +309,7 @@ def inventory_frame(
     supporting: Callable[[str, str], str | None] | None = None,
     *,
     remapped_uids: frozenset[str] = frozenset(),
+    checksum: bool = False,
 ) -> pd.DataFrame:
     """Read every still-ok file's header into its record, then apply the submission-wide rules.
 
@@ -252,13 +317,21 @@ def inventory_frame(
     and ``reason``; ``path_of`` gives a record's local file. ``supporting(kind, path)``
     says whether the collection takes a supporting file (None) or why not; without it,
     every supporting file is quarantined as undeclared. ``remapped_uids``: see ``read_header``.
+
+    ``checksum=True``: a still-ok record whose ``sha256_source`` is None gets the SHA-256 of
+    its file from the header read's own read of the bytes (``read_header``'s ``digest``),
+    for a caller that staged the file without hashing it (the local CLI); the duplicate
+    rules below then compare those digests as they compare staged ones.
     """
     accepted = {m.upper() for m in modalities}
 
     def read(record: dict[str, Any]) -> dict[str, Any]:
         record = dict(record)
         if record["status"] == "ok":
-            header = read_header(path_of(record), record["source_path"], remapped_uids=remapped_uids)
+            digest = hashlib.sha256() if checksum and record.get("sha256_source") is None else None
+            header = read_header(path_of(record), record["source_path"], remapped_uids=remapped_uids, digest=digest)
+            if digest is not None:
+                record["sha256_source"] = digest.hexdigest()
             record["kind"] = header.kind
             record.update(header.values)
             if header.reason:
