@@ -32,7 +32,7 @@ from imaging_ingest.core.csvsafe import neutralise
 from imaging_ingest.deid import Profile
 from imaging_ingest.deid.batch import FREETEXT_COUNTS, deidentify_frame, freetext_counts
 from imaging_ingest.deid.patients import assign_patients
-from imaging_ingest.intake.drops import DropEntry
+from imaging_ingest.intake.drops import DropEntry, is_archive_name
 from imaging_ingest.intake.local import open_local, walk_tree
 from imaging_ingest.intake.staging import stage_entries
 from imaging_ingest.inventory.scan import inventory_frame
@@ -64,7 +64,13 @@ class LocalRunSummary:
 
 
 def _staged_records(src: Path, work: Path, config: CollectionConfig) -> list[dict[str, Any]]:
-    """The same rows the pipeline's stage-raw step makes (``intake.stage_entries``), on local paths."""
+    """The same rows the pipeline's stage-raw step makes (``intake.stage_entries``), on local paths.
+
+    A file the inventory will read is not hashed here: ``inventory_frame(checksum=True)``
+    takes its ``sha256_source`` from the bytes it reads for the header, so each file is read
+    once. Archives (whose digest names their members' container) and files staged only to
+    be quarantined are hashed here, as the pipeline's staging hashes everything.
+    """
     members = work / "members"
     members.mkdir(parents=True, exist_ok=True)
     numbers = itertools.count()
@@ -75,18 +81,23 @@ def _staged_records(src: Path, work: Path, config: CollectionConfig) -> list[dic
             locator = str(members / f"{next(numbers):06d}")
             with open_local(entry) as src, open(locator, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
-        sha256, size = file_sha256(locator)  # the source's MD5 is never used: not computed
+        if entry.name_problem or is_archive_name(entry.path):
+            sha256, size = file_sha256(locator)  # the source's MD5 is never used: not computed
+        else:
+            sha256, size = None, os.path.getsize(locator)
         return {"sha256_source": sha256, "size": size, "local": locator, "locator": locator}
 
     def stage_file(path: Path) -> dict[str, Any]:
         kept = members / f"{next(numbers):06d}"
         path.replace(kept)
-        sha256, size = file_sha256(kept)
-        return {"sha256_source": sha256, "size": size, "locator": str(kept)}
+        return {"sha256_source": None, "size": kept.stat().st_size, "locator": str(kept)}
 
     entries = [e for e in walk_tree(src) if e.path != config.drop.marker]  # a completion marker is not data
-    rows = stage_entries(entries, stage_entry, stage_file, config.drop.archives, work / "archives")
-    return [{"locator": ""} | row for row in rows]
+    rows = [{"locator": ""} | row for row in stage_entries(entries, stage_entry, stage_file, config.drop.archives, work / "archives")]
+    for row in rows:  # staged, but quarantined before the inventory (an archive member's reason): hashed here
+        if row["locator"] and row["sha256_source"] is None and row["status"] != "ok":
+            row["sha256_source"], _ = file_sha256(row["locator"])
+    return rows
 
 
 def deidentify_tree(
@@ -114,6 +125,7 @@ def deidentify_tree(
             config.modalities,
             accept_supporting(config),
             remapped_uids=profile.remapped_instance_uids(),
+            checksum=True,  # the source SHA-256 from the header read's bytes (see _staged_records)
         )
         frame = assign_patients(frame, secret, catalog, config, copy=False)
         ok = frame[frame["status"] == "ok"]
