@@ -22,83 +22,38 @@ not a leak. A caller may name the options instead.
 from __future__ import annotations
 
 import multiprocessing
-import re
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydicom import dcmread
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
-from pydicom.uid import UID_dictionary
 
 from imaging_ingest.core.records import iter_records
-from imaging_ingest.verify.coincidence import PATIENT_IDENTITY_KEYWORDS, Place, unexcused
-from imaging_ingest.verify.text import text_findings
+from imaging_ingest.verify.coincidence import Place, unexcused
+from imaging_ingest.verify.needles import (
+    IDENTIFYING_KEYWORDS,
+    META_AE_KEYWORDS,
+    Needle,
+    gather,
+    raw_identifying_values,
+    where,
+)
+from imaging_ingest.verify.raw_walk import RawFallback, code_values, read
+from imaging_ingest.verify.text import raw_text_findings, text_findings
 from imaging_ingest.verify.values import element_strings
 
-__all__ = ["Leak", "Needle", "find_leaks", "identifying_values", "leak_scan_pool", "verify_frame"]
-
-#: Attributes whose values identify a person, a visit, a place or a device, whatever their VR.
-IDENTIFYING_KEYWORDS = frozenset(
-    {
-        "PatientID",
-        "OtherPatientIDs",
-        "IssuerOfPatientID",
-        "PatientAddress",
-        "PatientTelephoneNumbers",
-        "PatientTelecomInformation",
-        "MilitaryRank",
-        "BranchOfService",
-        "MedicalRecordLocator",
-        "AccessionNumber",
-        "StudyID",
-        "InstitutionName",
-        "InstitutionAddress",
-        "InstitutionalDepartmentName",
-        "StationName",
-        "DeviceSerialNumber",
-        "PlateID",
-        "DetectorID",
-        "GantryID",
-        "RequestedProcedureID",
-        "ScheduledProcedureStepID",
-        "PerformedProcedureStepID",
-        "AdmissionID",
-        "ServiceEpisodeID",
-        "VisitComments",
-        "PatientComments",
-        "AdditionalPatientHistory",
-        "ReferringPhysicianAddress",
-        "ReferringPhysicianTelephoneNumbers",
-        "PersonAddress",
-        "PersonTelephoneNumbers",
-        "PersonTelecomInformation",
-        "RegionOfResidence",
-        "CountryOfResidence",
-        "Occupation",
-        "PatientBirthName",
-        "PatientMotherBirthName",
-        "ResponsibleOrganization",
-        "FillerOrderNumberImagingServiceRequest",
-        "PlacerOrderNumberImagingServiceRequest",
-        "OrderCallbackPhoneNumber",
-        "ClinicalTrialSubjectID",
-        "ClinicalTrialSubjectReadingID",
-        "ClinicalTrialSiteName",
-        "ClinicalTrialSiteID",
-        "ContainerIdentifier",
-        "SpecimenIdentifier",
-        "BarcodeValue",
-    }
-)
+__all__ = ["Leak", "Needle", "find_leaks", "find_leaks_in", "identifying_values", "leak_scan_pool", "verify_frame"]
 
 #: What each Retain option (by its CID 7050 code) keeps on purpose, in this module's terms.
 _RETAIN_UIDS = "113110"
@@ -141,32 +96,10 @@ _INSTITUTION_KEYWORDS = frozenset({"InstitutionName", "InstitutionAddress", "Ins
 _NEVER_TECHNICAL = IDENTIFYING_KEYWORDS | _DEVICE_KEYWORDS | _INSTITUTION_KEYWORDS
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _METHOD_CODE_SEQUENCE = 0x00120064
-_META_AE_KEYWORDS = ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle")
 
-_TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT", "PN", "UR"})
-_MIN_LENGTH = 4  # shorter strings (sexes, short codes) are everywhere in any file
 _PIXEL_SAFE_LENGTH = 6  # shorter needles match pixel noise by chance
 _MAX_DEPTH = 64
 
-#: printable ASCII -> 1, everything else -> 0: runs of 1s are where text can hide in binary data
-_PRINTABLE = bytes(1 if 0x20 <= b < 0x7F else 0 for b in range(256))
-_RUN = bytes([1]) * _PIXEL_SAFE_LENGTH
-
-
-@dataclass(frozen=True)
-class Needle:
-    """An identifying value and where in the source it came from (the tag, never the value).
-
-    ``kind`` says what the value is (``name``, ``date``, ``uid``, ``id``, ``private``), so
-    that a value an applied Retain option keeps on purpose is not reported; ``slot`` is the
-    private creator and element of a private value.
-    """
-
-    value: bytes
-    source: str
-    kind: str = "id"
-    keyword: str = ""
-    slot: tuple[str, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -182,27 +115,6 @@ class Leak:
         if self.rule:
             return f"PHI leak: free text ({self.source}, rule {self.rule}) in output {self.found_in}"
         return f"PHI leak: a value of source {self.source} found in output {self.found_in}"
-
-
-def _where(elem_tag: int, keyword: str) -> str:
-    return f"({elem_tag >> 16:04X},{elem_tag & 0xFFFF:04X}) {keyword or 'private'}".rstrip()
-
-
-def _date_spellings(value: str) -> list[str]:
-    value = value.strip()[:8]
-    if len(value) != 8 or not value.isdigit():
-        return []
-    y, m, d = value[:4], value[4:6], value[6:8]
-    return [value, f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{m}/{d}/{y}", f"{d}.{m}.{y}", f"{d}/{m}/{y}"]
-
-
-def _name_spellings(value: str) -> list[str]:
-    parts = [p for p in re.split(r"[\^=\s,]+", value) if p]
-    out = [value.strip()]
-    if len(parts) >= 2:
-        out += [" ".join(parts[:2]), " ".join(reversed(parts[:2])), "^".join(parts[:2])]
-    out += [p for p in parts if len(p) >= _MIN_LENGTH]
-    return out
 
 
 def _vr(tag: int, elem: Any) -> str:
@@ -242,49 +154,10 @@ def _walk(ds: Dataset, depth: int = 0) -> Iterator[tuple[Dataset, int, Any, str]
 
 
 def identifying_values(ds: Dataset) -> list[Needle]:
-    """Gather every identifying value of a source dataset, including nested sequences."""
-    needles: dict[bytes, Needle] = {}
-
-    def add(text: str, source: str, kind: str, keyword: str, slot: tuple[str, int, int] | None = None) -> None:
-        text = text.strip().strip("\x00")
-        if len(text) >= _MIN_LENGTH:
-            value = text.encode("utf-8", "replace")
-            old = needles.get(value)
-            # the patient's own identity wins: it decides what may be excused as a coincidence
-            if old is None or (keyword in PATIENT_IDENTITY_KEYWORDS and old.keyword not in PATIENT_IDENTITY_KEYWORDS):
-                needles[value] = Needle(value, source, kind, keyword, slot)
-
-    for item, tag, elem, vr in _walk(ds):
-        private = bool((tag >> 16) & 1)
-        if private and (tag & 0xFFFF) < 0x1000:
-            continue  # private creator names are vendors' names
-        if vr not in _TEXT_VRS and vr not in ("DA", "DT", "UI") and not (private and vr == "UN"):
-            continue
-        keyword = "" if private else keyword_for_tag(tag)
-        source = _where(tag, keyword)
-        for text in element_strings(elem):
-            if not text:
-                continue
-            if private:
-                if len(text) >= _PIXEL_SAFE_LENGTH and text.isprintable():
-                    slot = (_private_creator(item, tag), tag >> 16, tag & 0xFF)
-                    add(text, source, "private", keyword, slot)
-            elif vr == "PN":
-                for spelling in _name_spellings(text):
-                    add(spelling, source, "name", keyword)
-            elif vr in ("DA", "DT"):
-                for spelling in _date_spellings(text[:8]):
-                    add(spelling, source, "date", keyword)
-            elif vr == "UI":
-                if text not in UID_dictionary and len(text) >= 10:
-                    add(text, source, "uid", keyword)
-            elif keyword in IDENTIFYING_KEYWORDS:
-                add(text, source, "id", keyword)
+    """Gather every identifying value of a source dataset, including nested sequences (rules: ``needles``)."""
     meta = ds.file_meta if getattr(ds, "file_meta", None) is not None else Dataset()
-    for keyword in _META_AE_KEYWORDS:  # the sending site's AE titles name the site
-        text = str(meta.get(keyword, "") or "")
-        add(text, f"file meta {keyword}", "id", keyword)
-    return list(needles.values())
+    ae_titles = [(keyword, str(meta.get(keyword, "") or "")) for keyword in META_AE_KEYWORDS]
+    return gather(_walk(ds), element_strings, _private_creator, ae_titles)
 
 
 def _retained_codes(output_ds: Dataset) -> set[str]:
@@ -320,11 +193,11 @@ def _locate(output_ds: Dataset, needle: bytes) -> list[Place]:
             private = bool((tag >> 16) & 1)
             slot = (_private_creator(item, tag), tag >> 16, tag & 0xFF) if private else None
             keyword = "" if private else keyword_for_tag(tag)
-            found.append(Place(_where(tag, keyword), keyword, vr, tuple(texts), slot))
+            found.append(Place(where(tag, keyword), keyword, vr, tuple(texts), slot))
     meta = output_ds.file_meta if output_ds.file_meta is not None else Dataset()
     for meta_elem in meta:
         if lowered in str(meta_elem.value).lower():
-            found.append(Place(_where(meta_elem.tag, meta_elem.keyword), "", "", (str(meta_elem.value),)))
+            found.append(Place(where(meta_elem.tag, meta_elem.keyword), "", "", (str(meta_elem.value),)))
     return found
 
 
@@ -341,16 +214,26 @@ def _technical_values(ds: Dataset) -> set[tuple[str, str]]:
 
 
 def _printable_runs(data: bytes) -> bytes:
-    """The runs of at least ``_PIXEL_SAFE_LENGTH`` printable ASCII bytes, lower-cased, NUL-separated."""
-    classes = data.translate(_PRINTABLE)
-    runs = []
-    start = classes.find(_RUN)
-    while start != -1:
-        end = classes.find(b"\x00", start)
-        if end == -1:
-            end = len(data)
-        runs.append(data[start:end])
-        start = classes.find(_RUN, end)
+    """The runs of at least ``_PIXEL_SAFE_LENGTH`` printable ASCII bytes, lower-cased, NUL-separated.
+
+    The runs are found with numpy (pixel data is most of a file; ``bytes.translate`` and a
+    search over the result cost more than the rest of the check): a byte starts a run where
+    it and the next ``_PIXEL_SAFE_LENGTH - 1`` are printable, and most images have none. The same
+    runs as the plain reading (translate, then search for a run) in tests/deid/test_verify_fast_path.py.
+    """
+    size = len(data)
+    if size < _PIXEL_SAFE_LENGTH:
+        return b""
+    printable = (np.frombuffer(data, dtype=np.uint8) - np.uint8(0x20)) < np.uint8(0x7F - 0x20)
+    window = printable[: size - _PIXEL_SAFE_LENGTH + 1].copy()
+    for shift in range(1, _PIXEL_SAFE_LENGTH):
+        window &= printable[shift : size - _PIXEL_SAFE_LENGTH + 1 + shift]
+    if not window.any():
+        return b""
+    # where the window starts and stops being all printable: one pair per run, a run ending
+    # ``_PIXEL_SAFE_LENGTH - 1`` bytes after its last window
+    edges = np.flatnonzero(np.diff(window.view(np.int8), prepend=np.int8(0), append=np.int8(0))).tolist()
+    runs = [data[start : stop + _PIXEL_SAFE_LENGTH - 1] for start, stop in zip(edges[0::2], edges[1::2], strict=True)]
     return b"\x00".join(runs).lower()
 
 
@@ -370,15 +253,19 @@ def _kept_in_place(needle: Needle, places: list[Place], header_text: bytes) -> b
     )
 
 
-def _read_output(output: Path) -> tuple[Dataset, bytes, bytes]:
+def _read_output(output: bytes) -> tuple[Dataset, bytes, bytes]:
     """The output's parsed header, its header bytes, and the bytes after the header."""
-    with open(output, "rb") as fh:
-        ds = dcmread(fh, stop_before_pixels=True)  # an output must be a proper DICOM file
-        header_end = fh.tell()
-        fh.seek(0)
-        header = fh.read(header_end)
-        rest = fh.read()
-    return ds, header, rest
+    fh = BytesIO(output)
+    ds = dcmread(fh, stop_before_pixels=True)  # an output must be a proper DICOM file
+    header_end = fh.tell()
+    return ds, output[:header_end], output[header_end:]
+
+
+def _codes(options: Iterable[str] | None, recorded: Callable[[], set[str]]) -> set[str]:
+    """The CID 7050 codes of the options applied: the caller's, else what the output records."""
+    if options is None:
+        return recorded()
+    return {_OPTION_CODES[str(o)] for o in options if str(o) in _OPTION_CODES}
 
 
 def find_leaks(
@@ -398,13 +285,77 @@ def find_leaks(
     ``pseudonym`` is the patient's catalog pseudonym, which a short ID may happen to be part of.
     ``kept`` are UIDs kept on purpose: an analysis result's references to published instances.
     """
-    source_ds = dcmread(source, stop_before_pixels=True, force=True)
+    return find_leaks_in(Path(source).read_bytes(), Path(output).read_bytes(), options, pseudonym, kept)
+
+
+def find_leaks_in(
+    source: bytes, output: bytes, options: Iterable[str] | None = None, pseudonym: str | None = None,
+    kept: Iterable[str] = (),
+) -> list[Leak]:
+    """``find_leaks`` of two files' bytes, for a caller that holds them already (no file is read again).
+
+    The common path reads both files as raw elements (``raw_walk``): no pydicom parse unless a
+    value is found in the output (rare), when pydicom reads them to say where. A file off that
+    path (another encoding, an element the two readers could read differently) is read with
+    pydicom throughout, as it always was: the same verdicts either way (tests/deid/test_verify_fast_path.py).
+    """
+    kept = tuple(kept)
+    leaks = _fast_leaks(source, output, options, pseudonym, kept)
+    return leaks if leaks is not None else _reference_leaks(source, output, options, pseudonym, kept)
+
+
+def _fast_leaks(
+    source: bytes, output: bytes, options: Iterable[str] | None, pseudonym: str | None, kept: Iterable[str]
+) -> list[Leak] | None:
+    """The leaks from the files' raw elements, or None where a file is off the fast path."""
+    raw_source = read(source)
+    raw_output = read(output) if raw_source is not None else None
+    if raw_source is None or raw_output is None:
+        return None
+    try:
+        needles = raw_identifying_values(raw_source)
+        codes = _codes(options, lambda: code_values(raw_output, _METHOD_CODE_SEQUENCE))
+        findings = raw_text_findings(raw_output, institution_retained=_RETAIN_INSTITUTION in codes)
+    except RawFallback:
+        return None
+    parsed: dict[str, Dataset] = {}
+
+    def output_ds() -> Dataset:  # only on a hit: where the value is
+        if "output" not in parsed:
+            parsed["output"] = dcmread(BytesIO(output), stop_before_pixels=True)
+        return parsed["output"]
+
+    def source_ds() -> Dataset:  # only on a hit in the header: what the source says is technical
+        if "source" not in parsed:
+            parsed["source"] = dcmread(BytesIO(source), stop_before_pixels=True, force=True)
+        return parsed["source"]
+
+    end = raw_output.header_end
+    leaks = _judge(needles, codes, output[:end], output[end:], output_ds, source_ds, pseudonym, kept)
+    leaks.extend(Leak(f.kind, f.element, f.rule) for f in findings)
+    return leaks
+
+
+def _reference_leaks(
+    source: bytes, output: bytes, options: Iterable[str] | None, pseudonym: str | None, kept: Iterable[str]
+) -> list[Leak]:
+    """The leaks from pydicom's reading of both files: the fallback, and the reference the fast path is tested against."""
+    source_ds = dcmread(BytesIO(source), stop_before_pixels=True, force=True)
     needles = identifying_values(source_ds)
-    output_ds, header, rest = _read_output(Path(output))
-    if options is None:
-        codes = _retained_codes(output_ds)
-    else:
-        codes = {_OPTION_CODES[str(o)] for o in options if str(o) in _OPTION_CODES}
+    output_ds, header, rest = _read_output(output)
+    codes = _codes(options, lambda: _retained_codes(output_ds))
+    leaks = _judge(needles, codes, header, rest, lambda: output_ds, lambda: source_ds, pseudonym, kept)
+    # PHI that no structured value of the source repeats: the output's text read on its own
+    findings = text_findings(output_ds, institution_retained=_RETAIN_INSTITUTION in codes)
+    leaks.extend(Leak(f.kind, f.element, f.rule) for f in findings)
+    return leaks
+
+
+def _judge(
+    needles: list[Needle], codes: set[str], header: bytes, rest: bytes, output_ds: Callable[[], Dataset],
+    source_ds: Callable[[], Dataset], pseudonym: str | None, kept: Iterable[str],
+) -> list[Leak]:
+    """The source values found in the output that no applied option keeps and no coincidence explains."""
     published = {uid.encode() for uid in kept}
     needles = [n for n in needles if not _expected(n, codes) and not (n.kind == "uid" and n.value in published)]
     header_text = header.lower()
@@ -413,12 +364,12 @@ def find_leaks(
     leaks = []
     source_technical: set[tuple[str, str]] | None = None
     for needle in hits:
-        places = _locate(output_ds, needle.value)
+        places = _locate(output_ds(), needle.value)
         if needle.kind == "private" and _RETAIN_SAFE_PRIVATE in codes and _kept_in_place(needle, places, header_text):
             continue
         if not _hit(needle.value, b"", rest, tail_text):  # in the header only: may be a coincidence
             if source_technical is None:
-                source_technical = _technical_values(source_ds)
+                source_technical = _technical_values(source_ds())
             count = header_text.count(needle.value.lower())
             left = unexcused(
                 needle.value, needle.keyword, needle.kind, places, count, source_technical, _NEVER_TECHNICAL, pseudonym
@@ -428,9 +379,6 @@ def find_leaks(
             places = left or places  # report where it is not a coincidence
         elsewhere = [p.where for p in places if needle.kind != "private" or p.slot != needle.slot]
         leaks.append(Leak(needle.source, (elsewhere or [p.where for p in places] or ["pixel data or unparsed bytes"])[0]))
-    # PHI that no structured value of the source repeats: the output's text read on its own
-    findings = text_findings(output_ds, institution_retained=_RETAIN_INSTITUTION in codes)
-    leaks.extend(Leak(f.kind, f.element, f.rule) for f in findings)
     return leaks
 
 

@@ -19,9 +19,9 @@ Kind tokens the de-identifier writes (``[NAME]``, ``[DATE]``...) are not finding
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -29,9 +29,11 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from imaging_ingest.core.raw_elements import RawFile
+from imaging_ingest.verify.raw_walk import raw_strings, walk
 from imaging_ingest.verify.values import element_strings
 
-__all__ = ["TextFinding", "text_findings"]
+__all__ = ["TextFinding", "findings_in_elements", "raw_text_findings", "text_findings"]
 
 _TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UC", "UT", "PN"})
 #: Attributes whose text is technical, never about a person: versions and vendor strings carry
@@ -149,6 +151,13 @@ def _findings_in(text: str) -> Iterator[tuple[str, str]]:
             break
 
 
+@lru_cache(maxsize=16384)
+def _findings_of(text: str) -> tuple[tuple[str, str], ...]:
+    """``_findings_in`` of a value, remembered: outputs repeat most values (descriptions, code
+    meanings, the pseudonym) file after file, and the rules are a pure function of the text."""
+    return tuple(_findings_in(text))
+
+
 def _vr(tag: int, elem: Any) -> str:
     vr = elem.VR
     if vr and vr != "UN":
@@ -177,21 +186,51 @@ def _walk(ds: Dataset, depth: int = 0) -> Iterator[tuple[int, Any, str]]:
             yield tag, elem, vr
 
 
-def text_findings(ds: Dataset, *, institution_retained: bool = False) -> list[TextFinding]:
-    """Every certain PHI finding in the text values of a de-identified data set (one per element and rule)."""
+@cache
+def _named(tag: int) -> tuple[str, str]:
+    """(keyword, element as reported) of a tag: the same in every file, so looked up once."""
+    keyword = keyword_for_tag(tag)
+    return keyword, f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {keyword or 'unknown'}"
+
+
+def findings_in_elements(
+    elements: Iterable[tuple[int, Any, str]], strings: Callable[[Any], list[str]], *, institution_retained: bool = False
+) -> list[TextFinding]:
+    """The rules over (tag, element, VR) of the text elements of a walk, values read by ``strings``.
+
+    One body for both readings of an output: a pydicom data set (``text_findings``) and its
+    raw elements (``raw_text_findings``). An element's values are read only when its keyword
+    is not excused.
+    """
     found: list[TextFinding] = []
     seen: set[tuple[str, str]] = set()
-    for tag, elem, vr in _walk(ds):
-        keyword = keyword_for_tag(tag)
+    for tag, elem, vr in elements:
+        keyword, where = _named(tag)
         if keyword in _TECHNICAL or (institution_retained and keyword in _INSTITUTION_KEYWORDS):
             continue
-        where = f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {keyword or 'unknown'}"
-        for value in element_strings(elem):
+        for value in strings(elem):
             if not value or len(value) < 4:
                 continue
             text = value.replace("^", " ") if vr == "PN" else value
-            for rule, kind in _findings_in(text):
+            for rule, kind in _findings_of(text):
                 if (where, rule) not in seen:
                     seen.add((where, rule))
                     found.append(TextFinding(where, rule, kind))
     return found
+
+
+def text_findings(ds: Dataset, *, institution_retained: bool = False) -> list[TextFinding]:
+    """Every certain PHI finding in the text values of a de-identified data set (one per element and rule)."""
+    return findings_in_elements(_walk(ds), element_strings, institution_retained=institution_retained)
+
+
+def raw_text_findings(raw: RawFile, *, institution_retained: bool = False) -> list[TextFinding]:
+    """``text_findings`` of a file read as raw elements (``raw_walk``): the same findings, no pydicom parse.
+
+    Raises ``raw_walk.RawFallback`` where the two readings could differ.
+    """
+    elements = (
+        (tag, elem, vr) for _item, tag, elem, vr in walk(raw.dataset, raw.implicit)
+        if vr in _TEXT_VRS and not (tag >> 16) & 1
+    )
+    return findings_in_elements(elements, raw_strings, institution_retained=institution_retained)
