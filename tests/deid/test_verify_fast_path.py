@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from imaging_ingest.deid import Deidentifier
 from imaging_ingest.verify import leaks
 from imaging_ingest.verify.leaks import Leak, find_leaks, find_leaks_in, identifying_values
 from imaging_ingest.verify.needles import IDENTIFYING_KEYWORDS, raw_identifying_values
-from imaging_ingest.verify.raw_walk import raw_strings, read, walk
+from imaging_ingest.verify.raw_walk import code_values, raw_strings, read, walk
 from imaging_ingest.verify.text import _TEXT_VRS, raw_text_findings, text_findings
 from imaging_ingest.verify.values import element_strings
 
@@ -79,6 +80,7 @@ def _same_reading(path: Path, *, force: bool) -> None:
     assert raw_identifying_values(raw) == identifying_values(ds), path.name  # values, sources, kinds, keywords, slots
     for retained in (False, True):
         assert raw_text_findings(raw, institution_retained=retained) == text_findings(ds, institution_retained=retained)
+    assert code_values(raw, 0x00120064) == leaks._retained_codes(ds), path.name
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +108,7 @@ def test_the_corpus_gets_the_same_verdicts_on_both_paths(deidentified: list[tupl
     assert hits  # the retain-all outputs keep UIDs and dates: the hit path ran
 
 
-def _plant(out: Path, dst: Path, change) -> Path:  # type: ignore[no-untyped-def]
+def _plant(out: Path, dst: Path, change: Callable[[Dataset], object]) -> Path:
     ds = dcmread(out)
     change(ds)
     ds.save_as(dst)
@@ -177,15 +179,34 @@ def test_a_file_off_the_fast_path_is_read_with_pydicom(tmp_path: Path) -> None:
     assert "(0020,4000) ImageComments" in {leak.found_in for leak in found}
 
 
+def test_titles_and_codes_pydicom_converts_read_the_same(tmp_path: Path) -> None:
+    src = write(ct_dataset(), tmp_path / "src.dcm")
+    out = _deid(src, tmp_path / "out.dcm", DeidOption.RETAIN_UIDS)
+    titles = [" QX SITE ", "QXSITEPACS\\QXOTHER", "QXSITE\x00", ""]
+    codes = [" 113110", "113110\\113106", "113110 ", "113110\x00", "", "ＱＸ"]
+    for n, (title, code) in enumerate(zip(titles, codes, strict=False)):
+        def odd(ds: Dataset, title: str = title, code: str = code) -> None:
+            ds.file_meta.SourceApplicationEntityTitle = title
+            ds.file_meta.SendingApplicationEntityTitle = title
+            if "DeidentificationMethodCodeSequence" in ds:  # the outputs' record of the options applied
+                ds.DeidentificationMethodCodeSequence[0].CodeValue = code
+        _same_reading(_plant(src, tmp_path / f"src{n}.dcm", odd), force=True)
+        planted = _plant(out, tmp_path / f"out{n}.dcm", odd)
+        _same_reading(planted, force=False)
+        _same_verdicts(src, planted)
+        _same_verdicts(src, planted, options=[])
+
+
 def _printable_runs_plainly(data: bytes) -> bytes:
     """The runs as the verifier first found them (translate, then search for runs)."""
+    run = b"\x01" * leaks._PIXEL_SAFE_LENGTH
     classes = data.translate(bytes(1 if 0x20 <= b < 0x7F else 0 for b in range(256)))
-    runs, start = [], classes.find(b"\x01" * 6)
+    runs, start = [], classes.find(run)
     while start != -1:
         end = classes.find(b"\x00", start)
         end = len(data) if end == -1 else end
         runs.append(data[start:end])
-        start = classes.find(b"\x01" * 6, end)
+        start = classes.find(run, end)
     return b"\x00".join(runs).lower()
 
 

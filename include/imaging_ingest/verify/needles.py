@@ -17,17 +17,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
+from pydicom.charset import default_encoding
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
-from pydicom.dataelem import RawDataElement, convert_raw_data_element
-from pydicom.dataset import Dataset
 from pydicom.uid import UID_dictionary
 
 from imaging_ingest.core.raw_elements import RawFile, RawItem
 from imaging_ingest.verify.coincidence import PATIENT_IDENTITY_KEYWORDS
-from imaging_ingest.verify.raw_walk import RawFallback, raw_strings, walk
+from imaging_ingest.verify.raw_walk import RawFallback, converted, raw_strings, walk
 
 __all__ = ["IDENTIFYING_KEYWORDS", "META_AE_KEYWORDS", "Needle", "gather", "raw_identifying_values", "where"]
 
@@ -89,8 +88,10 @@ META_AE_KEYWORDS = ("SourceApplicationEntityTitle", "SendingApplicationEntityTit
 _TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT", "PN", "UR"})
 #: the VRs whose values may be needles (private UN is decided per element)
 _NEEDLE_VRS = _TEXT_VRS | {"DA", "DT", "UI"}
+_WALKED_VRS = _NEEDLE_VRS | {"UN"}  # a private UN value may be a needle too
 _MIN_LENGTH = 4  # shorter strings (sexes, short codes) are everywhere in any file
 _PIXEL_SAFE_LENGTH = 6  # shorter needles match pixel noise by chance
+_NAME_PARTS = re.compile(r"[\^=\s,]+")
 
 
 @dataclass(frozen=True)
@@ -120,21 +121,28 @@ def _named(tag: int) -> tuple[str, str]:
     return keyword, where(tag, keyword)
 
 
-def _date_spellings(value: str) -> list[str]:
+@cache
+def _private_where(tag: int) -> str:
+    return where(tag, "")
+
+
+@lru_cache(maxsize=4096)  # the same dates and names recur in every file of a study
+def _date_spellings(value: str) -> tuple[str, ...]:
     value = value.strip()[:8]
     if len(value) != 8 or not value.isdigit():
-        return []
+        return ()
     y, m, d = value[:4], value[4:6], value[6:8]
-    return [value, f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{m}/{d}/{y}", f"{d}.{m}.{y}", f"{d}/{m}/{y}"]
+    return (value, f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{m}/{d}/{y}", f"{d}.{m}.{y}", f"{d}/{m}/{y}")
 
 
-def _name_spellings(value: str) -> list[str]:
-    parts = [p for p in re.split(r"[\^=\s,]+", value) if p]
+@lru_cache(maxsize=4096)
+def _name_spellings(value: str) -> tuple[str, ...]:
+    parts = [p for p in _NAME_PARTS.split(value) if p]
     out = [value.strip()]
     if len(parts) >= 2:
         out += [" ".join(parts[:2]), " ".join(reversed(parts[:2])), "^".join(parts[:2])]
     out += [p for p in parts if len(p) >= _MIN_LENGTH]
-    return out
+    return tuple(out)
 
 
 def gather(
@@ -166,7 +174,7 @@ def gather(
                 continue  # private creator names are vendors' names
             if vr not in _NEEDLE_VRS and vr != "UN":
                 continue
-            source = where(tag, "")
+            source = _private_where(tag)
             for text in strings(elem):
                 if len(text) >= _PIXEL_SAFE_LENGTH and text.isprintable():
                     add(text, source, "private", "", (creator(item, tag), tag >> 16, tag & 0xFF))
@@ -213,19 +221,12 @@ def _meta_tags() -> tuple[tuple[str, int], ...]:
 def _raw_meta(meta: RawItem) -> list[tuple[str, str]]:
     """The file meta's AE titles as pydicom reads them (``str`` of the converted value, as ``meta.get``).
 
-    pydicom converts these on access (an AE value is stripped, a multi-valued one is a list);
-    they are converted here by pydicom's own converter, a few elements a file.
+    pydicom converts these on access (an AE value is stripped, a multi-valued one is a list):
+    a plain title is read here, any other by pydicom's own converter (``raw_walk.converted``).
     """
-    out = []
-    for keyword, tag in _meta_tags():
-        elem = meta.get(tag)
-        if elem is None:
-            text = ""
-        else:
-            raw = RawDataElement(tag, elem.vr or None, elem.length, elem.value, 0, False, True)  # type: ignore[arg-type]
-            text = str(convert_raw_data_element(raw, ds=Dataset()).value or "")
-        out.append((keyword, text))
-    return out
+    elements = ((keyword, meta.get(tag)) for keyword, tag in _meta_tags())
+    return [(keyword, "" if elem is None else str(converted(elem, default_encoding, plain_vrs=("AE",)) or ""))
+            for keyword, elem in elements]
 
 
 def raw_identifying_values(raw: RawFile) -> list[Needle]:
@@ -233,4 +234,4 @@ def raw_identifying_values(raw: RawFile) -> list[Needle]:
 
     Raises ``raw_walk.RawFallback`` where the two readings could differ.
     """
-    return gather(walk(raw.dataset, raw.implicit), raw_strings, _raw_creator, _raw_meta(raw.meta))
+    return gather(walk(raw.dataset, raw.implicit, _WALKED_VRS), raw_strings, _raw_creator, _raw_meta(raw.meta))

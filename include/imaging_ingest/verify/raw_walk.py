@@ -15,6 +15,7 @@ UN, say), or one the bytes reader read as a sequence that pydicom would read as 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from functools import cache
 
@@ -26,7 +27,7 @@ from pydicom.values import convert_string
 
 from imaging_ingest.core.raw_elements import RawElement, RawFile, RawItem, parse
 
-__all__ = ["RawFallback", "code_values", "public_vr", "raw_strings", "read", "walk"]
+__all__ = ["RawFallback", "code_values", "converted", "public_vr", "raw_strings", "read", "walk"]
 
 UNDEFINED = 0xFFFFFFFF
 _CHARSET = 0x00080005
@@ -102,31 +103,46 @@ def _read_as_sequence(tag: int, elem: RawElement, implicit: bool) -> bool:
     return bool(elem.items)  # pydicom looks ahead for an item; an empty one it reads as bytes
 
 
-def walk(item: RawItem, implicit: bool, depth: int = 0) -> Iterator[tuple[RawItem, int, RawElement, str]]:
+def walk(
+    item: RawItem, implicit: bool, wanted: frozenset[str] | None = None, depth: int = 0
+) -> Iterator[tuple[RawItem, int, RawElement, str]]:
     """Every element of a raw data set and its sequences: (its data set, tag, element, VR).
 
     Yields what ``leaks._walk`` yields for the same file read by pydicom; raises ``RawFallback``
-    where pydicom's reading of an element could differ from the bytes reader's.
+    where pydicom's reading of an element could differ from the bytes reader's. ``wanted``:
+    yield only the elements of these VRs (every element is still checked).
     """
     if depth > _MAX_DEPTH:
         return
     for tag, elem in item.items():
-        if elem.items is not None:
+        _tag, vr, length, _value, items = elem
+        if items is not None:
             if not _read_as_sequence(tag, elem, implicit):
                 raise RawFallback(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) read as a sequence by one reader only")
-            for sub in elem.items:
-                yield from walk(sub, implicit, depth + 1)
+            for sub in items:
+                yield from walk(sub, implicit, wanted, depth + 1)
             continue
-        vr = elem.vr
         if not vr or vr == "UN":
             vr = public_vr(tag, vr)
-        if vr == "SQ" or (vr == "UN" and elem.length == UNDEFINED):
+        if vr == "SQ" or (vr == "UN" and length == UNDEFINED):
             raise RawFallback(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) a sequence pydicom would parse from its bytes")
-        yield item, tag, elem, vr
+        if wanted is None or vr in wanted:
+            yield item, tag, elem, vr
 
 
-def _converted(elem: RawElement, encoding: str | list[str] | None = None) -> object:
-    """An element's value as pydicom converts it on access (``Dataset.__getitem__``)."""
+#: a value every DICOM character set decodes as ASCII, with nothing but trailing spaces to strip
+_PLAIN = re.compile(rb"[0-9A-Za-z_.\-]+ *")
+
+
+def converted(elem: RawElement, encoding: str | list[str] | None = None, *, plain_vrs: tuple[str, ...] = ()) -> object:
+    """An element's value as pydicom converts it on access (``Dataset.__getitem__``).
+
+    A value of one of ``plain_vrs`` (VRs whose converter decodes and strips trailing spaces,
+    or both sides, and splits on backslashes) that is plain ASCII converts to itself, stripped:
+    that is read here; anything else goes through pydicom's converter.
+    """
+    if elem.vr in plain_vrs and _PLAIN.fullmatch(elem.value):
+        return elem.value.decode("ascii").rstrip(" ")
     raw = RawDataElement(BaseTag(elem.tag), elem.vr or None, elem.length, elem.value, 0, not elem.vr, True)
     return convert_raw_data_element(raw, encoding=encoding).value
 
@@ -150,9 +166,9 @@ def code_values(raw: RawFile, sequence_tag: int) -> set[str]:
         codes = set()
         for item in elem.items:
             own = item.get(_CHARSET)
-            item_encoding = convert_encodings(_converted(own)) if own is not None else encoding  # type: ignore[arg-type]
+            item_encoding = convert_encodings(converted(own)) if own is not None else encoding  # type: ignore[arg-type]
             value = item.get(_CODE_VALUE)
-            codes.add(str(_converted(value, item_encoding)) if value is not None else "")
+            codes.add(str(converted(value, item_encoding, plain_vrs=("SH", ""))) if value is not None else "")
         return codes
     except Exception:  # noqa: BLE001 - an unreadable record claims nothing
         return set()

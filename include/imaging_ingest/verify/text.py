@@ -230,7 +230,7 @@ def raw_text_findings(raw: RawFile, *, institution_retained: bool = False) -> li
     Raises ``raw_walk.RawFallback`` where the two readings could differ.
     """
     elements = (
-        (tag, elem, vr) for _item, tag, elem, vr in walk(raw.dataset, raw.implicit)
-        if vr in _TEXT_VRS and not (tag >> 16) & 1
+        (tag, elem, vr) for _item, tag, elem, vr in walk(raw.dataset, raw.implicit, _TEXT_VRS)
+        if not (tag >> 16) & 1
     )
     return findings_in_elements(elements, raw_strings, institution_retained=institution_retained)
