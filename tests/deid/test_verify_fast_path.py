@@ -197,6 +197,23 @@ def test_titles_and_codes_pydicom_converts_read_the_same(tmp_path: Path) -> None
         _same_verdicts(src, planted, options=[])
 
 
+def test_a_large_source_is_read_up_to_its_pixel_data(deidentified: list[tuple[str, Path, Path]], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    name, src, out = next(d for d in deidentified if d[0] == "basic" and "_CT_" in f"_{d[1].parent.name}_")
+    leaky = _plant(out, tmp_path / "leaky.dcm", lambda d: setattr(d, "ImageComments", str(dcmread(src).PatientName)))
+    header_end = read(src.read_bytes()).header_end  # type: ignore[union-attr]
+    whole = src.read_bytes()
+    for prefix in (header_end - 1, header_end, header_end + 1, header_end + 4096, len(whole), len(whole) + 1):
+        monkeypatch.setattr(leaks, "_SOURCE_PREFIX", prefix)
+        data = leaks._source_bytes(src)
+        # the header and the pixel data element's start in the prefix: the header; else all of it
+        assert data == (whole[:header_end] if header_end + 8 <= prefix <= len(whole) else whole), prefix
+        for output in (out, leaky):
+            expected = leaks._reference_leaks(src.read_bytes(), output.read_bytes(), None, PSEUDONYM, ())
+            assert find_leaks(src, output, pseudonym=PSEUDONYM) == expected
+    assert expected and expected[0].found_in == "(0020,4000) ImageComments"
+
+
 def _printable_runs_plainly(data: bytes) -> bytes:
     """The runs as the verifier first found them (translate, then search for runs)."""
     run = b"\x01" * leaks._PIXEL_SAFE_LENGTH

@@ -99,6 +99,7 @@ _METHOD_CODE_SEQUENCE = 0x00120064
 
 _PIXEL_SAFE_LENGTH = 6  # shorter needles match pixel noise by chance
 _MAX_DEPTH = 64
+_SOURCE_PREFIX = 1 << 22  # a source larger than this is read up to its pixel data only
 
 
 
@@ -295,7 +296,24 @@ def find_leaks(
     ``pseudonym`` is the patient's catalog pseudonym, which a short ID may happen to be part of.
     ``kept`` are UIDs kept on purpose: an analysis result's references to published instances.
     """
-    return find_leaks_in(Path(source).read_bytes(), Path(output).read_bytes(), options, pseudonym, kept)
+    return find_leaks_in(_source_bytes(Path(source)), Path(output).read_bytes(), options, pseudonym, kept)
+
+
+def _source_bytes(path: Path) -> bytes:
+    """A source's bytes, as far as the check reads them: up to its pixel data when the file is large.
+
+    Only the source's header is searched for needles (as ``dcmread(stop_before_pixels=True)``
+    reads it); a large file (a multi-frame image, a slide) is not read whole for that. The
+    bytes end where the pixel data starts, which both readers treat as the end of the header.
+    """
+    with open(path, "rb") as fh:
+        data = fh.read(_SOURCE_PREFIX)
+        if len(data) < _SOURCE_PREFIX:
+            return data  # the whole file
+        raw = read(data)
+        if raw is not None and raw.header_end < len(data):
+            return data[: raw.header_end]
+        return data + fh.read()  # a header longer than the prefix, or off the fast path: all of it
 
 
 def find_leaks_in(
