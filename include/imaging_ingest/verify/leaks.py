@@ -22,6 +22,7 @@ not a leak. A caller may name the options instead.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -307,9 +308,9 @@ def _source_bytes(path: Path) -> bytes:
     bytes end where the pixel data starts, which both readers treat as the end of the header.
     """
     with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size < _SOURCE_PREFIX:
+            return fh.read()  # the whole file (read(n) would allocate n bytes first: slower for most files)
         data = fh.read(_SOURCE_PREFIX)
-        if len(data) < _SOURCE_PREFIX:
-            return data  # the whole file
         raw = read(data)
         if raw is not None and raw.header_end < len(data):
             return data[: raw.header_end]
