@@ -158,14 +158,16 @@ def gather(
     An element's values are read only when its VR or keyword can make a needle of them.
     """
     needles: dict[bytes, Needle] = {}
+    found = needles.get
+    identity = PATIENT_IDENTITY_KEYWORDS
 
     def add(text: str, source: str, kind: str, keyword: str, slot: tuple[str, int, int] | None = None) -> None:
         text = text.strip().strip("\x00")
         if len(text) >= _MIN_LENGTH:
             value = text.encode("utf-8", "replace")
-            old = needles.get(value)
+            old = found(value)
             # the patient's own identity wins: it decides what may be excused as a coincidence
-            if old is None or (keyword in PATIENT_IDENTITY_KEYWORDS and old.keyword not in PATIENT_IDENTITY_KEYWORDS):
+            if old is None or (keyword in identity and old.keyword not in identity):
                 needles[value] = Needle(value, source, kind, keyword, slot)
 
     for item, tag, elem, vr in elements:

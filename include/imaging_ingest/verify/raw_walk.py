@@ -16,7 +16,6 @@ UN, say), or one the bytes reader read as a sequence that pydicom would read as 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from functools import cache
 
 from pydicom.charset import convert_encodings, default_encoding
@@ -103,15 +102,23 @@ def _read_as_sequence(tag: int, elem: RawElement, implicit: bool) -> bool:
     return bool(elem.items)  # pydicom looks ahead for an item; an empty one it reads as bytes
 
 
-def walk(
-    item: RawItem, implicit: bool, wanted: frozenset[str] | None = None, depth: int = 0
-) -> Iterator[tuple[RawItem, int, RawElement, str]]:
-    """Every element of a raw data set and its sequences: (its data set, tag, element, VR).
+def walk(item: RawItem, implicit: bool, wanted: frozenset[str] | None = None) -> list[tuple[RawItem, int, RawElement, str]]:
+    """Every element of a raw data set and its sequences, in file order: (its data set, tag, element, VR).
 
-    Yields what ``leaks._walk`` yields for the same file read by pydicom; raises ``RawFallback``
+    The list ``leaks._walk`` yields for the same file read by pydicom; raises ``RawFallback``
     where pydicom's reading of an element could differ from the bytes reader's. ``wanted``:
-    yield only the elements of these VRs (every element is still checked).
+    only the elements of these VRs (every element is still checked). A list, not a generator:
+    nested generators cost more than the rest of the walk.
     """
+    out: list[tuple[RawItem, int, RawElement, str]] = []
+    _collect(item, implicit, wanted, out, 0)
+    return out
+
+
+def _collect(
+    item: RawItem, implicit: bool, wanted: frozenset[str] | None, out: list[tuple[RawItem, int, RawElement, str]],
+    depth: int,
+) -> None:
     if depth > _MAX_DEPTH:
         return
     for tag, elem in item.items():
@@ -120,14 +127,14 @@ def walk(
             if not _read_as_sequence(tag, elem, implicit):
                 raise RawFallback(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) read as a sequence by one reader only")
             for sub in items:
-                yield from walk(sub, implicit, wanted, depth + 1)
+                _collect(sub, implicit, wanted, out, depth + 1)
             continue
         if not vr or vr == "UN":
             vr = public_vr(tag, vr)
         if vr == "SQ" or (vr == "UN" and length == UNDEFINED):
             raise RawFallback(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) a sequence pydicom would parse from its bytes")
         if wanted is None or vr in wanted:
-            yield item, tag, elem, vr
+            out.append((item, tag, elem, vr))
 
 
 #: a value every DICOM character set decodes as ASCII, with nothing but trailing spaces to strip
