@@ -8,6 +8,7 @@ with a PHI-free reason; it never stops the batch.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +44,15 @@ class FileJob:
     src: str
     dst: str
     patient: PatientContext
+    #: what the caller's follow-up check needs for this file (see ``iter_outcomes``); opaque here
+    check: Any = None
+
+
+#: A check run right after a file is written, on the source's and the output's bytes while both are
+#: in memory: ``check(job, source, output)``. A picklable module-level function (it goes to workers).
+FollowUp = Callable[[FileJob, bytes, bytes], Any]
+#: Sources up to this size are read whole for a follow-up; bigger ones stream, and the check comes later.
+FOLLOW_UP_MAX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -52,21 +62,32 @@ class FileOutcome:
     reason: str | None = None
     #: the file's kept free-text values (``review.py``), also when the review held the file back
     texts: tuple[SeenText, ...] = ()
+    #: the follow-up check's result (None: no follow-up ran for this file)
+    checked: Any = None
 
 
-_worker: Deidentifier | None = None
+_worker: tuple[Deidentifier, FollowUp | None] | None = None
 _PRELOAD = ["pydicom", "pydicom.dataset", "pydicom.filereader", "pydicom.filewriter", "pydantic"]
 
 
 def _init_worker(
-    profile: ResolvedProfile, secret: bytes, keep_uids: frozenset[str] = frozenset(), review: TextPolicy | None = None
+    profile: ResolvedProfile,
+    secret: bytes,
+    keep_uids: frozenset[str] = frozenset(),
+    review: TextPolicy | None = None,
+    follow_up: FollowUp | None = None,
 ) -> None:
     global _worker
-    _worker = Deidentifier(profile, secret, keep_uids, review)
+    _worker = (Deidentifier(profile, secret, keep_uids, review), follow_up)
 
 
-def _run(deidentifier: Deidentifier, job: FileJob) -> FileOutcome:
+def _run(deidentifier: Deidentifier, job: FileJob, follow_up: FollowUp | None = None) -> FileOutcome:
     try:
+        if follow_up is not None and job.check is not None and os.path.getsize(job.src) <= FOLLOW_UP_MAX_BYTES:
+            with open(job.src, "rb") as fh:
+                source = fh.read()
+            output, written = deidentifier.deidentify_data(source, job.dst, job.patient)
+            return FileOutcome(job.file_id, output, texts=output.texts, checked=follow_up(job, source, written))
         output = deidentifier.deidentify_file(job.src, job.dst, job.patient)
         return FileOutcome(job.file_id, output, texts=output.texts)
     except FreeTextHeld as exc:
@@ -81,7 +102,8 @@ def _run(deidentifier: Deidentifier, job: FileJob) -> FileOutcome:
 
 def _run_in_worker(job: FileJob) -> FileOutcome:
     assert _worker is not None
-    return _run(_worker, job)
+    deidentifier, follow_up = _worker
+    return _run(deidentifier, job, follow_up)
 
 
 def iter_outcomes(
@@ -92,15 +114,20 @@ def iter_outcomes(
     workers: int = 1,
     keep_uids: frozenset[str] = frozenset(),
     review: TextPolicy | None = None,
+    follow_up: FollowUp | None = None,
 ) -> Iterator[FileOutcome]:
     """Run every job and yield its outcome as soon as it is known, in the order of ``jobs``.
 
     ``review``: the collection's free-text decisions and mode (plain data, sent to each worker once).
+    ``follow_up``: a check to run on each written file whose job has a ``check``, in the same
+    process and on the same bytes (the source read once, the output as written: no file is read
+    again); its result comes back as ``FileOutcome.checked``. Sources over ``FOLLOW_UP_MAX_BYTES``
+    stream as usual and come back unchecked.
     """
     if workers <= 1 or len(jobs) < 2 * workers:
         deidentifier = Deidentifier(profile, secret, keep_uids, review)
         for job in jobs:
-            yield _run(deidentifier, job)
+            yield _run(deidentifier, job, follow_up)
         return
     context = multiprocessing.get_context("forkserver")
     # workers fork from a server that has imported the heavy third-party modules once, instead of
@@ -109,7 +136,7 @@ def iter_outcomes(
     # imports its preload list before applying it)
     context.set_forkserver_preload(_PRELOAD)
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(profile, secret, keep_uids, review)
+        workers, mp_context=context, initializer=_init_worker, initargs=(profile, secret, keep_uids, review, follow_up)
     ) as pool:
         yield from pool.map(_run_in_worker, jobs, chunksize=max(1, min(32, len(jobs) // (workers * 4))))
 
@@ -154,6 +181,8 @@ def deidentify_frame(
     keep_uids: frozenset[str] = frozenset(),
     review: TextPolicy | None = None,
     on_texts: Callable[[int, tuple[SeenText, ...]], None] | None = None,
+    follow_up: FollowUp | None = None,
+    check_of: Callable[[dict[str, Any]], Any] | None = None,
 ) -> pd.DataFrame:
     """De-identify a manifest's rows; return one result row per input row (``file_id`` first).
 
@@ -161,6 +190,8 @@ def deidentify_frame(
     each successful result row (the pipeline uploads the file there). ``review`` applies
     curators' free-text decisions; ``on_texts`` sees each file's kept free-text values (restricted:
     the pipeline keeps them for the review report, never in the manifest).
+    ``follow_up`` runs on each file as it is written (see ``iter_outcomes``), with what
+    ``check_of(record)`` gives it; its result is the row's ``checked`` cell (None: not run).
     """
     import pandas as pd
 
@@ -174,9 +205,13 @@ def deidentify_frame(
             date_offset_days=int(record["date_offset_days"]),
             identifiers=(str(record["patient_id"]),),
         )
-        jobs.append(FileJob(int(record["file_id"]), str(source_of(record)), str(destination_of(key)), patient))
+        check = check_of(record) if check_of is not None else None
+        jobs.append(FileJob(int(record["file_id"]), str(source_of(record)), str(destination_of(key)), patient, check))
     rows = []
-    for outcome in iter_outcomes(jobs, profile, secret, workers=workers, keep_uids=keep_uids, review=review):
+    outcomes = iter_outcomes(
+        jobs, profile, secret, workers=workers, keep_uids=keep_uids, review=review, follow_up=follow_up
+    )
+    for outcome in outcomes:
         if progress:
             progress()
         if on_texts is not None and outcome.texts:
@@ -199,6 +234,8 @@ def deidentify_frame(
                 **{f"out_{k}": v for k, v in out.attributes.items()},
                 **{f"n_{k}": v for k, v in out.stats.as_dict().items()},
             )
+            if follow_up is not None:
+                row["checked"] = outcome.checked
             if on_output is not None:
                 on_output(row)
         rows.append(row)

@@ -22,7 +22,9 @@ import functools
 import io
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -32,7 +34,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from imaging_ingest.config import DeidOption
-from imaging_ingest.core.checksum import HashingWriter, copy_range
+from imaging_ingest.core.checksum import Digests, HashingWriter, copy_range
 from imaging_ingest.core.dicom_read import encoding_transfer_syntax, read_dataset
 from imaging_ingest.deid.elements import (
     PATIENT_ID,
@@ -297,77 +299,85 @@ class Deidentifier(ValueActions):
     def deidentify_file(self, src: str | Path, dst: str | Path, patient: PatientContext) -> DeidOutput:
         """De-identify one file to ``dst`` (written atomically) and return its new identity and hashes.
 
+        The source is streamed: its pixel data goes to ``dst`` in chunks, whatever its size.
+
         Raises:
             DeidError: the file cannot be de-identified safely; the reason names no PHI.
         """
-        src, dst = Path(src), Path(dst)
+        with open(src, "rb") as fp:
+            output, _ = self._deidentify_stream(fp, os.fstat(fp.fileno()).st_size, Path(dst), patient)
+        return output
+
+    def deidentify_data(self, data: bytes, dst: str | Path, patient: PatientContext) -> tuple[DeidOutput, bytes]:
+        """``deidentify_file`` for a source already in memory; also returns the bytes written to ``dst``.
+
+        For a caller that reads each file once and hands the same bytes to the next check
+        (``pipeline.onepass``: the leak scan); the output is the same, byte for byte.
+        """
+        return self._deidentify_stream(io.BytesIO(data), len(data), Path(dst), patient, data)
+
+    def _deidentify_stream(
+        self, fp: BinaryIO, file_size: int, dst: Path, patient: PatientContext, data: bytes | None = None
+    ) -> tuple[DeidOutput, bytes]:
+        """The engine on a binary stream; ``data``: the stream's bytes when it is in memory (see ``_write``)."""
         if self._review is not None:
             self._review.begin()
-        with open(src, "rb") as fp:
+        try:
+            ds = read_dataset(fp, stop_before_pixels=True)  # files without file meta too
+        except (
+            InvalidDicomError,
+            EOFError,
+            struct.error,
+            ValueError,
+            TypeError,
+            KeyError,
+            OverflowError,
+        ) as exc:
+            raise DeidError(f"unreadable DICOM header ({type(exc).__name__})") from None
+        pixel_start = fp.tell()
+        meta = ds.file_meta if ds.file_meta is not None else FileMetaDataset()
+        transfer_syntax = meta.get("TransferSyntaxUID")
+        implicit, little = ds.original_encoding
+        raw_copy = (
+            transfer_syntax is not None
+            and transfer_syntax not in (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian)
+            and little is True
+            and bool(implicit) == UID(transfer_syntax).is_implicit_VR
+        )
+        if not raw_copy:
+            fp.seek(0)
             try:
-                ds = read_dataset(fp, stop_before_pixels=True)  # files without file meta too
-            except (
-                InvalidDicomError,
-                EOFError,
-                struct.error,
-                ValueError,
-                TypeError,
-                KeyError,
-                OverflowError,
-            ) as exc:
-                raise DeidError(f"unreadable DICOM header ({type(exc).__name__})") from None
-            pixel_start = fp.tell()
-            file_size = os.fstat(fp.fileno()).st_size
-            meta = ds.file_meta if ds.file_meta is not None else FileMetaDataset()
-            transfer_syntax = meta.get("TransferSyntaxUID")
-            implicit, little = ds.original_encoding
-            raw_copy = (
-                transfer_syntax is not None
-                and transfer_syntax not in (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian)
-                and little is True
-                and bool(implicit) == UID(transfer_syntax).is_implicit_VR
-            )
-            if not raw_copy:
-                fp.seek(0)
-                try:
-                    ds = read_dataset(fp, stop_before_pixels=False)
-                except (InvalidDicomError, EOFError, struct.error, ValueError, TypeError, KeyError) as exc:
-                    raise DeidError(f"unreadable DICOM file ({type(exc).__name__})") from None
-            stats = self._deidentify_loaded(ds, patient)
-            texts = self._review.take() if self._review is not None else ()  # may hold the file back
-            pixel_end = pixel_start
-            try:
-                if raw_copy:
-                    header = encode_file_header(ds, ds.file_meta, bool(implicit))
-                    if pixel_start < file_size:
-                        pixel_end = pixel_element_end(fp, pixel_start, file_size, bool(implicit), True)
-                else:
-                    buffer = io.BytesIO()
-                    ds.save_as(buffer, enforce_file_format=True)
-                    header = buffer.getvalue()
-            except ValueError as exc:
-                raise DeidError(f"cannot write the de-identified file: {str(exc).split(':')[0]}") from None
-            tmp = dst.with_name(f".{dst.name}.partial")
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as out:
-                writer = HashingWriter(out)
-                writer.write(header)
-                if pixel_end > pixel_start:
-                    fp.seek(pixel_start)
-                    copy_range(fp, writer, pixel_end - pixel_start)
-            os.replace(tmp, dst)
-        return DeidOutput(
+                ds = read_dataset(fp, stop_before_pixels=False)
+            except (InvalidDicomError, EOFError, struct.error, ValueError, TypeError, KeyError) as exc:
+                raise DeidError(f"unreadable DICOM file ({type(exc).__name__})") from None
+        stats = self._deidentify_loaded(ds, patient)
+        texts = self._review.take() if self._review is not None else ()  # may hold the file back
+        pixel_end = pixel_start
+        try:
+            if raw_copy:
+                header = encode_file_header(ds, ds.file_meta, bool(implicit))
+                if pixel_start < file_size:
+                    pixel_end = pixel_element_end(fp, pixel_start, file_size, bool(implicit), True)
+            else:
+                buffer = io.BytesIO()
+                ds.save_as(buffer, enforce_file_format=True)
+                header = buffer.getvalue()
+        except ValueError as exc:
+            raise DeidError(f"cannot write the de-identified file: {str(exc).split(':')[0]}") from None
+        kept = _write(dst, header, fp, pixel_start, pixel_end, data)
+        output = DeidOutput(
             study_uid=first_value(ds, 0x0020000D),
             series_uid=first_value(ds, 0x0020000E),
             sop_uid=first_value(ds, SOP_INSTANCE_UID),
             sop_class_uid=first_value(ds, SOP_CLASS_UID),
-            size=writer.digests.size,
-            sha256=writer.digests.sha256,
-            md5=writer.digests.md5,
+            size=kept.digests.size,
+            sha256=kept.digests.sha256,
+            md5=kept.digests.md5,
             stats=stats,
             attributes=catalog_attributes(ds),
             texts=texts,
         )
+        return output, kept.data
 
     def _deidentify_loaded(self, ds: Dataset, patient: PatientContext) -> DeidStats:
         sop_uid = element_map(ds).get(SOP_INSTANCE_UID)
@@ -387,3 +397,32 @@ class Deidentifier(ValueActions):
         ds.file_meta = meta
         ds.preamble = b"\x00" * 128  # a preamble can hold a whole TIFF (and its PHI): never copied
         return stats
+
+
+@dataclass(frozen=True)
+class _Written:
+    digests: Digests
+    data: bytes  # what was written, when the caller asked to keep it (else empty)
+
+
+def _write(dst: Path, header: bytes, fp: BinaryIO, pixel_start: int, pixel_end: int, data: bytes | None) -> _Written:
+    """Write the new header and the source's pixel data element behind it (atomically), hashing on the way.
+
+    ``data``: the source's bytes when they are in memory; its pixel bytes are then written from a
+    view of them (no copy), and the whole output is returned too.
+    """
+    tmp = dst.with_name(f".{dst.name}.partial")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    pixels: bytes | memoryview = b""
+    with open(tmp, "wb") as out:
+        writer = HashingWriter(out)
+        writer.write(header)
+        if pixel_end > pixel_start:
+            if data is not None:
+                pixels = memoryview(data)[pixel_start:pixel_end]
+                writer.write(pixels)
+            else:
+                fp.seek(pixel_start)
+                copy_range(fp, writer, pixel_end - pixel_start)
+    os.replace(tmp, dst)
+    return _Written(writer.digests, b"".join((header, pixels)) if data is not None else b"")
