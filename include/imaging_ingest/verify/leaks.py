@@ -24,16 +24,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from pydicom import dcmread
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
@@ -54,7 +53,20 @@ from imaging_ingest.verify.raw_walk import RawFallback, code_values, read
 from imaging_ingest.verify.text import raw_text_findings, text_findings
 from imaging_ingest.verify.values import element_strings
 
-__all__ = ["Leak", "Needle", "find_leaks", "find_leaks_in", "identifying_values", "leak_scan_pool", "verify_frame"]
+if TYPE_CHECKING:  # frames are the callers'; a worker that only scans bytes never imports pandas
+    import pandas as pd
+
+__all__ = [
+    "Leak",
+    "Needle",
+    "Verdict",
+    "find_leaks",
+    "find_leaks_in",
+    "identifying_values",
+    "leak_scan_pool",
+    "scan_bytes",
+    "verify_frame",
+]
 
 #: What each Retain option (by its CID 7050 code) keeps on purpose, in this module's terms.
 _RETAIN_UIDS = "113110"
@@ -411,13 +423,28 @@ def _judge(
     return leaks
 
 
-def _scan(pair: tuple[str, str, tuple[str, ...] | None, str | None, str]) -> tuple[int, str | None]:
-    source, output, options, pseudonym, kept = pair
+#: A scan's outcome for one output: how many leaks (-1: it could not be read) and the first one's reason.
+Verdict = tuple[int, str | None]
+
+
+def _verdict(scan: Callable[[], list[Leak]]) -> Verdict:
     try:
-        leaks = find_leaks(source, output, options, pseudonym, kept.split())
+        leaks = scan()
     except (InvalidDicomError, OSError, EOFError, struct.error, ValueError, TypeError, KeyError) as exc:
         return -1, f"verification failed ({type(exc).__name__}): output not readable"
     return len(leaks), leaks[0].reason if leaks else None
+
+
+def scan_bytes(
+    source: bytes, output: bytes, options: Iterable[str] | None, pseudonym: str | None, kept: Iterable[str]
+) -> Verdict:
+    """``verify_frame``'s verdict on one output from both files' bytes (``find_leaks_in``): for a caller that holds them."""
+    return _verdict(lambda: find_leaks_in(source, output, options, pseudonym, kept))
+
+
+def _scan(pair: tuple[str, str, tuple[str, ...] | None, str | None, str]) -> Verdict:
+    source, output, options, pseudonym, kept = pair
+    return _verdict(lambda: find_leaks(source, output, options, pseudonym, kept.split()))
 
 
 def _pseudonym(record: dict[str, Any]) -> str | None:
@@ -448,11 +475,15 @@ def verify_frame(
     options: Iterable[str] | None = None,
     workers: int = 1,
     pool: Executor | None = None,
+    known: Mapping[int, tuple[str, Verdict]] | None = None,
 ) -> pd.DataFrame:
     """Leak-scan every still-ok row; a hit quarantines the file, naming the elements (never the value).
 
     ``workers`` > 1 scans in a process pool of its own, ``pool`` in a shared one (see
-    ``leak_scan_pool``); the paths are resolved here, in the caller.
+    ``leak_scan_pool``); the paths are resolved here, in the caller. ``known`` maps a file id
+    to a verdict already reached on its output (``scan_bytes``, run where the output was
+    written) and that output's SHA-256: a row whose output still has that checksum takes the
+    verdict instead of being scanned again; any other row is scanned.
     """
     frame = frame.copy()
     frame["leaks"] = 0
@@ -461,16 +492,22 @@ def verify_frame(
     if not len(ok):
         return frame
     opts = tuple(str(o) for o in options) if options is not None else None
-    pairs = [(str(source_of(r)), str(output_of(r)), opts, _pseudonym(r), str(r.get("kept_uids") or ""))
-             for r in iter_records(frame.loc[ok])]
+    reached: list[Verdict | None] = []
+    pairs = []
+    for r in iter_records(frame.loc[ok]):
+        earlier = (known or {}).get(int(r["file_id"]))
+        reached.append(earlier[1] if earlier is not None and earlier[0] == r.get("sha256") else None)
+        if reached[-1] is None:
+            pairs.append((str(source_of(r)), str(output_of(r)), opts, _pseudonym(r), str(r.get("kept_uids") or "")))
     if pool is not None:
-        results = list(pool.map(_scan, pairs, chunksize=16))
+        scanned = iter(pool.map(_scan, pairs, chunksize=16))
     elif workers > 1 and len(pairs) >= 2 * workers:
         with leak_scan_pool(workers) as own:
             assert own is not None
-            results = list(own.map(_scan, pairs, chunksize=max(1, min(64, len(pairs) // (workers * 4)))))
+            scanned = iter(list(own.map(_scan, pairs, chunksize=max(1, min(64, len(pairs) // (workers * 4))))))
     else:
-        results = [_scan(p) for p in pairs]
+        scanned = (_scan(p) for p in pairs)
+    results = [verdict if verdict is not None else next(scanned) for verdict in reached]
     counts = [max(n, 0) for n, _ in results]
     frame.loc[ok, "leaks"] = counts
     frame.loc[ok, "verified"] = [n >= 0 for n, _ in results]
