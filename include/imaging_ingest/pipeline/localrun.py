@@ -36,6 +36,7 @@ from imaging_ingest.intake.drops import DropEntry, is_archive_name
 from imaging_ingest.intake.local import open_local, walk_tree
 from imaging_ingest.intake.staging import stage_entries
 from imaging_ingest.inventory.scan import inventory_frame
+from imaging_ingest.pipeline.onepass import known_verdicts, leak_check_of, leak_scan
 from imaging_ingest.pipeline.supporting import (
     SUPPORTING_KINDS,
     SupportingEnv,
@@ -110,8 +111,14 @@ def deidentify_tree(
     workers: int = 1,
     quarantine_dir: Path | None = None,
     progress: Callable[[str, int], Callable[[], None]] | None = None,
+    one_pass: bool = True,
 ) -> LocalRunSummary:
-    """De-identify ``src`` into ``dst``; never raises for bad input files, only for system errors."""
+    """De-identify ``src`` into ``dst``; never raises for bad input files, only for system errors.
+
+    ``one_pass``: leak-scan each output in the worker that wrote it, on the bytes in memory
+    (``pipeline.onepass``); False runs the scan as a stage of its own, reading every file
+    again, as the DAG's verify task does (same verdicts: a test compares the two).
+    """
     src, dst = src.resolve(), dst.resolve()
     dst.mkdir(parents=True, exist_ok=True)
     catalog.ensure_collection(config)
@@ -140,7 +147,11 @@ def deidentify_tree(
             workers=workers,
             progress=tick,
             review=load_policy(catalog, config),  # the catalog's free-text decisions; flagged, undecided: removed
+            follow_up=leak_scan if one_pass else None,  # the leak scan on the bytes just written: no re-read
+            check_of=leak_check_of(config.deid.options),
         )
+        verdicts = known_verdicts(results)
+        results = results.drop(columns="checked", errors="ignore")
         env = SupportingEnv(
             config=config,
             secret=secret,
@@ -160,6 +171,7 @@ def deidentify_tree(
             env,
             options=config.deid.options,
             workers=workers,
+            known=verdicts,
         )
         freetext = freetext_counts(frame[frame["status"] == "ok"])
         rows = _finish(frame, work, dst, quarantine_dir)

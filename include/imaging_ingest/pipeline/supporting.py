@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -52,7 +52,7 @@ from imaging_ingest.screen.clinical import (
     write_table,
 )
 from imaging_ingest.screen.slides import SlideError, deidentify_slide, removed_values, verify_slide
-from imaging_ingest.verify.leaks import identifying_values, verify_frame
+from imaging_ingest.verify.leaks import Verdict, identifying_values, verify_frame
 
 __all__ = [
     "SUPPORTING_KINDS",
@@ -308,17 +308,21 @@ def verify_all(
     options: Iterable[str] | None = None,
     workers: int = 1,
     pool: Executor | None = None,
+    known: Mapping[int, tuple[str, Verdict]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Verify DICOM rows with the leak scan and supporting rows with their own checks.
 
     ``options`` are the de-identification options applied (values a Retain option keeps
     on purpose are not leaks); ``workers`` > 1 runs the leak scan in a process pool, or
-    ``pool`` in a shared one (``verify.leak_scan_pool``).
+    ``pool`` in a shared one (``verify.leak_scan_pool``); ``known``: verdicts already reached
+    on the outputs (``verify_frame``).
     Returns the verified manifest and the clinical gate's PHI-free projection (empty when
     there are no clinical tables).
     """
     dicom = _is_dicom(frame)
-    verified = verify_frame(frame[dicom], source_of, output_of, options=options, workers=workers, pool=pool)
+    verified = verify_frame(
+        frame[dicom], source_of, output_of, options=options, workers=workers, pool=pool, known=known
+    )
     others = frame[~dicom].copy()
     others["leaks"] = 0
     others["verified"] = False
