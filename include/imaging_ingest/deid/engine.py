@@ -59,7 +59,7 @@ from imaging_ingest.deid.results import (
     catalog_attributes,
 )
 from imaging_ingest.deid.review import TextPolicy, TextReview
-from imaging_ingest.deid.values import FileRun, ValueActions
+from imaging_ingest.deid.values import CleanedValues, FileRun, ValueActions
 from imaging_ingest.deid.writer import encode_dataset, encode_file_header, pixel_element_end
 
 __all__ = [
@@ -130,6 +130,7 @@ class Deidentifier(ValueActions):
         # Private copies: decisions for unlisted tags are added as they are first met.
         self._nested: dict[tuple[int, ...], dict[int, Action]] = {}  # per path of sequence tags
         self._top: dict[str | None, dict[int, Action]] = {}
+        self._cleaned = CleanedValues()  # free text cleaned before, for this engine's next files
         self._method_codes = [METHOD_CODES[None]] + [
             METHOD_CODES[o] for o in profile.options if o in METHOD_CODES
         ]

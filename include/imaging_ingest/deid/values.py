@@ -30,7 +30,7 @@ from imaging_ingest.deid.results import DeidStats
 from imaging_ingest.deid.review import TextReview
 from imaging_ingest.deid.uids import keyed_hash, remap_uid
 
-__all__ = ["FileRun", "ValueActions"]
+__all__ = ["CleanedValues", "FileRun", "ValueActions"]
 
 #: Dummy values for action D, by VR: valid for the VR, and say nothing.
 _DUMMY: dict[str, Any] = {
@@ -87,6 +87,7 @@ class ValueActions:
     _review: TextReview | None
     _shift_dates: bool
     _full_dates: bool
+    _cleaned: CleanedValues
 
     def _sequence(self, ds: Dataset, tag: int, run: FileRun, stats: DeidStats, depth: int) -> None:
         raise NotImplementedError  # the engine walks sequences
@@ -224,13 +225,14 @@ class ValueActions:
 
     def _scrub(self, ds: Dataset, tag: int, vr: str, run: FileRun, stats: DeidStats) -> None:
         elem = ds[tag]  # text needs the character set: let pydicom decode it
-        result = clean_element(text_values(elem), tag, vr, run.identifiers())
-        count_by_attribute(stats.freetext_flagged, tag, result.flagged)
-        if result.removed:
-            stats.scrubbed += result.removed
+        values, removed, flagged = self._cleaned(tuple(text_values(elem)), tag, vr, run.identifiers())
+        count_by_attribute(stats.freetext_flagged, tag, flagged)
+        if removed:
+            stats.scrubbed += removed
             stats.descriptors_cleaned += 1
-            count_by_attribute(stats.freetext_removed, tag, result.removed)
-            elem.value = result.values[0] if len(result.values) == 1 else result.values
+            count_by_attribute(stats.freetext_removed, tag, removed)
+            elem.value = values[0] if len(values) == 1 else list(values)
+
 
     def _shift(
         self,
@@ -302,3 +304,30 @@ class ValueActions:
         if values:
             converted.value = values[0] if len(values) == 1 else values
             stats.replaced += 1
+
+
+
+class CleanedValues:
+    """``clean_element``'s results, remembered by one engine: a series repeats its descriptions in every file.
+
+    The detector is a pure function of its arguments (the values, the attribute, its VR and the
+    patient's own identifiers; its word lists are fixed data), so a value seen before is cleaned
+    the same way without running it again. It lives as long as its engine, in memory only, like
+    the values themselves, and forgets everything when it holds ``size`` results.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._results: dict[tuple[tuple[str, ...], int, str, tuple[str, ...]], tuple[tuple[str, ...], int, int]] = {}
+
+    def __call__(
+        self, values: tuple[str, ...], tag: int, vr: str, identifiers: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], int, int]:
+        key = (values, tag, vr, identifiers)
+        found = self._results.get(key)
+        if found is None:
+            if len(self._results) >= self._size:
+                self._results.clear()
+            result = clean_element(values, tag, vr, identifiers)
+            found = self._results[key] = (tuple(result.values), result.removed, result.flagged)
+        return found
