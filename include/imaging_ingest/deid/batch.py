@@ -7,15 +7,14 @@ with a PHI-free reason; it never stops the batch.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imaging_ingest.config import DeidOption
+from imaging_ingest.core.pool import process_pool
 from imaging_ingest.core.records import iter_records
 from imaging_ingest.deid.engine import Deidentifier, DeidError, DeidOutput, PatientContext
 from imaging_ingest.deid.freetext.element import parse_counts
@@ -67,7 +66,6 @@ class FileOutcome:
 
 
 _worker: tuple[Deidentifier, FollowUp | None] | None = None
-_PRELOAD = ["pydicom", "pydicom.dataset", "pydicom.filereader", "pydicom.filewriter", "pydantic"]
 
 
 def _init_worker(
@@ -76,9 +74,10 @@ def _init_worker(
     keep_uids: frozenset[str] = frozenset(),
     review: TextPolicy | None = None,
     follow_up: FollowUp | None = None,
+    md5: bool = True,
 ) -> None:
     global _worker
-    _worker = (Deidentifier(profile, secret, keep_uids, review), follow_up)
+    _worker = (Deidentifier(profile, secret, keep_uids, review, md5=md5), follow_up)
 
 
 def _run(deidentifier: Deidentifier, job: FileJob, follow_up: FollowUp | None = None) -> FileOutcome:
@@ -115,6 +114,7 @@ def iter_outcomes(
     keep_uids: frozenset[str] = frozenset(),
     review: TextPolicy | None = None,
     follow_up: FollowUp | None = None,
+    md5: bool = True,
 ) -> Iterator[FileOutcome]:
     """Run every job and yield its outcome as soon as it is known, in the order of ``jobs``.
 
@@ -122,22 +122,15 @@ def iter_outcomes(
     ``follow_up``: a check to run on each written file whose job has a ``check``, in the same
     process and on the same bytes (the source read once, the output as written: no file is read
     again); its result comes back as ``FileOutcome.checked``. Sources over ``FOLLOW_UP_MAX_BYTES``
-    stream as usual and come back unchecked.
+    stream as usual and come back unchecked. ``md5=False``: no output MD5 (see ``Deidentifier``).
     """
     if workers <= 1 or len(jobs) < 2 * workers:
-        deidentifier = Deidentifier(profile, secret, keep_uids, review)
+        deidentifier = Deidentifier(profile, secret, keep_uids, review, md5=md5)
         for job in jobs:
             yield _run(deidentifier, job, follow_up)
         return
-    context = multiprocessing.get_context("forkserver")
-    # workers fork from a server that has imported the heavy third-party modules once, instead of
-    # each importing them on start (seconds per worker on a busy machine); our own modules are
-    # imported by each worker, after it has taken the caller's sys.path (Python 3.11's forkserver
-    # imports its preload list before applying it)
-    context.set_forkserver_preload(_PRELOAD)
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(profile, secret, keep_uids, review, follow_up)
-    ) as pool:
+    initargs = (profile, secret, keep_uids, review, follow_up, md5)
+    with process_pool(workers, initializer=_init_worker, initargs=initargs) as pool:
         yield from pool.map(_run_in_worker, jobs, chunksize=max(1, min(32, len(jobs) // (workers * 4))))
 
 
@@ -183,6 +176,7 @@ def deidentify_frame(
     on_texts: Callable[[int, tuple[SeenText, ...]], None] | None = None,
     follow_up: FollowUp | None = None,
     check_of: Callable[[dict[str, Any]], Any] | None = None,
+    md5: bool = True,
 ) -> pd.DataFrame:
     """De-identify a manifest's rows; return one result row per input row (``file_id`` first).
 
@@ -192,6 +186,7 @@ def deidentify_frame(
     the pipeline keeps them for the review report, never in the manifest).
     ``follow_up`` runs on each file as it is written (see ``iter_outcomes``), with what
     ``check_of(record)`` gives it; its result is the row's ``checked`` cell (None: not run).
+    ``md5=False``: the rows' ``md5`` is None (a caller that publishes no MD5 need not compute it).
     """
     import pandas as pd
 
@@ -209,7 +204,7 @@ def deidentify_frame(
         jobs.append(FileJob(int(record["file_id"]), str(source_of(record)), str(destination_of(key)), patient, check))
     rows = []
     outcomes = iter_outcomes(
-        jobs, profile, secret, workers=workers, keep_uids=keep_uids, review=review, follow_up=follow_up
+        jobs, profile, secret, workers=workers, keep_uids=keep_uids, review=review, follow_up=follow_up, md5=md5
     )
     for outcome in outcomes:
         if progress:

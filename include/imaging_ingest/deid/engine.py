@@ -115,8 +115,12 @@ class Deidentifier(ValueActions):
         secret: bytes,
         keep_uids: frozenset[str] = frozenset(),
         review: TextPolicy | None = None,
+        *,
+        md5: bool = True,
     ) -> None:
+        """``md5=False``: outputs get no MD5 (``DeidOutput.md5`` None), for a caller that publishes none."""
         self.profile = profile
+        self._md5 = md5
         self.secret = secret
         #: Published UIDs an analysis result references: already de-identified, never remapped again.
         self.keep_uids = keep_uids
@@ -365,7 +369,7 @@ class Deidentifier(ValueActions):
                 header = buffer.getvalue()
         except ValueError as exc:
             raise DeidError(f"cannot write the de-identified file: {str(exc).split(':')[0]}") from None
-        kept = _write(dst, header, fp, pixel_start, pixel_end, data)
+        kept = _write(dst, header, fp, pixel_start, pixel_end, data, md5=self._md5)
         output = DeidOutput(
             study_uid=first_value(ds, 0x0020000D),
             series_uid=first_value(ds, 0x0020000E),
@@ -373,7 +377,7 @@ class Deidentifier(ValueActions):
             sop_class_uid=first_value(ds, SOP_CLASS_UID),
             size=kept.digests.size,
             sha256=kept.digests.sha256,
-            md5=kept.digests.md5,
+            md5=kept.digests.md5 if kept.digests.has_md5 else None,
             stats=stats,
             attributes=catalog_attributes(ds),
             texts=texts,
@@ -406,7 +410,9 @@ class _Written:
     data: bytes  # what was written, when the caller asked to keep it (else empty)
 
 
-def _write(dst: Path, header: bytes, fp: BinaryIO, pixel_start: int, pixel_end: int, data: bytes | None) -> _Written:
+def _write(
+    dst: Path, header: bytes, fp: BinaryIO, pixel_start: int, pixel_end: int, data: bytes | None, *, md5: bool
+) -> _Written:
     """Write the new header and the source's pixel data element behind it (atomically), hashing on the way.
 
     ``data``: the source's bytes when they are in memory; its pixel bytes are then written from a
@@ -416,7 +422,7 @@ def _write(dst: Path, header: bytes, fp: BinaryIO, pixel_start: int, pixel_end: 
     dst.parent.mkdir(parents=True, exist_ok=True)
     pixels: bytes | memoryview = b""
     with open(tmp, "wb") as out:
-        writer = HashingWriter(out)
+        writer = HashingWriter(out, md5=md5)
         writer.write(header)
         if pixel_end > pixel_start:
             if data is not None:

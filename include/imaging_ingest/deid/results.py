@@ -65,7 +65,8 @@ class DeidOutput:
     sop_class_uid: str
     size: int
     sha256: str
-    md5: str
+    #: None where the engine was asked for no MD5 (``Deidentifier(md5=False)``)
+    md5: str | None
     stats: DeidStats = field(compare=False)
     attributes: dict[str, str | None] = field(default_factory=dict, compare=False)
     #: kept free-text values and what the curators' review did with them (``review.py``); restricted

@@ -21,11 +21,10 @@ not a leak. A caller may name the options instead.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
@@ -39,6 +38,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
 
+from imaging_ingest.core.pool import process_pool
 from imaging_ingest.core.records import iter_records
 from imaging_ingest.verify.coincidence import Place, unexcused
 from imaging_ingest.verify.needles import (
@@ -461,9 +461,7 @@ def leak_scan_pool(workers: int) -> Iterator[Executor | None]:
     if workers <= 1:
         yield None
         return
-    context = multiprocessing.get_context("forkserver")  # no fork of a (possibly threaded) caller
-    context.set_forkserver_preload(["pydicom", "pydicom.dataset", "pydicom.filereader", "pandas"])
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with process_pool(workers) as pool:
         yield pool
 
 
