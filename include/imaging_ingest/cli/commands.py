@@ -45,6 +45,10 @@ def available_cores() -> int:
 
 
 def cmd_deidentify(args: argparse.Namespace) -> int:
+    if (args.workers or (1 if args.config else available_cores())) > 1:  # (a config's own count is known later)
+        from imaging_ingest.core.pool import start_server
+
+        start_server()  # the workers' server imports pydicom on another core while this process imports the rest
     with long_lived_imports():  # the pipeline's libraries: ~0.3 s of collector work spared (see there)
         from imaging_ingest.config import CollectionConfig, DropConfig, License, load_collection_config
         from imaging_ingest.core.secret import read_secret_file

@@ -13,20 +13,23 @@ import hashlib
 import io
 import re
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-import pandas as pd
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import UID
 
 from imaging_ingest.core.checksum import iter_chunks
 from imaging_ingest.core.dicom_read import encoding_transfer_syntax, read_dataset, truncation
+from imaging_ingest.core.pool import process_pool
 from imaging_ingest.core.records import frame_from_records
 from imaging_ingest.inventory.raw_header import raw_header
 from imaging_ingest.inventory.twins import content_key, decoded_key, preferred
+
+if TYPE_CHECKING:  # frames are the callers'; a worker that reads headers never imports pandas
+    import pandas as pd
 
 __all__ = [
     "HEADER_COLUMNS",
@@ -310,6 +313,7 @@ def inventory_frame(
     *,
     remapped_uids: frozenset[str] = frozenset(),
     checksum: bool = False,
+    workers: int = 1,
 ) -> pd.DataFrame:
     """Read every still-ok file's header into its record, then apply the submission-wide rules.
 
@@ -322,36 +326,66 @@ def inventory_frame(
     its file from the header read's own read of the bytes (``read_header``'s ``digest``),
     for a caller that staged the file without hashing it (the local CLI); the duplicate
     rules below then compare those digests as they compare staged ones.
+
+    ``workers`` > 1 reads the headers in that many processes (``core.pool``); the rows, and
+    everything decided from them, are the same.
     """
     accepted = {m.upper() for m in modalities}
 
-    def read(record: dict[str, Any]) -> dict[str, Any]:
-        record = dict(record)
-        if record["status"] == "ok":
-            digest = hashlib.sha256() if checksum and record.get("sha256_source") is None else None
-            header = read_header(path_of(record), record["source_path"], remapped_uids=remapped_uids, digest=digest)
-            if digest is not None:
-                record["sha256_source"] = digest.hexdigest()
-            record["kind"] = header.kind
-            record.update(header.values)
-            if header.reason:
-                record.update(status="quarantined", reason=header.reason)
-            elif header.kind != FileKind.DICOM:
-                refusal = (
-                    supporting(header.kind, record["source_path"])
-                    if supporting is not None
-                    else f"supporting file of type '{header.kind}' is not declared in the collection config"
-                )
-                if refusal:
-                    record.update(status="quarantined", reason=refusal)
-            elif (record.get("modality") or "").upper() not in accepted:
-                record.update(
-                    status="quarantined", reason=f"modality {record.get('modality')} is not accepted by this collection"
-                )
-        return record
+    def judged(record: dict[str, Any], header: HeaderRead, sha256: str | None) -> None:
+        if sha256 is not None:
+            record["sha256_source"] = sha256
+        record["kind"] = header.kind
+        record.update(header.values)
+        if header.reason:
+            record.update(status="quarantined", reason=header.reason)
+        elif header.kind != FileKind.DICOM:
+            refusal = (
+                supporting(header.kind, record["source_path"])
+                if supporting is not None
+                else f"supporting file of type '{header.kind}' is not declared in the collection config"
+            )
+            if refusal:
+                record.update(status="quarantined", reason=refusal)
+        elif (record.get("modality") or "").upper() not in accepted:
+            record.update(
+                status="quarantined", reason=f"modality {record.get('modality')} is not accepted by this collection"
+            )
 
-    frame = frame_from_records(read(record) for record in records)
+    def task(record: dict[str, Any]) -> _HeaderTask:
+        hashed = checksum and record.get("sha256_source") is None
+        return str(path_of(record)), str(record["source_path"]), remapped_uids, hashed
+
+    def read_all(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        todo = [task(r) for r in records if r["status"] == "ok"]
+        reads: Iterator[tuple[HeaderRead, str | None]]
+        if workers > 1 and len(todo) >= 2 * workers:
+            with process_pool(workers) as pool:
+                chunk = max(1, min(64, len(todo) // (workers * 4)))
+                reads = iter(list(pool.map(_read_header_task, todo, chunksize=chunk)))
+        else:
+            reads = map(_read_header_task, todo)  # one at a time, as the rows are made
+        for record in records:
+            record = dict(record)
+            if record["status"] == "ok":
+                header, sha256 = next(reads)
+                judged(record, header, sha256)
+            yield record
+
+    frame = frame_from_records(read_all(list(records)))
     for column in ("kind", *HEADER_COLUMNS):
         if column not in frame.columns:
             frame[column] = None
     return check_submission(frame, copy=False, path_of=path_of)
+
+
+#: What one header read needs: the file, its name in the submission, ``remapped_uids``, and whether to hash it.
+_HeaderTask = tuple[str, str, frozenset[str], bool]
+
+
+def _read_header_task(task: _HeaderTask) -> tuple[HeaderRead, str | None]:
+    """``read_header`` of one file (and its SHA-256 when asked), in this process or a worker."""
+    path, name, remapped_uids, hashed = task
+    digest = hashlib.sha256() if hashed else None
+    header = read_header(Path(path), name, remapped_uids=remapped_uids, digest=digest)
+    return header, digest.hexdigest() if digest is not None else None

@@ -133,6 +133,7 @@ def deidentify_tree(
             accept_supporting(config),
             remapped_uids=profile.remapped_instance_uids(),
             checksum=True,  # the source SHA-256 from the header read's bytes (see _staged_records)
+            workers=workers,
         )
         frame = assign_patients(frame, secret, catalog, config, copy=False)
         ok = frame[frame["status"] == "ok"]
@@ -149,6 +150,7 @@ def deidentify_tree(
             review=load_policy(catalog, config),  # the catalog's free-text decisions; flagged, undecided: removed
             follow_up=leak_scan if one_pass else None,  # the leak scan on the bytes just written: no re-read
             check_of=leak_check_of(config.deid.options),
+            md5=False,  # the manifest carries the SHA-256; an MD5 is for the archive's listings only
         )
         verdicts = known_verdicts(results)
         results = results.drop(columns="checked", errors="ignore")
