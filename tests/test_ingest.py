@@ -284,3 +284,24 @@ def test_an_exact_duplicate_is_quarantined_with_its_reason_but_never_waits_for_a
     assert "duplicate" in duplicate.reason  # conservation: quarantined, with its reason
     assert (duplicate.state, duplicate.decided_by) == ("rejected", "policy")  # closed by policy, not queued
     assert all(i.state == "pending" for i in items.values() if "duplicate" not in i.reason)
+
+
+def test_the_verify_stage_takes_the_deidentify_tasks_verdicts_and_still_quarantines_leaks(
+    demo_config: CollectionConfig, settings: Settings, secret: bytes, catalog: Catalog, submission: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from imaging_ingest.config import DeidConfig, TagOverride
+    from imaging_ingest.verify import leaks
+
+    deid = DeidConfig(options=demo_config.deid.options, overrides={"InstitutionName": TagOverride(action="keep")})
+    config = demo_config.model_copy(update={"workers": 1, "deid": deid})  # one process: the scans can be counted
+    scanned_again: list[str] = []
+    scan = leaks._scan
+    monkeypatch.setattr(leaks, "_scan", lambda pair: scanned_again.append(pair[1]) or scan(pair))
+    summary = Ingest(config, settings, secret=secret, catalog=catalog).run()
+    assert summary is not None
+    leaked = {r: n for r, n in summary["quarantine_reasons"].items() if r.startswith("PHI leak")}
+    assert sum(leaked.values()) > 10, "the kept InstitutionName is a leak in (nearly) every file"
+    # verdicts reached where the outputs were written: the verify task read no file again but the
+    # outputs screening rewrote (redacted), if any
+    assert len(scanned_again) < sum(leaked.values()) // 2

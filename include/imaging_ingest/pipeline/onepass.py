@@ -9,7 +9,9 @@ bytes; only the file reads are shared.
 
 A verdict holds for the output it scanned and nothing else: the verify stage takes it only
 while the row's output SHA-256 is the one scanned. Screening that redacts pixels rewrites an
-output (a new checksum), which is then scanned again like any other.
+output (a new checksum), which is then scanned again like any other. The DAG does the same:
+its deidentify task keeps the verdicts in the batch's rows (``VERDICT_COLUMNS``), and its
+verify task scans only what has none, or whose output changed since.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from imaging_ingest.verify.leaks import Verdict, scan_bytes
 if TYPE_CHECKING:  # workers import this module: they never need pandas
     import pandas as pd
 
-__all__ = ["LeakCheck", "known_verdicts", "leak_check_of", "leak_scan"]
+__all__ = ["VERDICT_COLUMNS", "LeakCheck", "known_verdicts", "leak_check_of", "leak_scan", "with_verdicts"]
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,35 @@ def leak_scan(job: FileJob, source: bytes, output: bytes) -> Verdict:
     return scan_bytes(source, output, check.options, check.pseudonym, check.kept)
 
 
-def known_verdicts(results: pd.DataFrame) -> dict[int, tuple[str, Verdict]]:
-    """The verdicts a de-identification batch came back with: file id -> (output SHA-256 scanned, verdict)."""
+#: Where a batch keeps its verdicts (plain columns: the DAG stores batches as Parquet): the number of
+#: leaks found (-1: the output could not be read), the first one's reason, the output SHA-256 scanned.
+VERDICT_COLUMNS = ("leak_scan_leaks", "leak_scan_reason", "leak_scan_sha256")
+
+
+def with_verdicts(results: pd.DataFrame) -> pd.DataFrame:
+    """``deidentify_frame``'s results with its ``checked`` cells turned into ``VERDICT_COLUMNS``."""
     if "checked" not in results.columns:
+        return results
+    scanned = results["checked"].notna() & (results["status"] == "ok")
+    results = results.assign(
+        leak_scan_leaks=[int(v[0]) if s else None for v, s in zip(results["checked"], scanned, strict=True)],
+        leak_scan_reason=[v[1] if s else None for v, s in zip(results["checked"], scanned, strict=True)],
+        leak_scan_sha256=results["sha256"].where(scanned, None),
+    )
+    return results.drop(columns="checked")
+
+
+def known_verdicts(frame: pd.DataFrame) -> dict[int, tuple[str, Verdict]]:
+    """The verdicts a frame carries (``with_verdicts``): file id -> (output SHA-256 scanned, verdict).
+
+    ``verify_frame`` takes one only while the row's output still has that checksum.
+    """
+    if not set(VERDICT_COLUMNS) <= set(frame.columns):
         return {}
-    done = results[results["checked"].notna() & (results["status"] == "ok")]
+    done = frame[frame["leak_scan_sha256"].notna() & frame["leak_scan_leaks"].notna()]
     return {
-        int(file_id): (str(sha256), verdict)
-        for file_id, sha256, verdict in zip(done["file_id"], done["sha256"], done["checked"], strict=True)
+        int(file_id): (str(sha256), (int(leaks), reason if isinstance(reason, str) else None))
+        for file_id, leaks, reason, sha256 in zip(
+            done["file_id"], done["leak_scan_leaks"], done["leak_scan_reason"], done["leak_scan_sha256"], strict=True
+        )
     }

@@ -19,6 +19,7 @@ from imaging_ingest.pipeline.manifest import (
     STATUS_OK,
 )
 from imaging_ingest.pipeline.manifest import status_counts as _counts
+from imaging_ingest.pipeline.onepass import leak_check_of, leak_scan, with_verdicts
 from imaging_ingest.pipeline.supporting import (
     deidentify_supporting,
     is_supporting_batch,
@@ -63,7 +64,10 @@ class DeidentifyStage(IngestBase):
                 keep_uids=kept_uids(batch),
                 review=load_policy(self.catalog, self.config, self.text_detector),
                 on_texts=texts.add,
+                follow_up=leak_scan,  # the leak scan on the bytes just written; the verify task takes its verdicts
+                check_of=leak_check_of(self.config.deid.options),
             )
+            frame = with_verdicts(frame)
             texts.write(manifests, name)
             with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
                 list(pool.map(upload, frame[frame["status"] == STATUS_OK].to_dict("records")))

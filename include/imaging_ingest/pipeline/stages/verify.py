@@ -15,6 +15,7 @@ from imaging_ingest.pipeline.base import (
     StageResult,
 )
 from imaging_ingest.pipeline.manifest import status_counts as _counts
+from imaging_ingest.pipeline.onepass import known_verdicts
 from imaging_ingest.pipeline.supporting import (
     SUPPORTING_KINDS,
     SupportingEnv,
@@ -52,6 +53,7 @@ class VerifyStage(IngestBase):
                         env,
                         options=self.config.deid.options,
                         pool=pool,
+                        known=known_verdicts(part),  # scanned where it was written, output unchanged since
                     )
                     if not projection.empty:
                         clinical.append(projection)
