@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import UID
 
-from imaging_ingest.core.checksum import iter_chunks
+from imaging_ingest.core.checksum import file_sha256, iter_chunks
 from imaging_ingest.core.dicom_read import encoding_transfer_syntax, read_dataset, truncation
 from imaging_ingest.core.pool import process_pool
 from imaging_ingest.core.records import frame_from_records
@@ -249,13 +249,22 @@ def check_submission(
     - a series whose files name more than one patient: the whole series is quarantined.
 
     ``copy=False`` changes ``manifest`` itself (for a caller that owns it: no second copy
-    of a large submission's manifest).
+    of a large submission's manifest). A row of a shared SOP Instance UID without its
+    ``sha256_source`` gets it here, from ``path_of`` (a caller that needs no source checksum
+    otherwise, the local CLI, hashes only these files).
     """
     if copy:
         manifest = manifest.copy()
     ok = manifest["status"] == "ok"
     shared = ok & manifest["sop_uid"].notna() & manifest.duplicated("sop_uid", keep=False)
     for _, group in manifest[shared].groupby("sop_uid", sort=False):
+        missing = group.index[group["sha256_source"].isna()]
+        if len(missing):
+            if path_of is None:
+                raise ValueError("rows sharing a SOPInstanceUID need their sha256_source, or path_of to hash them")
+            records = manifest.loc[missing].to_dict("records")
+            manifest.loc[missing, "sha256_source"] = [file_sha256(path_of(r))[0] for r in records]
+            group = manifest.loc[group.index]
         if group["sha256_source"].nunique() > 1:
             if not _encoding_twins(manifest, group, path_of):
                 manifest.loc[group.index, ["status", "reason"]] = [

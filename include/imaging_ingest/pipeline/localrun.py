@@ -36,7 +36,7 @@ from imaging_ingest.intake.drops import DropEntry, is_archive_name
 from imaging_ingest.intake.local import open_local, walk_tree
 from imaging_ingest.intake.staging import stage_entries
 from imaging_ingest.inventory.scan import inventory_frame
-from imaging_ingest.pipeline.onepass import known_verdicts, leak_check_of, leak_scan
+from imaging_ingest.pipeline.onepass import known_verdicts, leak_check_of, leak_scan, with_verdicts
 from imaging_ingest.pipeline.supporting import (
     SUPPORTING_KINDS,
     SupportingEnv,
@@ -67,10 +67,10 @@ class LocalRunSummary:
 def _staged_records(src: Path, work: Path, config: CollectionConfig) -> list[dict[str, Any]]:
     """The same rows the pipeline's stage-raw step makes (``intake.stage_entries``), on local paths.
 
-    A file the inventory will read is not hashed here: ``inventory_frame(checksum=True)``
-    takes its ``sha256_source`` from the bytes it reads for the header, so each file is read
-    once. Archives (whose digest names their members' container) and files staged only to
-    be quarantined are hashed here, as the pipeline's staging hashes everything.
+    A file the inventory will read is not hashed: this command publishes no source checksum,
+    and the inventory's duplicate rule hashes the few files that share a SOP Instance UID
+    (``check_submission``). Archives (whose digest names their members' container) and files
+    staged only to be quarantined are hashed here, as the pipeline's staging hashes everything.
     """
     members = work / "members"
     members.mkdir(parents=True, exist_ok=True)
@@ -132,8 +132,7 @@ def deidentify_tree(
             config.modalities,
             accept_supporting(config),
             remapped_uids=profile.remapped_instance_uids(),
-            checksum=True,  # the source SHA-256 from the header read's bytes (see _staged_records)
-            workers=workers,
+            workers=workers,  # no source SHA-256: this command publishes none (check_submission hashes duplicates)
         )
         frame = assign_patients(frame, secret, catalog, config, copy=False)
         ok = frame[frame["status"] == "ok"]
@@ -152,8 +151,7 @@ def deidentify_tree(
             check_of=leak_check_of(config.deid.options),
             md5=False,  # the manifest carries the SHA-256; an MD5 is for the archive's listings only
         )
-        verdicts = known_verdicts(results)
-        results = results.drop(columns="checked", errors="ignore")
+        results = with_verdicts(results)
         env = SupportingEnv(
             config=config,
             secret=secret,
@@ -173,7 +171,7 @@ def deidentify_tree(
             env,
             options=config.deid.options,
             workers=workers,
-            known=verdicts,
+            known=known_verdicts(frame),
         )
         freetext = freetext_counts(frame[frame["status"] == "ok"])
         rows = _finish(frame, work, dst, quarantine_dir)
