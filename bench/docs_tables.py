@@ -193,7 +193,24 @@ def deid_table(result: dict[str, Any]) -> str:
                 name += f" ({entry['files']:,} files in its {entry['seconds']:.0f} s)"
         files_per_s, mb_per_s = _median(entry["files_per_s"]), _median(entry["mb_per_s"])
         rows.append(f"| {name} | {files_per_s:,.0f} | {mb_per_s:,.0f} | {files_per_s / floor:.2f} |")
-    return "\n".join(rows) + "\n\n" + _provenance(result, "deid.json")
+    return "\n".join(rows) + "\n\n" + _deid_targets(result) + _provenance(result, "deid.json")
+
+
+def _deid_targets(result: dict[str, Any]) -> str:
+    """Issue 17's goals against this run (the results file's ``targets``), as a sentence."""
+    goals = result.get("targets") or {}
+    workers = result.get("settings", {}).get("workers", 2)
+    parts = []
+    if "cli_1_worker_x_slower_than_floor" in goals:
+        met = "met" if goals["cli_1_worker_within_1_5x_of_floor"] else "not met"
+        parts.append(f"one worker {goals['cli_1_worker_x_slower_than_floor']:.2f}x the floor's time (goal 1.5x: {met})")
+    if f"cli_{workers}_workers_vs_floor" in goals:
+        met = "met" if goals[f"cli_{workers}_workers_no_slower_than_floor"] else "not met"
+        parts.append(f"{workers} workers {goals[f'cli_{workers}_workers_vs_floor']:.2f}x the floor's speed (goal 1x: {met})")
+    if "cli_1_worker_vs_dicognito" in goals:
+        met = "met" if goals["cli_1_worker_at_least_2x_dicognito"] else "not met"
+        parts.append(f"one worker {goals['cli_1_worker_vs_dicognito']:.2f}x dicognito's speed (goal 2x: {met})")
+    return f"Issue 17's goals in this run: {'; '.join(parts)}.\n\n" if parts else ""
 
 
 def mirror_table(result: dict[str, Any]) -> str:
