@@ -145,8 +145,8 @@ def test_raw_bytes_pydicom_would_read_otherwise(tmp_path: Path, synth_cache: Pat
         _same(path)
 
 
-def test_the_source_checksum_comes_from_the_header_read(tmp_path: Path, synth_cache: Path) -> None:
-    """``checksum=True`` fills a missing ``sha256_source`` (and duplicate detection uses it)."""
+def test_a_missing_source_checksum_is_filled_where_duplicates_need_it(tmp_path: Path, synth_cache: Path) -> None:
+    """Files sharing a SOP Instance UID get their missing ``sha256_source`` (and duplicate detection uses it)."""
     a, b = tmp_path / "a.dcm", tmp_path / "b.dcm"
     shutil.copy(_ct(synth_cache), a)
     shutil.copy(_ct(synth_cache), b)
@@ -154,6 +154,6 @@ def test_the_source_checksum_comes_from_the_header_read(tmp_path: Path, synth_ca
         {"file_id": i, "source_path": p.name, "sha256_source": None, "status": "ok", "reason": None, "path": str(p)}
         for i, p in enumerate((a, b))
     ]
-    frame = inventory_frame(records, lambda r: Path(r["path"]), ["CT"], checksum=True)
+    frame = inventory_frame(records, lambda r: Path(r["path"]), ["CT"])
     assert list(frame["sha256_source"]) == [hashlib.sha256(a.read_bytes()).hexdigest()] * 2
     assert list(frame["reason"]) == [None, "exact duplicate of file 0"]

@@ -9,19 +9,18 @@ Submission-wide checks follow: duplicate SOP Instance UIDs, series that mix pati
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import UID
 
-from imaging_ingest.core.checksum import file_sha256, iter_chunks
+from imaging_ingest.core.checksum import file_sha256
 from imaging_ingest.core.dicom_read import encoding_transfer_syntax, read_dataset, truncation
 from imaging_ingest.core.pool import process_pool
 from imaging_ingest.core.records import frame_from_records
@@ -33,7 +32,6 @@ if TYPE_CHECKING:  # frames are the callers'; a worker that reads headers never 
 
 __all__ = [
     "HEADER_COLUMNS",
-    "Digest",
     "FileKind",
     "check_submission",
     "inventory_frame",
@@ -118,18 +116,12 @@ def _kind_by_name(path: str) -> str:
     return FileKind.OTHER
 
 
-class Digest(Protocol):
-    """What ``read_header`` feeds the file's bytes to (``hashlib.sha256()``)."""
-
-    def update(self, data: bytes, /) -> None: ...
-
-
-#: Files up to this size are read whole, once: the header from the bytes, the checksum from the same bytes.
+#: Files up to this size are read whole, once, and their header taken from the bytes.
 WHOLE_READ = 8 << 20
 
 
 def read_header(
-    path: Path, display_name: str, *, remapped_uids: frozenset[str] = frozenset(), digest: Digest | None = None
+    path: Path, display_name: str, *, remapped_uids: frozenset[str] = frozenset()
 ) -> HeaderRead:
     """Read one file's header; never raises for bad input, returns the reason instead.
 
@@ -141,23 +133,14 @@ def read_header(
     A file up to ``WHOLE_READ`` is read once, whole: its header elements come from
     ``raw_header`` (the bytes walked without pydicom, the values converted by pydicom), or,
     where that steps aside, from pydicom reading the same bytes; the result is the same
-    either way (``read_header_with_pydicom``). ``digest``, when given, is fed every byte of
-    the file: from that same read, so a caller that needs the file's checksum (the local
-    CLI's source SHA-256) does not read the file a second time. A larger file is read by
-    pydicom, header only, and streamed into ``digest`` separately.
+    either way (``read_header_with_pydicom``). A larger file is read by pydicom, header only.
     """
     size = path.stat().st_size
     if size == 0:
         return HeaderRead(FileKind.OTHER, {}, "zero-byte file")
     if size > WHOLE_READ:
-        if digest is not None:
-            with open(path, "rb") as fh:
-                for chunk in iter_chunks(fh):
-                    digest.update(chunk)
         return read_header_with_pydicom(path, display_name, remapped_uids=remapped_uids)
     data = path.read_bytes()
-    if digest is not None:
-        digest.update(data)
     fast = raw_header(data)
     if fast is None:
         return _pydicom_header(io.BytesIO(data), len(data), display_name, remapped_uids)
@@ -321,7 +304,6 @@ def inventory_frame(
     supporting: Callable[[str, str], str | None] | None = None,
     *,
     remapped_uids: frozenset[str] = frozenset(),
-    checksum: bool = False,
     workers: int = 1,
 ) -> pd.DataFrame:
     """Read every still-ok file's header into its record, then apply the submission-wide rules.
@@ -331,19 +313,16 @@ def inventory_frame(
     says whether the collection takes a supporting file (None) or why not; without it,
     every supporting file is quarantined as undeclared. ``remapped_uids``: see ``read_header``.
 
-    ``checksum=True``: a still-ok record whose ``sha256_source`` is None gets the SHA-256 of
-    its file from the header read's own read of the bytes (``read_header``'s ``digest``),
-    for a caller that staged the file without hashing it (the local CLI); the duplicate
-    rules below then compare those digests as they compare staged ones.
+    A record may come without its ``sha256_source`` (the local CLI hashes no source it does
+    not need): the duplicate rules hash the files that share a SOP Instance UID
+    (``check_submission``).
 
     ``workers`` > 1 reads the headers in that many processes (``core.pool``); the rows, and
     everything decided from them, are the same.
     """
     accepted = {m.upper() for m in modalities}
 
-    def judged(record: dict[str, Any], header: HeaderRead, sha256: str | None) -> None:
-        if sha256 is not None:
-            record["sha256_source"] = sha256
+    def judged(record: dict[str, Any], header: HeaderRead) -> None:
         record["kind"] = header.kind
         record.update(header.values)
         if header.reason:
@@ -362,12 +341,11 @@ def inventory_frame(
             )
 
     def task(record: dict[str, Any]) -> _HeaderTask:
-        hashed = checksum and record.get("sha256_source") is None
-        return str(path_of(record)), str(record["source_path"]), remapped_uids, hashed
+        return str(path_of(record)), str(record["source_path"]), remapped_uids
 
     def read_all(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         todo = [task(r) for r in records if r["status"] == "ok"]
-        reads: Iterator[tuple[HeaderRead, str | None]]
+        reads: Iterator[HeaderRead]
         if workers > 1 and len(todo) >= 2 * workers:
             with process_pool(workers) as pool:
                 chunk = max(1, min(64, len(todo) // (workers * 4)))
@@ -377,8 +355,7 @@ def inventory_frame(
         for record in records:
             record = dict(record)
             if record["status"] == "ok":
-                header, sha256 = next(reads)
-                judged(record, header, sha256)
+                judged(record, next(reads))
             yield record
 
     frame = frame_from_records(read_all(list(records)))
@@ -388,13 +365,11 @@ def inventory_frame(
     return check_submission(frame, copy=False, path_of=path_of)
 
 
-#: What one header read needs: the file, its name in the submission, ``remapped_uids``, and whether to hash it.
-_HeaderTask = tuple[str, str, frozenset[str], bool]
+#: What one header read needs: the file, its name in the submission, and ``remapped_uids``.
+_HeaderTask = tuple[str, str, frozenset[str]]
 
 
-def _read_header_task(task: _HeaderTask) -> tuple[HeaderRead, str | None]:
-    """``read_header`` of one file (and its SHA-256 when asked), in this process or a worker."""
-    path, name, remapped_uids, hashed = task
-    digest = hashlib.sha256() if hashed else None
-    header = read_header(Path(path), name, remapped_uids=remapped_uids, digest=digest)
-    return header, digest.hexdigest() if digest is not None else None
+def _read_header_task(task: _HeaderTask) -> HeaderRead:
+    """``read_header`` of one file, in this process or a worker."""
+    path, name, remapped_uids = task
+    return read_header(Path(path), name, remapped_uids=remapped_uids)
