@@ -64,7 +64,7 @@ def test_one_pass_and_the_verify_stage_agree(
             scanned.append(job.file_id)
             return real(job, source, output)
 
-        def counting_stage(pair: tuple[str, str, tuple[str, ...] | None, str | None, str]) -> object:
+        def counting_stage(pair: tuple[str, str, tuple[str, ...] | None, str | None, tuple[str, ...]]) -> object:
             rescanned.append(pair[1])
             return real_stage(pair)
 

@@ -14,6 +14,7 @@ import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import forkserver
+from multiprocessing.context import BaseContext
 from typing import Any
 
 __all__ = ["PRELOAD", "process_pool", "start_server"]
@@ -28,8 +29,7 @@ def start_server() -> None:
     SQLAlchemy), so that both import at once on two cores instead of one after the other.
     Without it, the server starts with the first pool.
     """
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    _context()
     forkserver.ensure_running()
 
 
@@ -37,6 +37,10 @@ def process_pool(
     workers: int, *, initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()
 ) -> ProcessPoolExecutor:
     """A pool of ``workers`` processes from the forkserver (use it as a context manager)."""
+    return ProcessPoolExecutor(workers, mp_context=_context(), initializer=initializer, initargs=initargs)
+
+
+def _context() -> BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs)
+    return context

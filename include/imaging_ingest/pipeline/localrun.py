@@ -148,7 +148,7 @@ def deidentify_tree(
             progress=tick,
             review=load_policy(catalog, config),  # the catalog's free-text decisions; flagged, undecided: removed
             follow_up=leak_scan if one_pass else None,  # the leak scan on the bytes just written: no re-read
-            check_of=leak_check_of(config.deid.options),
+            check_of=leak_check_of(config.deid.options) if one_pass else None,
             md5=False,  # the manifest carries the SHA-256; an MD5 is for the archive's listings only
         )
         results = with_verdicts(results)

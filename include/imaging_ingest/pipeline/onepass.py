@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from imaging_ingest.deid.batch import FileJob
-from imaging_ingest.verify.leaks import Verdict, scan_bytes
+from imaging_ingest.verify.leaks import Verdict, row_scan_arguments, scan_bytes
 
 if TYPE_CHECKING:  # workers import this module: they never need pandas
     import pandas as pd
@@ -43,9 +43,7 @@ def leak_check_of(options: Iterable[str] | None) -> Callable[[dict[str, Any]], L
     opts = tuple(str(o) for o in options) if options is not None else None
 
     def check_of(record: dict[str, Any]) -> LeakCheck:
-        pseudonym = record.get("pseudo_patient_id")
-        kept = str(record.get("kept_uids") or "").split()
-        return LeakCheck(opts, pseudonym if isinstance(pseudonym, str) and pseudonym else None, tuple(kept))
+        return LeakCheck(opts, *row_scan_arguments(record))
 
     return check_of
 

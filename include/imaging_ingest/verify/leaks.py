@@ -64,6 +64,7 @@ __all__ = [
     "find_leaks_in",
     "identifying_values",
     "leak_scan_pool",
+    "row_scan_arguments",
     "scan_bytes",
     "verify_frame",
 ]
@@ -442,14 +443,15 @@ def scan_bytes(
     return _verdict(lambda: find_leaks_in(source, output, options, pseudonym, kept))
 
 
-def _scan(pair: tuple[str, str, tuple[str, ...] | None, str | None, str]) -> Verdict:
+def _scan(pair: tuple[str, str, tuple[str, ...] | None, str | None, tuple[str, ...]]) -> Verdict:
     source, output, options, pseudonym, kept = pair
-    return _verdict(lambda: find_leaks(source, output, options, pseudonym, kept.split()))
+    return _verdict(lambda: find_leaks(source, output, options, pseudonym, kept))
 
 
-def _pseudonym(record: dict[str, Any]) -> str | None:
+def row_scan_arguments(record: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+    """A manifest row's ``pseudonym`` and ``kept`` UIDs for ``find_leaks``, wherever its output is scanned."""
     value = record.get("pseudo_patient_id")
-    return value if isinstance(value, str) and value else None
+    return (value if isinstance(value, str) and value else None), tuple(str(record.get("kept_uids") or "").split())
 
 
 @contextmanager
@@ -496,7 +498,7 @@ def verify_frame(
         earlier = (known or {}).get(int(r["file_id"]))
         reached.append(earlier[1] if earlier is not None and earlier[0] == r.get("sha256") else None)
         if reached[-1] is None:
-            pairs.append((str(source_of(r)), str(output_of(r)), opts, _pseudonym(r), str(r.get("kept_uids") or "")))
+            pairs.append((str(source_of(r)), str(output_of(r)), opts, *row_scan_arguments(r)))
     if pool is not None:
         scanned = iter(pool.map(_scan, pairs, chunksize=16))
     elif workers > 1 and len(pairs) >= 2 * workers:
