@@ -19,6 +19,17 @@ from imaging_ingest.config import DeidConfig, DeidOption
 from imaging_ingest.deid import PatientContext, Profile, ResolvedProfile
 from imaging_ingest.synth.generate import SynthSummary
 
+#: The option sets the de-identification tests run under, by test id: none, the default, every
+#: Retain option, every Clean option.
+OPTION_SETS: dict[str, tuple[DeidOption, ...]] = {
+    "basic": (),
+    "default": (DeidOption.CLEAN_DESCRIPTORS, DeidOption.RETAIN_LONGITUDINAL_MODIFIED_DATES),
+    "retain-all": (DeidOption.RETAIN_UIDS, DeidOption.RETAIN_LONGITUDINAL_FULL_DATES, DeidOption.RETAIN_DEVICE_IDENTITY,
+                   DeidOption.RETAIN_INSTITUTION_IDENTITY, DeidOption.RETAIN_PATIENT_CHARACTERISTICS),
+    "clean-all": (DeidOption.CLEAN_DESCRIPTORS, DeidOption.CLEAN_STRUCTURED_CONTENT, DeidOption.CLEAN_GRAPHICS,
+                  DeidOption.RETAIN_SAFE_PRIVATE, DeidOption.RETAIN_LONGITUDINAL_MODIFIED_DATES),
+}
+
 SECRET = b"af2188caf095f81a0a45290744f42dfbd688ce31337066f35c633ada608322b4"  # test-only key (public)
 PSEUDONYM = "TESTCOLL-0001"
 OFFSET = -400

@@ -18,18 +18,10 @@ from imaging_ingest.deid import Deidentifier
 from imaging_ingest.synth.conformance import write_conformance_set
 from imaging_ingest.synth.generate import SynthSummary
 
-from .deid_helpers import SECRET, dicom_files, patient, resolve
+from .deid_helpers import OPTION_SETS, SECRET, dicom_files, patient, resolve
 
 pytestmark = pytest.mark.dciodvfy
 
-OPTION_SETS = {
-    "basic": (),
-    "default": (DeidOption.CLEAN_DESCRIPTORS, DeidOption.RETAIN_LONGITUDINAL_MODIFIED_DATES),
-    "retain": (DeidOption.RETAIN_UIDS, DeidOption.RETAIN_LONGITUDINAL_FULL_DATES, DeidOption.RETAIN_DEVICE_IDENTITY,
-               DeidOption.RETAIN_INSTITUTION_IDENTITY, DeidOption.RETAIN_PATIENT_CHARACTERISTICS),
-    "clean": (DeidOption.CLEAN_DESCRIPTORS, DeidOption.CLEAN_STRUCTURED_CONTENT, DeidOption.CLEAN_GRAPHICS,
-              DeidOption.RETAIN_SAFE_PRIVATE, DeidOption.RETAIN_LONGITUDINAL_MODIFIED_DATES),
-}
 
 
 def errors(path: Path) -> set[str]:

@@ -31,16 +31,7 @@ from imaging_ingest.verify.raw_walk import code_values, raw_strings, read, walk
 from imaging_ingest.verify.text import _TEXT_VRS, raw_text_findings, text_findings
 from imaging_ingest.verify.values import element_strings
 
-from .deid_helpers import PSEUDONYM, SECRET, ct_dataset, patient, resolve, write
-
-OPTION_SETS = {
-    "basic": (),
-    "default": (DeidOption.CLEAN_DESCRIPTORS, DeidOption.RETAIN_LONGITUDINAL_MODIFIED_DATES),
-    "retain-all": (DeidOption.RETAIN_UIDS, DeidOption.RETAIN_LONGITUDINAL_FULL_DATES, DeidOption.RETAIN_DEVICE_IDENTITY,
-                   DeidOption.RETAIN_INSTITUTION_IDENTITY, DeidOption.RETAIN_PATIENT_CHARACTERISTICS),
-    "clean-all": (DeidOption.CLEAN_DESCRIPTORS, DeidOption.CLEAN_STRUCTURED_CONTENT, DeidOption.CLEAN_GRAPHICS,
-                  DeidOption.RETAIN_SAFE_PRIVATE, DeidOption.RETAIN_LONGITUDINAL_MODIFIED_DATES),
-}
+from .deid_helpers import OPTION_SETS, PSEUDONYM, SECRET, ct_dataset, patient, resolve, write
 
 
 def _corpus(root: Path) -> list[Path]:
