@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -19,8 +21,9 @@ from pydicom.uid import (
 )
 
 from imaging_ingest.config import DeidConfig, DeidOption
-from imaging_ingest.deid import Deidentifier, DeidError, Profile
+from imaging_ingest.deid import Deidentifier, DeidError, Profile, writer
 from imaging_ingest.deid.engine import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from imaging_ingest.deid.writer import encode_file_meta
 from imaging_ingest.synth.generate import SynthSummary
 
 from .deid_helpers import SECRET, ct_dataset, dicom_files, patient, resolve, write
@@ -68,6 +71,55 @@ def test_file_meta_is_rewritten(tmp_path: Path) -> None:
     assert meta.ImplementationVersionName == IMPLEMENTATION_VERSION_NAME
     assert "SourceApplicationEntityTitle" not in meta
     assert (tmp_path / "out.dcm").read_bytes()[:132] == b"\x00" * 128 + b"DICM"
+
+
+def _pydicom_meta(meta: FileMetaDataset) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    return fp.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("values", "packed"),
+    [
+        ({}, True),  # the engine's meta: odd and even lengths below
+        ({"MediaStorageSOPInstanceUID": "1.2.3.44"}, True),
+        ({"ImplementationVersionName": "ODD"}, True),
+        ({"MediaStorageSOPClassUID": ["1.2.840.10008.5.1.4.1.1.2", "1.2.3"]}, False),  # multi-valued
+        ({"ImplementationVersionName": "IMAGINGÉ"}, False),  # non-ASCII
+        ({"SourceApplicationEntityTitle": "ANOTHER"}, False),  # another element
+    ],
+)
+def test_file_meta_bytes_are_pydicoms(values: dict[str, object], packed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's file meta is packed without pydicom's writer, to the same bytes; other shapes go to pydicom."""
+    def meta() -> FileMetaDataset:
+        m = FileMetaDataset()
+        m.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        m.MediaStorageSOPInstanceUID = "1.2.3.4.5"
+        m.TransferSyntaxUID = ExplicitVRLittleEndian
+        m.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+        m.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+        for keyword, value in values.items():
+            setattr(m, keyword, value)
+        return m
+
+    expected = _pydicom_meta(meta())
+    calls = []
+    monkeypatch.setattr(writer, "write_file_meta_info", lambda *a, **k: calls.append(1) or write_file_meta_info(*a, **k))
+    assert encode_file_meta(meta()) == expected
+    assert calls == ([] if packed else [1])
+
+
+def test_file_meta_without_a_required_value_fails_as_pydicom_does() -> None:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPInstanceUID = "1.2.3.4.5"
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    meta.MediaStorageSOPClassUID = ""
+    with pytest.raises(AttributeError, match="Required File Meta Information"):
+        encode_file_meta(meta)
 
 
 def test_output_parses_as_pydicom_would_write_it(submission: SynthSummary, tmp_path: Path) -> None:

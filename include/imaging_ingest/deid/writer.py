@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
 
-__all__ = ["LONG_LENGTH_VRS", "encode_dataset", "encode_file_header", "pixel_element_end"]
+__all__ = ["LONG_LENGTH_VRS", "encode_dataset", "encode_file_header", "encode_file_meta", "pixel_element_end"]
 
 #: Explicit VRs with a 4-byte length (PS3.5 Table 7.1-1).
 LONG_LENGTH_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
@@ -117,14 +117,43 @@ def encode_dataset(ds: Dataset, implicit: bool, encodings: Any = None, parts: li
     return out
 
 
-def encode_file_header(ds: Dataset, meta: FileMetaDataset, implicit: bool) -> bytes:
-    """Preamble (zeros), ``DICM``, the file meta group and the data set, pixel data excluded."""
+#: The file meta the engine writes, with the padding of each VR: what ``encode_file_meta`` packs itself.
+_META_TAGS = {0x00020002: b"UI", 0x00020003: b"UI", 0x00020010: b"UI", 0x00020012: b"UI", 0x00020013: b"SH"}
+_META_VERSION = _LONG.pack(0x0002, 0x0001, b"OB", 0, 2) + b"\x00\x01"
+
+
+def encode_file_meta(meta: FileMetaDataset) -> bytes:
+    """The file meta group as pydicom's ``write_file_meta_info(enforce_standard=True)`` writes it.
+
+    The engine's file meta is always the same five short ASCII values; packing them here
+    costs a fraction of pydicom's general writer (which validates, converts and buffers
+    each element). Any other shape (a missing, empty, multi-valued or non-ASCII value,
+    another element) goes to pydicom, so the bytes are pydicom's in every case.
+    """
+    elements = cast(dict[int, Any], meta._dict)
+    parts = [_META_VERSION]
+    if set(elements) == _META_TAGS.keys():
+        for tag, vr in _META_TAGS.items():
+            value = meta[tag].value
+            if not (isinstance(value, str) and value and value.isascii() and len(value) < 0xFFFF):
+                break
+            data = value.encode("ascii")
+            if len(data) % 2:
+                data += b"\x00" if vr == b"UI" else b" "
+            parts.append(_SHORT.pack(tag >> 16, tag & 0xFFFF, vr, len(data)) + data)
+        else:
+            body = b"".join(parts)
+            return _SHORT.pack(0x0002, 0x0000, b"UL", 4) + struct.pack("<L", len(body)) + body
     fp = DicomBytesIO()
     fp.is_little_endian = True
     fp.is_implicit_VR = False
-    fp.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(fp, meta, enforce_standard=True)
-    parts = [fp.getvalue()]
+    return fp.getvalue()
+
+
+def encode_file_header(ds: Dataset, meta: FileMetaDataset, implicit: bool) -> bytes:
+    """Preamble (zeros), ``DICM``, the file meta group and the data set, pixel data excluded."""
+    parts = [b"\x00" * 128 + b"DICM", encode_file_meta(meta)]
     encode_dataset(ds, implicit, None, parts)
     return b"".join(parts)
 
