@@ -6,7 +6,9 @@ handful of identifiers, the verifier's search for a source's identifying values)
 more than the rest of their work. This reader does the one thing they need: it walks the
 common encoding (a Part 10 file, explicit or implicit VR little endian, encapsulated pixel
 data included) and returns each element's tag, VR and value bytes, with sequences as nested
-items. Values are slices of the buffer read once.
+items. Values are slices of the buffer read once. ``read`` parses with the data dictionary's
+sequences (what every caller wants); the de-identification engine and the verifier's scan of
+the source share one such parse per file (``deid.batch``).
 
 It is deliberately narrow. Anything outside that path (no preamble or ``DICM``, big endian,
 deflate, a value or item that runs past the end of the file, a malformed sequence) makes
@@ -18,9 +20,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import cache
 from typing import NamedTuple
 
-__all__ = ["RawElement", "RawFile", "RawItem", "parse"]
+from pydicom.datadict import DicomDictionary
+
+__all__ = ["RawElement", "RawFile", "RawItem", "parse", "read"]
 
 UNDEFINED = 0xFFFFFFFF
 _IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -46,9 +51,9 @@ class RawElement(NamedTuple):
     """One element as encoded.
 
     ``vr`` is the VR the file states (explicit VR), or "" where the encoding states none
-    (implicit VR): the caller looks it up. A sequence has ``items`` and no ``value``;
-    every other element has its value bytes (empty for an empty or undefined-length value
-    that is not read as a sequence).
+    (implicit VR): the caller looks it up. A sequence has ``items``, and its value bytes
+    when its length is defined (empty when undefined); every other element has ``items``
+    None and its value bytes (empty for an empty or undefined-length value).
     """
 
     tag: int
@@ -72,6 +77,8 @@ class RawFile:
     transfer_syntax: str
     #: offset of the first top-level pixel data element (or the end of the data read)
     header_end: int
+    #: offset of the data set's first element (just past the file meta)
+    dataset_start: int = 132
 
 
 class _Outside(Exception):
@@ -100,7 +107,21 @@ def parse(data: bytes, *, stop_before_pixels: bool = True, implicit_sequences: f
         dataset, end = reader.items_until(position, len(data), 0, stop_before_pixels)
     except (_Outside, struct.error, UnicodeDecodeError):
         return None
-    return RawFile(meta, dataset, implicit, transfer_syntax, end)
+    return RawFile(meta, dataset, implicit, transfer_syntax, end, position)
+
+
+@cache
+def dictionary_sequences() -> frozenset[int]:
+    """The public tags the data dictionary says are sequences (an implicit VR file states no VR)."""
+    return frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
+
+
+def read(data: bytes) -> RawFile | None:
+    """A file's raw elements (file meta, data set up to the pixel data), or None off the fast path.
+
+    Implicit VR sequences are recognised by the data dictionary, as pydicom recognises them.
+    """
+    return parse(data, implicit_sequences=dictionary_sequences())
 
 
 def _read_meta(data: bytes) -> tuple[RawItem, int]:
@@ -185,7 +206,7 @@ class _Reader:
             raise _Outside("a value runs past the end")
         if sequence:
             items, _ = self.sequence(start, stop, depth, defined=True)
-            return RawElement(tag, vr or "SQ", length, b"", items), stop
+            return RawElement(tag, vr or "SQ", length, data[start:stop], items), stop
         return RawElement(tag, vr, length, data[start:stop]), stop
 
     def sequence(self, position: int, end: int, depth: int, *, defined: bool) -> tuple[list[RawItem], int]:

@@ -16,15 +16,14 @@ UN, say), or one the bytes reader read as a sequence that pydicom would read as 
 from __future__ import annotations
 
 import re
-from functools import cache
 
 from pydicom.charset import convert_encodings, default_encoding
-from pydicom.datadict import DicomDictionary, dictionary_VR
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.tag import BaseTag
 from pydicom.values import convert_string
 
-from imaging_ingest.core.raw_elements import RawElement, RawFile, RawItem, parse
+from imaging_ingest.core.raw_elements import RawElement, RawFile, RawItem, read
 
 __all__ = ["RawFallback", "code_values", "converted", "public_vr", "raw_strings", "read", "walk"]
 
@@ -36,17 +35,6 @@ _MAX_DEPTH = 64
 
 class RawFallback(Exception):
     """The bytes could be read two ways: the caller reads the file with pydicom instead."""
-
-
-@cache
-def _sequence_tags() -> frozenset[int]:
-    """The public tags the data dictionary says are sequences (an implicit VR file states no VR)."""
-    return frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
-
-
-def read(data: bytes) -> RawFile | None:
-    """A file's raw elements (file meta, data set up to the pixel data), or None off the fast path."""
-    return parse(data, implicit_sequences=_sequence_tags())
 
 
 _DICTIONARY_VR: dict[int, str | None] = {}
