@@ -18,6 +18,7 @@ import pytest
 
 from imaging_ingest.catalog import Catalog
 from imaging_ingest.config import CollectionConfig, DeidConfig, DropConfig, License, TagOverride
+from imaging_ingest.core.raw_elements import RawFile
 from imaging_ingest.deid.batch import FileJob
 from imaging_ingest.pipeline import onepass
 from imaging_ingest.pipeline.localrun import deidentify_tree
@@ -60,9 +61,9 @@ def test_one_pass_and_the_verify_stage_agree(
     if workers == 1:  # in this process, so they can be counted (with 2, they run in other processes)
         real, real_stage = onepass.leak_scan, leaks_module._scan
 
-        def counting(job: FileJob, source: bytes, output: bytes) -> object:
+        def counting(job: FileJob, source: bytes, output: bytes, parsed: RawFile | None) -> object:
             scanned.append(job.file_id)
-            return real(job, source, output)
+            return real(job, source, output, parsed)
 
         def counting_stage(pair: tuple[str, str, tuple[str, ...] | None, str | None, tuple[str, ...]]) -> object:
             rescanned.append(pair[1])

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from imaging_ingest.config import DeidOption
 from imaging_ingest.core.pool import process_pool
+from imaging_ingest.core.raw_elements import RawFile
+from imaging_ingest.core.raw_elements import read as read_raw
 from imaging_ingest.core.records import iter_records
 from imaging_ingest.deid.engine import Deidentifier, DeidError, DeidOutput, PatientContext
 from imaging_ingest.deid.freetext.element import parse_counts
@@ -48,8 +50,9 @@ class FileJob:
 
 
 #: A check run right after a file is written, on the source's and the output's bytes while both are
-#: in memory: ``check(job, source, output)``. A picklable module-level function (it goes to workers).
-FollowUp = Callable[[FileJob, bytes, bytes], Any]
+#: in memory, with the source's raw parse (None off its fast path): ``check(job, source, output, parsed)``.
+#: A picklable module-level function (it goes to workers).
+FollowUp = Callable[[FileJob, bytes, bytes, RawFile | None], Any]
 #: Sources up to this size are read whole for a follow-up; bigger ones stream, and the check comes later.
 FOLLOW_UP_MAX_BYTES = 64 * 1024 * 1024
 
@@ -85,8 +88,10 @@ def _run(deidentifier: Deidentifier, job: FileJob, follow_up: FollowUp | None = 
         if follow_up is not None and job.check is not None and os.path.getsize(job.src) <= FOLLOW_UP_MAX_BYTES:
             with open(job.src, "rb") as fh:
                 source = fh.read()
-            output, written = deidentifier.deidentify_data(source, job.dst, job.patient)
-            return FileOutcome(job.file_id, output, texts=output.texts, checked=follow_up(job, source, written))
+            parsed = read_raw(source)  # one parse of the source header, for the engine and the check
+            output, written = deidentifier.deidentify_data(source, job.dst, job.patient, parsed)
+            checked = follow_up(job, source, written, parsed)
+            return FileOutcome(job.file_id, output, texts=output.texts, checked=checked)
         output = deidentifier.deidentify_file(job.src, job.dst, job.patient)
         return FileOutcome(job.file_id, output, texts=output.texts)
     except FreeTextHeld as exc:

@@ -36,6 +36,8 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 from imaging_ingest.config import DeidOption
 from imaging_ingest.core.checksum import Digests, HashingWriter, copy_range
 from imaging_ingest.core.dicom_read import encoding_transfer_syntax, read_dataset
+from imaging_ingest.core.raw_dataset import file_dataset
+from imaging_ingest.core.raw_elements import RawFile
 from imaging_ingest.deid.elements import (
     PATIENT_ID,
     PATIENT_NAME,
@@ -313,32 +315,36 @@ class Deidentifier(ValueActions):
             output, _ = self._deidentify_stream(fp, os.fstat(fp.fileno()).st_size, Path(dst), patient)
         return output
 
-    def deidentify_data(self, data: bytes, dst: str | Path, patient: PatientContext) -> tuple[DeidOutput, bytes]:
+    def deidentify_data(
+        self, data: bytes, dst: str | Path, patient: PatientContext, raw: RawFile | None = None
+    ) -> tuple[DeidOutput, bytes]:
         """``deidentify_file`` for a source already in memory; also returns the bytes written to ``dst``.
 
         For a caller that reads each file once and hands the same bytes to the next check
-        (``pipeline.onepass``: the leak scan); the output is the same, byte for byte.
+        (``pipeline.onepass``: the leak scan); the output is the same, byte for byte. ``raw``:
+        the caller's parse of ``data`` (``core.raw_elements.read``); the header is then built
+        from it (``core.raw_dataset``) rather than read again by pydicom.
         """
-        return self._deidentify_stream(io.BytesIO(data), len(data), Path(dst), patient, data)
+        return self._deidentify_stream(io.BytesIO(data), len(data), Path(dst), patient, data, raw)
 
     def _deidentify_stream(
-        self, fp: BinaryIO, file_size: int, dst: Path, patient: PatientContext, data: bytes | None = None
+        self,
+        fp: BinaryIO,
+        file_size: int,
+        dst: Path,
+        patient: PatientContext,
+        data: bytes | None = None,
+        raw: RawFile | None = None,
     ) -> tuple[DeidOutput, bytes]:
         """The engine on a binary stream; ``data``: the stream's bytes when it is in memory (see ``_write``)."""
         if self._review is not None:
             self._review.begin()
-        try:
-            ds = read_dataset(fp, stop_before_pixels=True)  # files without file meta too
-        except (
-            InvalidDicomError,
-            EOFError,
-            struct.error,
-            ValueError,
-            TypeError,
-            KeyError,
-            OverflowError,
-        ) as exc:
-            raise DeidError(f"unreadable DICOM header ({type(exc).__name__})") from None
+        built = file_dataset(data, raw) if data is not None and raw is not None else None
+        if built is not None and raw is not None:
+            ds: Dataset = built
+            fp.seek(raw.header_end)  # where pydicom's reading stops: the pixel data
+        else:
+            ds = _read_header(fp)
         pixel_start = fp.tell()
         meta = ds.file_meta if ds.file_meta is not None else FileMetaDataset()
         transfer_syntax = meta.get("TransferSyntaxUID")
@@ -402,6 +408,14 @@ class Deidentifier(ValueActions):
         ds.file_meta = meta
         ds.preamble = b"\x00" * 128  # a preamble can hold a whole TIFF (and its PHI): never copied
         return stats
+
+
+def _read_header(fp: BinaryIO) -> Dataset:
+    """The header as pydicom reads it, up to the pixel data (files without file meta too)."""
+    try:
+        return read_dataset(fp, stop_before_pixels=True)
+    except (InvalidDicomError, EOFError, struct.error, ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise DeidError(f"unreadable DICOM header ({type(exc).__name__})") from None
 
 
 @dataclass(frozen=True)

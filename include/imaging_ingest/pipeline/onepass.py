@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from imaging_ingest.core.raw_elements import RawFile
 from imaging_ingest.deid.batch import FileJob
 from imaging_ingest.verify.leaks import Verdict, row_scan_arguments, scan_bytes
 
@@ -48,10 +49,14 @@ def leak_check_of(options: Iterable[str] | None) -> Callable[[dict[str, Any]], L
     return check_of
 
 
-def leak_scan(job: FileJob, source: bytes, output: bytes) -> Verdict:
-    """The follow-up ``deid.batch`` runs in its worker: the leak scan of one output, on bytes in memory."""
+def leak_scan(job: FileJob, source: bytes, output: bytes, parsed: RawFile | None) -> Verdict:
+    """The follow-up ``deid.batch`` runs in its worker: the leak scan of one output, on bytes in memory.
+
+    ``parsed``: the source's raw parse the engine used; the scan gathers the source's identifying
+    values from it and parses the output itself.
+    """
     check: LeakCheck = job.check
-    return scan_bytes(source, output, check.options, check.pseudonym, check.kept)
+    return scan_bytes(source, output, check.options, check.pseudonym, check.kept, raw_source=parsed)
 
 
 #: Where a batch keeps its verdicts (plain columns: the DAG stores batches as Parquet): the number of

@@ -39,6 +39,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
 
 from imaging_ingest.core.pool import process_pool
+from imaging_ingest.core.raw_elements import RawFile
 from imaging_ingest.core.records import iter_records
 from imaging_ingest.verify.coincidence import Place, unexcused
 from imaging_ingest.verify.needles import (
@@ -332,7 +333,7 @@ def _source_bytes(path: Path) -> bytes:
 
 def find_leaks_in(
     source: bytes, output: bytes, options: Iterable[str] | None = None, pseudonym: str | None = None,
-    kept: Iterable[str] = (),
+    kept: Iterable[str] = (), *, raw_source: RawFile | None = None,
 ) -> list[Leak]:
     """``find_leaks`` of two files' bytes, for a caller that holds them already (no file is read again).
 
@@ -340,17 +341,19 @@ def find_leaks_in(
     value is found in the output (rare), when pydicom reads them to say where. A file off that
     path (another encoding, an element the two readers could read differently) is read with
     pydicom throughout, as it always was: the same verdicts either way (tests/deid/test_verify_fast_path.py).
+    ``raw_source``: the caller's parse of ``source`` (``core.raw_elements.read``), not parsed again.
     """
     kept = tuple(kept)
-    leaks = _fast_leaks(source, output, options, pseudonym, kept)
+    leaks = _fast_leaks(source, output, options, pseudonym, kept, raw_source)
     return leaks if leaks is not None else _reference_leaks(source, output, options, pseudonym, kept)
 
 
 def _fast_leaks(
-    source: bytes, output: bytes, options: Iterable[str] | None, pseudonym: str | None, kept: Iterable[str]
+    source: bytes, output: bytes, options: Iterable[str] | None, pseudonym: str | None, kept: Iterable[str],
+    raw_source: RawFile | None = None,
 ) -> list[Leak] | None:
     """The leaks from the files' raw elements, or None where a file is off the fast path."""
-    raw_source = read(source)
+    raw_source = raw_source or read(source)
     raw_output = read(output) if raw_source is not None else None
     if raw_source is None or raw_output is None:
         return None
@@ -437,10 +440,11 @@ def _verdict(scan: Callable[[], list[Leak]]) -> Verdict:
 
 
 def scan_bytes(
-    source: bytes, output: bytes, options: Iterable[str] | None, pseudonym: str | None, kept: Iterable[str]
+    source: bytes, output: bytes, options: Iterable[str] | None, pseudonym: str | None, kept: Iterable[str],
+    *, raw_source: RawFile | None = None,
 ) -> Verdict:
     """``verify_frame``'s verdict on one output from both files' bytes (``find_leaks_in``): for a caller that holds them."""
-    return _verdict(lambda: find_leaks_in(source, output, options, pseudonym, kept))
+    return _verdict(lambda: find_leaks_in(source, output, options, pseudonym, kept, raw_source=raw_source))
 
 
 def _scan(pair: tuple[str, str, tuple[str, ...] | None, str | None, tuple[str, ...]]) -> Verdict:
