@@ -115,6 +115,63 @@ def test_plan_batches_whole_series(ingest: Ingest, submission: Path) -> None:
             assert sum(series in set(b["series_uid"]) for b in batches) == 1
 
 
+def test_deidentify_queues_each_upload_as_its_file_is_written_and_a_failed_upload_fails_the_batch(
+    ingest: Ingest, submission: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imaging_ingest.pipeline.stages import deidentify as stage
+    from imaging_ingest.storage.transfers import Transfers
+
+    sub = ingest.claim().submission_id
+    ingest.stage_raw(sub)
+    ingest.inventory(sub)
+    keys = ingest.plan(sub)
+    key = next(k for k in keys if (ingest.manifests(sub).read_key(k)["kind"] == "dicom").all())
+    name = "deid/" + key.rsplit("/", 1)[-1].removesuffix(".parquet")
+    queued: list[int] = []
+
+    class Spy(Transfers):
+        def submit(self, fn, nbytes=0, *, counted=True):  # type: ignore[no-untyped-def]
+            queued.append(nbytes)
+            return super().submit(fn, nbytes, counted=counted)
+
+    real = stage.deidentify_frame
+    when_written: list[int] = []
+
+    def frame_then_count(*args, **kwargs):  # type: ignore[no-untyped-def]
+        frame = real(*args, **kwargs)
+        when_written.append(len(queued))  # uploads queued before the last file's outcome was handed back
+        return frame
+
+    monkeypatch.setattr(stage, "Transfers", Spy)
+    monkeypatch.setattr(stage, "deidentify_frame", frame_then_count)
+    result = ingest.deidentify(sub, key)
+    frame = ingest.manifests(sub).read(name)
+    ok = frame[frame["status"] == "ok"]
+    assert len(ok) > 1 and when_written == [len(ok)] == [len(queued)]  # overlapped, one upload per output
+    assert result.counts["uploaded_objects"] == len(ok) and result.counts["uploaded_bytes"] == ok["size_out"].sum()
+    upload = result.extra["timings"]["upload"]
+    assert upload["objects"] == len(ok) and upload["bytes"] == sum(queued) and upload["ms_per_object"] > 0
+    for row in ok.itertuples():
+        assert store.head("staging", f"demo/{sub}/deid/{row.deid_key}").sha256 == row.sha256
+
+    # an upload that fails fails the task, and the batch leaves no manifest behind
+    store.delete("staging", ingest.manifests(sub).key(name))
+    put_file = ingest.store.put_file
+    calls: list[str] = []
+
+    def refuse_the_second(tier: str, object_key: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if tier == "staging" and "/deid/" in object_key:
+            calls.append(object_key)
+            if len(calls) == 2:
+                raise OSError("upload refused")
+        return put_file(tier, object_key, *args, **kwargs)
+
+    monkeypatch.setattr(ingest.store, "put_file", refuse_the_second)
+    with pytest.raises(OSError, match="upload refused"):
+        ingest.deidentify(sub, key)
+    assert not ingest.manifests(sub).exists(name)
+
+
 def test_full_run_publishes_deidentified_objects_and_a_release(
     ingest: Ingest, submission: Path, store: ObjectStore, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
