@@ -107,6 +107,20 @@ def load_s3_table(result: dict[str, Any]) -> str:
             f"| {cell('stage_raw_upload_ms_per_object', '.1f')} | {cell('publish_copy_objects_per_s', '.1f')} "
             f"| {cell('publish_copy_ms_per_object', '.1f')} |"
         )
+    cpu = [size for size in result["sizes"] if size.get("cpu_seconds")]  # results measured before: no CPU table
+    if cpu:
+        rows += [
+            "",
+            "| files | DAG CPU s (process and workers) | S3 server CPU s | cores "
+            "| S3 server CPU s / cores | all CPU s / cores |",
+            "|---|---|---|---|---|---|",
+        ]
+        for size in cpu:
+            c = size["cpu_seconds"]
+            rows.append(
+                f"| {size['files']:,} | {_range(c['dag'], '.1f')} | {_range(c['s3_server'], '.1f')} | {c['cpus']} "
+                f"| {_range(c['s3_server_floor_seconds'], '.1f')} | {_range(c['floor_seconds'], '.1f')} |"
+            )
     return "\n".join(rows)
 
 

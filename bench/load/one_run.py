@@ -3,11 +3,13 @@
 ``one_run.py generate``: write LOAD_SIZE CT files under ``$LOAD_CORPUS`` (once per size:
 the DAG and the CLI runs all read the same files). ``one_run.py dag``: run the ingest DAG
 (``dag.test()``) on them with a fresh catalog, Airflow home and S3 server, and report its
-wall time, RSS per task and what stage_raw and publish measured per object and per byte.
+wall time, RSS per task, what stage_raw and publish measured per object and per byte, and
+the CPU seconds of this process tree and of the S3 server (``$LOAD_MOTO_PID``) while it ran.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -25,6 +27,7 @@ SIZE = int(os.environ["LOAD_SIZE"])
 ROWS = int(os.environ.get("LOAD_ROWS", "512"))
 WORKERS = int(os.environ.get("LOAD_WORKERS", "2"))
 ENDPOINT = os.environ.get("LOAD_ENDPOINT", "")
+MOTO_PID = int(os.environ.get("LOAD_MOTO_PID", "0"))  # the S3 server's process (run.py starts it)
 SECRET = "6f32572d0b6889cb6c12969e6db6221f542cf1e9959792e2f13596448df4e107"  # benchmark-only key (public)
 FILES_PER_SERIES = 200
 FILES_PER_PATIENT = 2000
@@ -96,6 +99,27 @@ def rss_by_task(run: object, wall: list[tuple[float, float]]) -> dict[str, dict[
     return dict(sorted(report.items(), key=lambda item: min(s for s, _ in spans[item[0]])))
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process and of every process below it, ended or running.
+
+    Ended children count once reaped (``children_*``); running ones (the de-identification
+    pools' forkserver, whose workers it reaps) are added from their own counters.
+    """
+    import psutil
+
+    def total(proc: psutil.Process) -> float:
+        t = proc.cpu_times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    proc = psutil.Process(pid)
+    seconds = total(proc)
+    for child in proc.children(recursive=True):
+        # one that ended since it was listed is counted by its parent once reaped
+        with contextlib.suppress(psutil.NoSuchProcess):
+            seconds += total(child)
+    return seconds
+
+
 def stage_results() -> list[dict]:
     """Wrap stage_raw and publish (tasks run in this process under dag.test()) to keep their StageResults."""
     from imaging_ingest.pipeline.ingest import Ingest
@@ -158,9 +182,13 @@ workers: {WORKERS}
     kept = stage_results()
     sampler = RssSampler()
     sampler.start()
+    moto_cpu = cpu_seconds(MOTO_PID) if MOTO_PID else None
+    own_cpu = cpu_seconds()
     started = time.perf_counter()
     run = run_airflow_dag("ingest__load")
     seconds = time.perf_counter() - started
+    own_cpu = cpu_seconds() - own_cpu
+    moto_cpu = cpu_seconds(MOTO_PID) - moto_cpu if moto_cpu is not None else None
     sampler.stop.set()
     (CORPUS / "load-submission" / "READY").unlink()
     if str(run.state) != "success":
@@ -179,6 +207,14 @@ workers: {WORKERS}
                 "files": SIZE,
                 "bytes": total_bytes,
                 "seconds": round(seconds, 1),
+                # CPU seconds while the DAG ran: this process and its children (the de-identification
+                # workers), and the S3 server's; on ``cpus`` cores the DAG cannot take less wall time
+                # than (dag + s3 server) / cpus, nor less than s3 server / cpus for its S3 work alone
+                "cpu_seconds": {
+                    "dag": round(own_cpu, 1),
+                    "s3_server": round(moto_cpu, 1) if moto_cpu is not None else None,
+                    "cpus": os.cpu_count(),
+                },
                 "published": sub.published,
                 "quarantined": sub.quarantined,
                 "peak_rss_mb": round(peak_self, 1),

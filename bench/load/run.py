@@ -6,8 +6,10 @@ the ingest DAG (``dag.test()``, in a fresh process, with a fresh catalog, Airflo
 S3 server, moto in a process of its own so that the archive's storage is not counted in
 the pipeline's memory). Reported per size: the medians and spread of the DAG's and the
 CLI's wall time, GB/h of each, DAG wall time / CLI wall time (the goal: within 2x), the
-DAG's peak RSS and RSS per task, and what stage_raw and publish measured per object and
-per byte. The DAG does more than the CLI on the same files (S3 uploads of the originals
+DAG's peak RSS and RSS per task, what stage_raw and publish measured per object and
+per byte, and the CPU seconds the DAG's process tree and the S3 server used while it ran:
+on this machine's cores, those set a floor under the DAG's wall time that no overlapping of
+its S3 work can go below (``cpu_seconds``). The DAG does more than the CLI on the same files (S3 uploads of the originals
 and the outputs, server-side copies into the public tier, the catalog, a version with its
 bag and index, gates and reports), so the ratio is what the orchestration and the archive
 cost on top of the de-identification.
@@ -109,6 +111,7 @@ def run_dag(corpus: Path, size: int, workers: int) -> dict[str, Any]:
             LOAD_SIZE=str(size),
             LOAD_WORKERS=str(workers),
             LOAD_ENDPOINT=endpoint,
+            LOAD_MOTO_PID=str(moto.pid),
         )
         done = subprocess.run([sys.executable, str(ONE), "dag"], env=env, capture_output=True, text=True)
         if done.returncode != 0:
@@ -172,6 +175,25 @@ def _task_peak(dag: list[dict[str, Any]], task: str) -> dict[str, Any] | str:
     return spread(sampled)
 
 
+def _cpu(dag: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """CPU seconds while the DAG ran, and the wall-time floors they set on this machine's cores.
+
+    ``s3_server_floor_seconds``: the S3 server's CPU seconds over the cores, the least wall time
+    the DAG can take with that server on the same machine; ``floor_seconds``: the same of the
+    DAG's and the server's CPU seconds together.
+    """
+    runs = [r["cpu_seconds"] for r in dag if (r.get("cpu_seconds") or {}).get("s3_server") is not None]
+    if len(runs) < len(dag) or not runs:
+        return None
+    return {
+        "cpus": runs[0]["cpus"],
+        "dag": spread([c["dag"] for c in runs]),
+        "s3_server": spread([c["s3_server"] for c in runs]),
+        "s3_server_floor_seconds": spread([c["s3_server"] / c["cpus"] for c in runs]),
+        "floor_seconds": spread([(c["dag"] + c["s3_server"]) / c["cpus"] for c in runs]),
+    }
+
+
 def summarise(size: int, nbytes: int, dag: list[dict[str, Any]], cli: list[dict[str, Any]]) -> dict[str, Any]:
     dag_s = [r["seconds"] for r in dag]
     cli_s = [r["seconds"] for r in cli]
@@ -206,6 +228,7 @@ def summarise(size: int, nbytes: int, dag: list[dict[str, Any]], cli: list[dict[
         "task_seconds": {
             t: spread([r["rss_by_task"][t]["seconds"] for r in dag if t in r["rss_by_task"]]) for t in tasks
         },
+        "cpu_seconds": _cpu(dag),
         "s3": {
             "stage_raw_upload_mb_per_s": s3("stage_raw", "upload", "mb_per_s"),
             "stage_raw_upload_ms_per_object": s3("stage_raw", "upload", "ms_per_object"),
