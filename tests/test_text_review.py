@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -184,6 +185,34 @@ def test_policy_is_plain_data_loaded_once_and_the_config_field_is_validated(
     assert demo_config.free_text_flags == "remove"
     with pytest.raises(ValidationError, match="free_text_flags"):
         CollectionConfig.model_validate(demo_config.model_dump() | {"free_text_flags": "ignore"})
+
+
+def test_the_policy_a_worker_receives_imports_neither_pandas_nor_the_catalog_there() -> None:
+    """Each batch's workers unpickle the policy with its detector: the detector's module must stay light.
+
+    A detector defined beside the catalog code cost each worker of each batch over a second of
+    imports (pandas, SQLAlchemy) before its first file.
+    """
+    import pickle
+    import subprocess
+
+    policy = TextPolicy(detector=text_review.default_detector())
+    assert policy.detector is not None and policy.detector("Seen by Dr Quist", 0x00081030) in (True, False)
+    code = (
+        "import json, pickle, sys; policy = pickle.loads(sys.stdin.buffer.read()); "
+        "policy.detector('Seen by Dr Quist', 0x00081030); "
+        "print(json.dumps(sorted(m for m in ('pandas', 'sqlalchemy', 'imaging_ingest.catalog', "
+        "'imaging_ingest.pipeline.text_review') if m in sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=pickle.dumps(policy),
+        env=os.environ | {"PYTHONPATH": str(ROOT / "include")},
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    assert json.loads(done.stdout.decode().strip().splitlines()[-1]) == []
 
 
 def _seed(catalog: Catalog, demo_config: CollectionConfig) -> dict[str, int]:

@@ -48,6 +48,7 @@ __all__ = [
     "TextPolicy",
     "TextReview",
     "normalise",
+    "suspect_flagged",
     "value_hash",
 ]
 
@@ -63,6 +64,13 @@ REVIEWED_VRS = frozenset({"LO", "LT", "SH", "ST", "UC", "UT"})
 Detector = Callable[[str, int], bool]
 
 _SPACE = re.compile(r"\s+")
+
+
+def suspect_flagged(text: str, tag: int) -> bool:
+    """The free-text detector's verdict on a cleaned value: does a suspect span remain? (a ``Detector``)"""
+    from imaging_ingest.deid.freetext import Certainty, attribute_class, detect
+
+    return any(span.certainty == Certainty.SUSPECT for span in detect(text, text_class=attribute_class(tag)))
 
 
 def normalise(text: str) -> str:

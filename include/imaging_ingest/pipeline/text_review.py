@@ -44,6 +44,7 @@ from imaging_ingest.deid.review import (
     Detector,
     SeenText,
     TextPolicy,
+    suspect_flagged,
 )
 
 __all__ = [
@@ -76,15 +77,13 @@ class TextDecisionError(ValueError):
     """A decision that cannot be taken (no such value, not safe/unsafe, no curator name)."""
 
 
-def suspect_flagged(text: str, tag: int) -> bool:
-    """The free-text detector's verdict on a cleaned value: does a suspect span remain?"""
-    from imaging_ingest.deid.freetext import Certainty, attribute_class, detect
-
-    return any(span.certainty == Certainty.SUSPECT for span in detect(text, text_class=attribute_class(tag)))
-
-
 def default_detector() -> Detector | None:
-    """The free-text detector (``deid/freetext``) where it is installed; None flags nothing (decisions still apply)."""
+    """The free-text detector (``deid/freetext``) where it is installed; None flags nothing (decisions still apply).
+
+    It is ``deid.review.suspect_flagged``: it goes to every de-identification worker by
+    reference, and a worker that unpickles it imports its module, so that module stays light
+    (this one imports pandas and SQLAlchemy: over a second per worker, per batch).
+    """
     if importlib.util.find_spec("imaging_ingest.deid.freetext") is None:
         return None
     return suspect_flagged
