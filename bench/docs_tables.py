@@ -128,14 +128,18 @@ def load_tasks_table(result: dict[str, Any]) -> str:
     """docs/intake.md: where the DAG's wall time goes, and each task's RSS (dag.test(): one process)."""
     rows = []
     for size in result.get("sizes", []):
+        # the S3 server's CPU seconds per task, where the results file has them (measured since they exist)
+        server = (size.get("cpu_seconds") or {}).get("s3_server_by_task") or {}
         rows += [
-            f"| task ({size['files']:,} files) | seconds | peak RSS of the process while it ran |",
-            "|---|---|---|",
+            f"| task ({size['files']:,} files) | seconds | peak RSS of the process while it ran |"
+            + (" S3 server CPU seconds |" if server else ""),
+            "|---|---|---|" + ("---|" if server else ""),
         ]
         for task, seconds in size["task_seconds"].items():
             peak = size["peak_rss_mb_by_task"].get(task)
             rss = f"{_median(peak):.0f} MB" if isinstance(peak, dict) else "– (too short to sample)"
-            rows.append(f"| {task} | {_range(seconds, '.1f')} | {rss} |")
+            cpu = (f" {_range(server[task], '.1f')} |" if task in server else " – |") if server else ""
+            rows.append(f"| {task} | {_range(seconds, '.1f')} | {rss} |{cpu}")
     return "\n".join(rows) if rows else "| not measured before these timings existed |\n|---|"
 
 

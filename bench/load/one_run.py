@@ -60,12 +60,14 @@ def generate(target: Path) -> int:
 
 
 class RssSampler(threading.Thread):
-    """Samples this process's RSS (and its children's) twice a second."""
+    """Samples this process's RSS twice a second, and the S3 server's CPU seconds so far (``server``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, server: int = 0) -> None:
         super().__init__(daemon=True)
         self.samples: list[tuple[float, float]] = []
         self.wall: list[tuple[float, float]] = []  # (epoch seconds, MB): to attribute RSS to tasks
+        self.server = server
+        self.server_cpu: list[tuple[float, float]] = []  # (epoch seconds, CPU seconds): to attribute to tasks
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -77,14 +79,36 @@ class RssSampler(threading.Thread):
             rss = me.memory_info().rss
             self.samples.append((round(time.monotonic() - start, 1), round(rss / 2**20, 1)))
             self.wall.append((time.time(), rss / 2**20))
+            if self.server:
+                self.server_cpu.append((time.time(), cpu_seconds(self.server)))
 
 
-def rss_by_task(run: object, wall: list[tuple[float, float]]) -> dict[str, dict[str, float]]:
-    """Per task (all map indexes together): RSS when it first started and the peak while any ran."""
+def _task_spans(run: object) -> dict[str, list[tuple[float, float]]]:
     spans: dict[str, list[tuple[float, float]]] = {}
     for ti in run.get_task_instances():  # type: ignore[attr-defined]
         if ti.start_date and ti.end_date:
             spans.setdefault(ti.task_id, []).append((ti.start_date.timestamp(), ti.end_date.timestamp()))
+    return spans
+
+
+def cpu_by_task(run: object, samples: list[tuple[float, float]]) -> dict[str, float]:
+    """Per task (all map indexes together): the S3 server's CPU seconds while it ran (samples interpolated)."""
+    if len(samples) < 2:
+        return {}
+
+    def at(moment: float) -> float:
+        before = [s for s in samples if s[0] <= moment] or samples[:1]
+        after = [s for s in samples if s[0] >= moment] or samples[-1:]
+        (t0, c0), (t1, c1) = before[-1], after[0]
+        return c0 if t1 == t0 else c0 + (c1 - c0) * (moment - t0) / (t1 - t0)
+
+    spans = _task_spans(run)
+    return {task: round(sum(at(end) - at(start) for start, end in intervals), 1) for task, intervals in spans.items()}
+
+
+def rss_by_task(run: object, wall: list[tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """Per task (all map indexes together): RSS when it first started and the peak while any ran."""
+    spans = _task_spans(run)
     report = {}
     for task_id, intervals in spans.items():
         inside = [mb for at, mb in wall if any(start <= at <= end for start, end in intervals)]
@@ -180,7 +204,7 @@ workers: {WORKERS}
     from imaging_dags.local import run_dag as run_airflow_dag
 
     kept = stage_results()
-    sampler = RssSampler()
+    sampler = RssSampler(MOTO_PID)
     sampler.start()
     moto_cpu = cpu_seconds(MOTO_PID) if MOTO_PID else None
     own_cpu = cpu_seconds()
@@ -214,6 +238,7 @@ workers: {WORKERS}
                     "dag": round(own_cpu, 1),
                     "s3_server": round(moto_cpu, 1) if moto_cpu is not None else None,
                     "cpus": os.cpu_count(),
+                    "s3_server_by_task": cpu_by_task(run, sampler.server_cpu),
                 },
                 "published": sub.published,
                 "quarantined": sub.quarantined,

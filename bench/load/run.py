@@ -191,6 +191,11 @@ def _cpu(dag: list[dict[str, Any]]) -> dict[str, Any] | None:
         "s3_server": spread([c["s3_server"] for c in runs]),
         "s3_server_floor_seconds": spread([c["s3_server"] / c["cpus"] for c in runs]),
         "floor_seconds": spread([(c["dag"] + c["s3_server"]) / c["cpus"] for c in runs]),
+        "s3_server_by_task": {
+            task: spread([c["s3_server_by_task"][task] for c in runs])
+            for task in runs[0].get("s3_server_by_task", {})
+            if all(task in c.get("s3_server_by_task", {}) for c in runs)
+        },
     }
 
 
