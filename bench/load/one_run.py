@@ -92,7 +92,7 @@ def _task_spans(run: object) -> dict[str, list[tuple[float, float]]]:
 
 
 def cpu_by_task(run: object, samples: list[tuple[float, float]]) -> dict[str, float]:
-    """Per task (all map indexes together): the S3 server's CPU seconds while it ran (samples interpolated)."""
+    """Per task (all map indexes together): the S3 server's CPU seconds while it ran (interpolated)."""
     if len(samples) < 2:
         return {}
 
@@ -103,7 +103,7 @@ def cpu_by_task(run: object, samples: list[tuple[float, float]]) -> dict[str, fl
         return c0 if t1 == t0 else c0 + (c1 - c0) * (moment - t0) / (t1 - t0)
 
     spans = _task_spans(run)
-    return {task: round(sum(at(end) - at(start) for start, end in intervals), 1) for task, intervals in spans.items()}
+    return {task: round(sum(at(end) - at(start) for start, end in spans[task]), 1) for task in spans}
 
 
 def rss_by_task(run: object, wall: list[tuple[float, float]]) -> dict[str, dict[str, float]]:
@@ -145,20 +145,44 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 
 def stage_results() -> list[dict]:
-    """Wrap stage_raw and publish (tasks run in this process under dag.test()) to keep their StageResults."""
+    """Wrap stage_raw, deidentify and publish (tasks run here under dag.test()) to keep their results.
+
+    Each result's ``extra.timings`` is what its S3 transfers measured per object and per byte.
+    """
     from imaging_ingest.pipeline.ingest import Ingest
 
     kept: list[dict] = []
-    for name in ("stage_raw", "publish"):
+    for name in ("stage_raw", "deidentify", "publish"):
         real = getattr(Ingest, name)
 
-        def wrapped(self: Ingest, submission_id: str, _real=real) -> object:  # type: ignore[no-untyped-def]
-            result = _real(self, submission_id)
+        def wrapped(self: Ingest, *args: object, _real=real) -> object:  # type: ignore[no-untyped-def]
+            result = _real(self, *args)
             kept.append(result.as_dict())
             return result
 
         setattr(Ingest, name, wrapped)
     return kept
+
+
+def batch_uploads(kept: list[dict]) -> dict | None:
+    """The deidentify batches' uploads together: objects, bytes, seconds of the batches' upload blocks."""
+    batches = [r for r in kept if r["stage"] == "deidentify" and "timings" in r["extra"]]
+    uploads = [r["extra"]["timings"]["upload"] for r in batches]
+    objects, nbytes = sum(u["objects"] for u in uploads), sum(u["bytes"] for u in uploads)
+    seconds = sum(u["seconds"] for u in uploads)
+    if not objects:
+        return None
+    per_object = sum(u["ms_per_object"] * u["objects"] for u in uploads if u["ms_per_object"]) / objects
+    return {
+        "upload": {
+            "objects": objects,
+            "bytes": nbytes,
+            "seconds": round(seconds, 3),
+            "ms_per_object": round(per_object, 2),
+            "objects_per_s": round(objects / seconds, 1) if seconds else None,
+            "mb_per_s": round(nbytes / 1e6 / seconds, 1) if seconds else None,
+        }
+    }
 
 
 def run_generate() -> None:
@@ -224,7 +248,8 @@ workers: {WORKERS}
     sub = catalog.submissions("load")[0]
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    timings = {r["stage"]: r["extra"].get("timings") for r in kept}
+    timings = {r["stage"]: r["extra"].get("timings") for r in kept if r["stage"] != "deidentify"}
+    timings["deidentify"] = batch_uploads(kept)  # overlapped with the de-identification of each batch
     print(
         json.dumps(
             {

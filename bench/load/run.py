@@ -238,6 +238,8 @@ def summarise(size: int, nbytes: int, dag: list[dict[str, Any]], cli: list[dict[
             "stage_raw_upload_mb_per_s": s3("stage_raw", "upload", "mb_per_s"),
             "stage_raw_upload_ms_per_object": s3("stage_raw", "upload", "ms_per_object"),
             "stage_raw_read_mb_per_s": s3("stage_raw", "read", "mb_per_s"),
+            "deidentify_upload_mb_per_s": s3("deidentify", "upload", "mb_per_s"),
+            "deidentify_upload_ms_per_object": s3("deidentify", "upload", "ms_per_object"),
             "publish_copy_objects_per_s": s3("publish", "copy", "objects_per_s"),
             "publish_copy_ms_per_object": s3("publish", "copy", "ms_per_object"),
         },
