@@ -38,12 +38,14 @@ _new = tuple.__new__
 def _raw_elements(item: RawItem, implicit: bool) -> dict[BaseTag, RawDataElement | DataElement] | None:
     """The ``RawDataElement`` s pydicom's reader makes of an item's elements (None: a case it reads otherwise)."""
     out: dict[BaseTag, RawDataElement | DataElement] = {}
-    for tag, elem in item.items():
-        if elem.length == UNDEFINED or tag >> 16 == _DELIMITER_GROUP:
+    for tag, (_, vr, length, value, _items) in item.items():
+        if length == UNDEFINED or tag >> 16 == _DELIMITER_GROUP:
             return None
-        vr = None if implicit else elem.vr
-        value = elem.value if elem.length else empty_value_for_VR(vr, raw=True)  # as pydicom's reader: None or b""
-        out[BaseTag(tag)] = _new(RawDataElement, (BaseTag(tag), vr, elem.length, value, 0, implicit, True, True, False))
+        key = BaseTag(tag)
+        stated = None if implicit else vr
+        if not length:
+            value = empty_value_for_VR(stated, raw=True)  # as pydicom's reader: None or b""
+        out[key] = _new(RawDataElement, (key, stated, length, value, 0, implicit, True, True, False))
     return out
 
 
