@@ -204,6 +204,10 @@ def deid_table(result: dict[str, Any]) -> str:
     ]
     for entry in result["results"]:
         name = DEID_NAMES.get(entry["name"], entry["name"])
+        if "files_per_s" not in entry:  # a peer that did not install or run: said so, not dropped
+            why = str(entry.get("error") or entry.get("note") or "not measured").split(":")[0]
+            rows.append(f"| {name.removesuffix(' (peer)')} | ({why}) | | |")
+            continue
         if name.endswith(" (peer)"):
             peer = name.removesuffix(" (peer)")
             name = f"{peer} {peers[peer]}" if peers.get(peer) else peer

@@ -208,7 +208,9 @@ def ensure_peers() -> dict[str, str | None]:
     """Create the bench-only venv and install each peer; a peer that fails to install is recorded, not fatal."""
     python = PEER_VENV / "bin" / "python"
     status: dict[str, str | None] = {}
-    if not python.exists():
+    usable = python.exists() and subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True).returncode == 0
+    if not usable:  # absent, or left half-made by an interrupted run (no pip): made afresh
+        shutil.rmtree(PEER_VENV, ignore_errors=True)
         made = subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], capture_output=True, text=True)
         if made.returncode != 0:
             return {peer: f"venv creation failed: {made.stderr.strip()[-300:]}" for peer in PEERS}
