@@ -43,9 +43,8 @@ def _raw_elements(item: RawItem, implicit: bool) -> dict[BaseTag, RawDataElement
             return None
         key = BaseTag(tag)
         stated = None if implicit else vr
-        if not length:
-            value = empty_value_for_VR(stated, raw=True)  # as pydicom's reader: None or b""
-        out[key] = _new(RawDataElement, (key, stated, length, value, 0, implicit, True, True, False))
+        held = value if length else empty_value_for_VR(stated, raw=True)  # as pydicom's reader: None or b""
+        out[key] = _new(RawDataElement, (key, stated, length, held, 0, implicit, True, True, False))
     return out
 
 
