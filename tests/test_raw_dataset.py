@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+from dicom_bytes import part10_files, saved_as
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -53,12 +54,9 @@ def _same_as_pydicom(data: bytes) -> None:
             assert built[tag].value == theirs[tag].value
 
 
-def _files(synth_cache: Path) -> list[Path]:
-    return sorted(p for p in synth_cache.rglob("*") if p.is_file() and p.read_bytes()[128:132] == b"DICM")
-
 
 def test_every_file_of_the_synthetic_corpus_builds_as_dcmread_reads_it(synth_cache: Path) -> None:
-    files = _files(synth_cache)
+    files = part10_files(synth_cache)
     assert len(files) > 20
     built = 0
     for path in files:
@@ -70,24 +68,17 @@ def test_every_file_of_the_synthetic_corpus_builds_as_dcmread_reads_it(synth_cac
     assert built >= len(files) * 0.8  # the common case takes the fast path
 
 
-def _saved(ds: Dataset, syntax: str) -> bytes:
-    ds = ds.copy()
-    ds.file_meta.TransferSyntaxUID = syntax
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
 
 def test_implicit_vr_and_character_sets(synth_cache: Path) -> None:
-    ds = pydicom.dcmread(_files(synth_cache)[0])
+    ds = pydicom.dcmread(part10_files(synth_cache)[0])
     ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
     ds.InstitutionName = "Hôpital"
-    _same_as_pydicom(_saved(ds, ds.file_meta.TransferSyntaxUID))
-    _same_as_pydicom(_saved(ds, ImplicitVRLittleEndian))
+    _same_as_pydicom(saved_as(ds, ds.file_meta.TransferSyntaxUID))
+    _same_as_pydicom(saved_as(ds, ImplicitVRLittleEndian))
 
 
 def test_undefined_lengths_and_contradictions_are_left_to_pydicom(synth_cache: Path) -> None:
-    ds = pydicom.dcmread(next(p for p in _files(synth_cache) if p.stat().st_size > 100_000))
+    ds = pydicom.dcmread(next(p for p in part10_files(synth_cache) if p.stat().st_size > 100_000))
     item = Dataset()
     item.CodeValue = "1"
     ds.ProcedureCodeSequence = Sequence([item])
@@ -98,7 +89,7 @@ def test_undefined_lengths_and_contradictions_are_left_to_pydicom(synth_cache: P
     raw = read(data)
     assert raw is not None
     assert file_dataset(data, raw) is None  # pydicom reads an undefined-length sequence as it goes
-    plain = _saved(pydicom.dcmread(_files(synth_cache)[0]), ImplicitVRLittleEndian)
+    plain = saved_as(pydicom.dcmread(part10_files(synth_cache)[0]), ImplicitVRLittleEndian)
     raw = read(plain)
     assert raw is not None
     lying = raw.__class__(raw.meta, raw.dataset, False, raw.transfer_syntax, raw.header_end, raw.dataset_start)
@@ -106,7 +97,7 @@ def test_undefined_lengths_and_contradictions_are_left_to_pydicom(synth_cache: P
 
 
 def test_an_empty_data_set_is_left_to_pydicom(synth_cache: Path) -> None:
-    data = _files(synth_cache)[0].read_bytes()
+    data = part10_files(synth_cache)[0].read_bytes()
     raw = read(data)
     assert raw is not None
     header_only = data[: raw.dataset_start]  # file meta, and nothing after it

@@ -8,6 +8,7 @@ from typing import Any
 
 import pydicom
 import pytest
+from dicom_bytes import part10_files, saved_as
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
@@ -38,12 +39,9 @@ def _raw_tree(item: RawItem, like: list[Any]) -> list[Any]:
     return out
 
 
-def _files(synth_cache: Path) -> list[Path]:
-    return sorted(p for p in synth_cache.rglob("*") if p.is_file() and p.read_bytes()[128:132] == b"DICM")
-
 
 def test_every_element_of_the_synthetic_corpus_reads_as_pydicom_reads_it(synth_cache: Path) -> None:
-    files = _files(synth_cache)
+    files = part10_files(synth_cache)
     assert len(files) > 20
     for path in files:
         data = path.read_bytes()
@@ -59,17 +57,10 @@ def test_every_element_of_the_synthetic_corpus_reads_as_pydicom_reads_it(synth_c
         assert raw.transfer_syntax == str(ds.file_meta.TransferSyntaxUID)
 
 
-def _saved(ds: Dataset, syntax: str) -> bytes:
-    ds = ds.copy()
-    ds.file_meta.TransferSyntaxUID = syntax
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
 
 def test_implicit_vr_files_are_read_with_their_sequences(synth_cache: Path) -> None:
-    path = next(p for p in _files(synth_cache) if "RTSTRUCT" in str(pydicom.dcmread(p, stop_before_pixels=True).Modality))
-    data = _saved(pydicom.dcmread(path), ImplicitVRLittleEndian)
+    path = next(p for p in part10_files(synth_cache) if "RTSTRUCT" in str(pydicom.dcmread(p, stop_before_pixels=True).Modality))
+    data = saved_as(pydicom.dcmread(path), ImplicitVRLittleEndian)
     raw = parse(data)
     assert raw is not None and raw.implicit
     ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
@@ -78,7 +69,7 @@ def test_implicit_vr_files_are_read_with_their_sequences(synth_cache: Path) -> N
 
 
 def test_files_off_the_fast_path_are_left_to_pydicom(synth_cache: Path) -> None:
-    path = _files(synth_cache)[0]
+    path = part10_files(synth_cache)[0]
     data = path.read_bytes()
     assert parse(data[128 + 4 :]) is None  # no preamble
     explicit = b"1.2.840.10008.1.2.1\x00"
@@ -92,7 +83,7 @@ def test_files_off_the_fast_path_are_left_to_pydicom(synth_cache: Path) -> None:
 
 @pytest.mark.parametrize("stop", [True, False])
 def test_pixel_data_ends_the_header_or_is_read_as_a_value(synth_cache: Path, stop: bool) -> None:
-    path = next(p for p in _files(synth_cache) if p.stat().st_size > 100_000)
+    path = next(p for p in part10_files(synth_cache) if p.stat().st_size > 100_000)
     data = path.read_bytes()
     raw = parse(data, stop_before_pixels=stop)
     assert raw is not None
