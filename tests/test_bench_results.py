@@ -27,7 +27,6 @@ import docs_tables  # noqa: E402
 #: Each stays here until it is measured again (a new file must comply).
 PREDATES = {
     "catalog.json": "needs PostgreSQL and about 5 minutes of loading 5 million instances before 3 runs of the steps",
-    "load-stages.json": "3 runs of every stage at 2,000 and 20,000 files: about 30 minutes on 2 cores",
     "pixels.json": "3 runs of OCR screening and of a generated 1 GB slide did not fit beside the load benchmark",
 }
 
