@@ -26,7 +26,7 @@ from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_eleme
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.tag import BaseTag
 
-from imaging_ingest.core.raw_elements import UNDEFINED, RawFile, RawItem
+from imaging_ingest.core.raw_elements import UNDEFINED, RawFile, RawItem, looks_implicit
 
 __all__ = ["file_dataset"]
 
@@ -48,12 +48,6 @@ def _raw_elements(item: RawItem, implicit: bool) -> dict[BaseTag, RawDataElement
     return out
 
 
-def _states_implicit(data: bytes, start: int) -> bool:
-    """Whether the element at ``start`` looks implicit VR: pydicom's own test (``filereader._is_implicit_vr``)."""
-    vr = data[start + 4 : start + 6]
-    return not (len(vr) == 2 and 0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B)
-
-
 def file_dataset(data: bytes, raw: RawFile) -> FileDataset | None:
     """The data set ``dcmread(BytesIO(data), stop_before_pixels=True)`` returns, built from ``raw`` (``data``'s parse).
 
@@ -65,7 +59,7 @@ def file_dataset(data: bytes, raw: RawFile) -> FileDataset | None:
     elements = _raw_elements(raw.dataset, raw.implicit)
     if meta_elements is None or elements is None or not elements:
         return None
-    if _states_implicit(data, raw.dataset_start) != raw.implicit:
+    if looks_implicit(data, raw.dataset_start) != raw.implicit:
         return None  # pydicom would switch encoding, with a warning
     file_meta = FileMetaDataset(Dataset(meta_elements))
     file_meta.set_original_encoding(is_implicit_vr=False, is_little_endian=True, character_encoding=default_encoding)

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from pydicom.datadict import DicomDictionary
 
-__all__ = ["RawElement", "RawFile", "RawItem", "parse", "read"]
+__all__ = ["RawElement", "RawFile", "RawItem", "looks_implicit", "parse", "read"]
 
 UNDEFINED = 0xFFFFFFFF
 _IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -122,6 +122,17 @@ def read(data: bytes) -> RawFile | None:
     Implicit VR sequences are recognised by the data dictionary, as pydicom recognises them.
     """
     return parse(data, implicit_sequences=dictionary_sequences())
+
+
+def looks_implicit(data: bytes, position: int) -> bool:
+    """Does the element at ``position`` look implicit VR? pydicom's own test (``filereader._is_implicit_vr``).
+
+    pydicom reads a data set's first element this way and switches encoding, whatever the
+    transfer syntax says, when the two disagree: a reader that must read as pydicom does
+    checks the same bytes the same way.
+    """
+    vr = data[position + 4 : position + 6]
+    return not (len(vr) == 2 and 0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B)
 
 
 def _read_meta(data: bytes) -> tuple[RawItem, int]:

@@ -34,7 +34,7 @@ from pydicom.tag import BaseTag
 from pydicom.values import converters
 
 from imaging_ingest.core.dicom_read import pixel_data_truncation
-from imaging_ingest.core.raw_elements import UNDEFINED, RawFile, RawItem, parse
+from imaging_ingest.core.raw_elements import UNDEFINED, RawFile, RawItem, looks_implicit, parse
 
 __all__ = ["HEADER_KEYWORDS", "HeaderValues", "RawHeader", "raw_header"]
 
@@ -172,8 +172,7 @@ def _read_alike(raw: RawFile, data: bytes) -> bool:
         start = 132 + sum(e.length + (12 if e.vr in _LONG_VRS else 8) for e in raw.meta.values())
         if data[start:start + 4] != (first >> 16).to_bytes(2, "little") + (first & 0xFFFF).to_bytes(2, "little"):
             return False  # the meta group is not where its elements say (a repeated tag): not ours to judge
-        vr = data[start + 4:start + 6]
-        if len(vr) == 2 and 0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B:
+        if not looks_implicit(data, start):
             return False  # pydicom takes this for explicit VR despite the transfer syntax
         return _no_scanned_values(raw.dataset)
     return True
