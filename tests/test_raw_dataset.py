@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ def test_undefined_lengths_and_contradictions_are_left_to_pydicom(synth_cache: P
     plain = saved_as(pydicom.dcmread(part10_files(synth_cache)[0]), ImplicitVRLittleEndian)
     raw = read(plain)
     assert raw is not None
-    lying = raw.__class__(raw.meta, raw.dataset, False, raw.transfer_syntax, raw.header_end, raw.dataset_start)
+    lying = dataclasses.replace(raw, implicit=False)
     assert file_dataset(plain, lying) is None  # the first element says implicit, the syntax explicit
 
 
