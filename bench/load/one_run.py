@@ -165,24 +165,18 @@ def stage_results() -> list[dict]:
 
 
 def batch_uploads(kept: list[dict]) -> dict | None:
-    """The deidentify batches' uploads together: objects, bytes, seconds of the batches' upload blocks."""
-    batches = [r for r in kept if r["stage"] == "deidentify" and "timings" in r["extra"]]
-    uploads = [r["extra"]["timings"]["upload"] for r in batches]
-    objects, nbytes = sum(u["objects"] for u in uploads), sum(u["bytes"] for u in uploads)
-    seconds = sum(u["seconds"] for u in uploads)
-    if not objects:
-        return None
-    per_object = sum(u["ms_per_object"] * u["objects"] for u in uploads if u["ms_per_object"]) / objects
-    return {
-        "upload": {
-            "objects": objects,
-            "bytes": nbytes,
-            "seconds": round(seconds, 3),
-            "ms_per_object": round(per_object, 2),
-            "objects_per_s": round(objects / seconds, 1) if seconds else None,
-            "mb_per_s": round(nbytes / 1e6 / seconds, 1) if seconds else None,
-        }
-    }
+    """The deidentify batches' uploads together, as one stage's timings (``TransferStats.merged``, ``summary``)."""
+    from imaging_ingest.storage.transfers import TransferStats
+
+    total = TransferStats()
+    for result in kept:
+        if result["stage"] == "deidentify" and "timings" in result["extra"]:
+            u = result["extra"]["timings"]["upload"]
+            batch = TransferStats(
+                u["objects"], u["bytes"], u["seconds"], (u["ms_per_object"] or 0) * u["objects"] / 1000, u["slowest_ms"] / 1000
+            )
+            total = total.merged(batch)
+    return {"upload": total.summary()} if total.objects else None
 
 
 def run_generate() -> None:
@@ -258,7 +252,8 @@ workers: {WORKERS}
                 "seconds": round(seconds, 1),
                 # CPU seconds while the DAG ran: this process and its children (the de-identification
                 # workers), and the S3 server's; on ``cpus`` cores the DAG cannot take less wall time
-                # than (dag + s3 server) / cpus, nor less than s3 server / cpus for its S3 work alone
+                # than (dag + s3 server) / cpus, nor less than the server's CPU seconds over the cores
+                # it can use (one for moto, a single Python process)
                 "cpu_seconds": {
                     "dag": round(own_cpu, 1),
                     "s3_server": round(moto_cpu, 1) if moto_cpu is not None else None,

@@ -179,8 +179,9 @@ def _cpu(dag: list[dict[str, Any]]) -> dict[str, Any] | None:
     """CPU seconds while the DAG ran, and the wall-time floors they set on this machine's cores.
 
     ``s3_server_floor_seconds``: the S3 server's CPU seconds over the cores, the least wall time
-    the DAG can take with that server on the same machine; ``floor_seconds``: the same of the
-    DAG's and the server's CPU seconds together.
+    the DAG can take with that server on the same machine if the server could use every core
+    (moto is one Python process and uses about one, so its CPU seconds themselves are the
+    tighter bound); ``floor_seconds``: the same of the DAG's and the server's CPU seconds together.
     """
     runs = [r["cpu_seconds"] for r in dag if (r.get("cpu_seconds") or {}).get("s3_server") is not None]
     if len(runs) < len(dag) or not runs:
